@@ -1,0 +1,1 @@
+"""The events calendar (built in the events issue)."""

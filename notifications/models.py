@@ -1,0 +1,1 @@
+"""Inbox rows and preferences (built in the notifications issue)."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MingaConfig(AppConfig):
+    name = "minga"
+    verbose_name = "Minga"

@@ -1,0 +1,32 @@
+"""ASGI entry point: `daphne minga.asgi:application`.
+
+HTTP goes to Django; websockets at /ws/ go through the Origin check (ALLOWED_HOSTS), the
+session or token authentication, then the realtime gateway.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "minga.settings")
+# Django must be set up before anything imports models: get_asgi_application() first.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from forums.consumers import GatewayConsumer  # noqa: E402
+from minga.realtime import TokenAuthMiddleware  # noqa: E402
+
+websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(TokenAuthMiddleware(websocket_urls))
+        ),
+    }
+)

@@ -1,0 +1,55 @@
+"""A Redis cache that degrades instead of failing while Redis is away.
+
+Rate limits (allauth), and everything else that uses the cache, then fail open for the length
+of the outage: a delegate can still log in and post while Redis restarts. Each failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger("minga.cache")
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class ResilientRedisCache(RedisCache):
+    def _guard(self, operation: str, default: Any, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            logger.warning("cache unavailable", extra={"operation": operation, "error": str(exc)})
+            return default
+
+    def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        return self._guard("get", default, super().get, key, default, version)
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> None:
+        self._guard("set", None, super().set, key, value, timeout, version)
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> bool:
+        return self._guard("add", False, super().add, key, value, timeout, version)
+
+    def delete(self, key: Any, version: Any = None) -> bool:
+        return self._guard("delete", False, super().delete, key, version)
+
+    def get_many(self, keys: Any, version: Any = None) -> dict[Any, Any]:
+        return self._guard("get_many", {}, super().get_many, keys, version)
+
+    def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> list[Any]:
+        return self._guard("set_many", list(data), super().set_many, data, timeout, version)
+
+    def incr(self, key: Any, delta: int = 1, version: Any = None) -> int:
+        return self._guard("incr", delta, super().incr, key, delta, version)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+        return self._guard("touch", False, super().touch, key, timeout, version)
