@@ -18,6 +18,9 @@ from ninja.security import APIKeyHeader, SessionAuth
 
 from community import policy
 from community.api import router as community_router
+from events.api import router as events_router
+from forums.api import router as forums_router
+from notifications.api import router as notifications_router
 from community.services import api_token_member
 
 
@@ -93,3 +96,6 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 api.add_router("/", community_router)
+api.add_router("/", forums_router)
+api.add_router("/", events_router)
+api.add_router("/", notifications_router)

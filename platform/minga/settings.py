@@ -45,7 +45,7 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def email_settings_from_url(url: str) -> dict[str, object]:
+def mailer_from_url(url: str) -> dict[str, object]:
     """`smtp://user:password@host:port`, `smtp+tls://...` (STARTTLS) or `smtp+ssl://...`."""
     parts = urlsplit(url)
     schemes = {"smtp": (False, False), "smtp+tls": (True, False), "smtp+ssl": (False, True)}
@@ -57,14 +57,16 @@ def email_settings_from_url(url: str) -> dict[str, object]:
         raise ImproperlyConfigured("EMAIL_URL has no host.")
     use_tls, use_ssl = schemes[parts.scheme]
     return {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": parts.hostname,
-        "EMAIL_PORT": parts.port or (465 if use_ssl else 587 if use_tls else 25),
-        "EMAIL_HOST_USER": unquote(parts.username or ""),
-        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
-        "EMAIL_USE_TLS": use_tls,
-        "EMAIL_USE_SSL": use_ssl,
-        "EMAIL_TIMEOUT": 20,
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": parts.hostname,
+            "port": parts.port or (465 if use_ssl else 587 if use_tls else 25),
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "use_tls": use_tls,
+            "use_ssl": use_ssl,
+            "timeout": 20,
+        },
     }
 
 
@@ -308,10 +310,13 @@ MINGA_INVITATION_DAYS = env_int("MINGA_INVITATION_DAYS", 14)
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Minga <minga@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-if os.environ.get("EMAIL_URL", "").strip():
-    globals().update(email_settings_from_url(os.environ["EMAIL_URL"].strip()))
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+MAILERS = {
+    "default": (
+        mailer_from_url(os.environ["EMAIL_URL"].strip())
+        if os.environ.get("EMAIL_URL", "").strip()
+        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    ),
+}
 
 # --- Internationalisation ---------------------------------------------------------------------
 
