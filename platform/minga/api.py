@@ -18,10 +18,10 @@ from ninja.security import APIKeyHeader, SessionAuth
 
 from community import policy
 from community.api import router as community_router
+from community.services import api_token_member
 from events.api import router as events_router
 from forums.api import router as forums_router
 from notifications.api import router as notifications_router
-from community.services import api_token_member
 
 
 class TokenAuth(APIKeyHeader):
