@@ -8,84 +8,8 @@ the run instead: CI must exercise the real servers.
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
-from pathlib import Path
-from urllib.parse import urlsplit
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "platform"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "minga.settings")
-os.environ["MINGA_TESTING"] = "1"
-# Tests start from the embedded default, whatever the developer's shell exports.
-for _name in (
-    "DEBUG",
-    "SECRET_KEY",
-    "ALLOWED_HOSTS",
-    "EMAIL_URL",
-    "HTTPS",
-    "TRUSTED_PROXY_COUNT",
-    "MINGA_SIGNUP_DOMAINS",
-):
-    os.environ.pop(_name, None)
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _answers(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
-        ):
-            return True
-    except OSError:
-        return False
-
-
-POSTGRES_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/test"
-POSTGRES_UP = _answers(POSTGRES_URL, 5432)
-REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/0"
-REDIS_UP = _answers(REDIS_URL, 6379)
-
-if POSTGRES_UP:
-    os.environ["DATABASE_URL"] = POSTGRES_URL
-else:
-    os.environ.pop("DATABASE_URL", None)
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    lines = []
-    lines.append(
-        f"PostgreSQL: {'using ' + POSTGRES_URL if POSTGRES_UP else 'not reachable: suite on SQLite, postgres tests skipped'}"
-    )
-    lines.append(
-        f"Redis: {'using ' + REDIS_URL if REDIS_UP else 'not reachable: redis tests skipped'}"
-    )
-    return lines
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    missing = [name for name, up in (("PostgreSQL", POSTGRES_UP), ("Redis", REDIS_UP)) if not up]
-    if IN_CI and missing:
-        pytest.exit(
-            f"CI=true and {' and '.join(missing)} did not answer: CI must run against the real "
-            "servers (set DATABASE_URL / REDIS_URL or start them on the standard ports).",
-            returncode=3,
-        )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_pg = pytest.mark.skip(reason="PostgreSQL not reachable (DATABASE_URL or 127.0.0.1:5432)")
-    skip_redis = pytest.mark.skip(reason="Redis not reachable (REDIS_URL or 127.0.0.1:6379)")
-    for item in items:
-        if "postgres" in item.keywords and not POSTGRES_UP:
-            item.add_marker(skip_pg)
-        if "redis" in item.keywords and not REDIS_UP:
-            item.add_marker(skip_redis)
+from minga.pytest_plugin import REDIS_UP, REDIS_URL
 
 
 @pytest.fixture
@@ -122,9 +46,11 @@ def _fresh_channel_layers() -> None:
 @pytest.fixture
 def plan(db: None) -> None:
     """The Plan of Action: wg1 and wg2, their coordinators, 25 topics and 25 rooms."""
+    from io import StringIO
+
     from django.core.management import call_command
 
-    call_command("seed_plan_of_action", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("seed_plan_of_action", stdout=StringIO())
 
 
 from tests.factories import *  # noqa: E402, F403 - fixtures and factories for every test module

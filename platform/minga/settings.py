@@ -268,6 +268,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if TESTING:
+    # Hashing dominates test time otherwise; never set MINGA_TESTING in a deployment.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "dashboard"
 
@@ -310,12 +313,12 @@ MINGA_INVITATION_DAYS = env_int("MINGA_INVITATION_DAYS", 14)
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Minga <minga@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Without EMAIL_URL: the console in development; in production a local MTA on port 25 (as
+# Django's own default), since verification and invitations must reach people.
 MAILERS = {
-    "default": (
-        mailer_from_url(os.environ["EMAIL_URL"].strip())
-        if os.environ.get("EMAIL_URL", "").strip()
-        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
-    ),
+    "default": mailer_from_url(os.environ.get("EMAIL_URL", "").strip() or "smtp://localhost:25")
+    if os.environ.get("EMAIL_URL", "").strip() or not DEBUG
+    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"},
 }
 
 # --- Internationalisation ---------------------------------------------------------------------

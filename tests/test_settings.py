@@ -1,0 +1,163 @@
+"""Settings from the environment: the embedded default, production's refusals, the deploy check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 20 + "-production-test-key-with-enough-entropy-1234567890",
+    "ALLOWED_HOSTS": "minga.example.org",
+}
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "db": settings.DATABASES["default"]["ENGINE"],
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
+    "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "eager": settings.CELERY_TASK_ALWAYS_EAGER,
+    "broker": settings.CELERY_BROKER_URL,
+    "mailer": settings.MAILERS["default"],
+    "hosts": settings.ALLOWED_HOSTS,
+    "ssl_redirect": getattr(settings, "SECURE_SSL_REDIRECT", False),
+    "hsts": getattr(settings, "SECURE_HSTS_SECONDS", 0),
+    "session_secure": settings.SESSION_COOKIE_SECURE,
+    "csp": {k: list(v) for k, v in settings.SECURE_CSP.items()},
+    "secret_len": len(settings.SECRET_KEY),
+}, default=str))
+"""
+
+
+def run_settings(env: dict[str, str], code: str = PROBE) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "EMAIL_URL",
+                          "HTTPS", "MINGA_TESTING"}}
+    clean.update({"PYTHONPATH": str(ROOT / "platform"), "DJANGO_SETTINGS_MODULE": "minga.settings"}, **env)
+    return subprocess.run([sys.executable, "-c", code], env=clean, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def probe(env: dict[str, str]) -> dict[str, object]:
+    result = run_settings(env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_needs_no_server() -> None:
+    found = probe({})
+
+    assert found["debug"] is True
+    assert found["db"] == "django.db.backends.sqlite3"
+    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert found["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert found["eager"] is True
+    assert found["mailer"] == {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    assert found["secret_len"] >= 50
+
+
+def test_database_url_selects_postgresql_with_the_pool() -> None:
+    found = probe({"DATABASE_URL": "postgres://minga:pw@db.internal:5433/minga"})
+
+    assert found["db"] == "django.db.backends.postgresql"
+    assert "pool" in found["db_options"]
+    assert found["conn_max_age"] == 0  # persistent connections leak under ASGI; the pool replaces them
+
+
+def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
+    found = probe({"REDIS_URL": "redis://cache.internal:6379/2"})
+
+    assert found["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert found["cache"] == "minga.cache.ResilientRedisCache"
+    assert found["broker"] == "redis://cache.internal:6379/2"
+    assert found["eager"] is False
+
+
+def test_email_url_selects_smtp_with_starttls() -> None:
+    found = probe({"EMAIL_URL": "smtp+tls://mailer:s%40cret@smtp.example.org:2525"})
+
+    assert found["mailer"] == {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": "smtp.example.org", "port": 2525, "username": "mailer", "password": "s@cret",
+                    "use_tls": True, "use_ssl": False, "timeout": 20},
+    }
+
+
+def test_email_url_with_unknown_scheme_is_refused() -> None:
+    result = run_settings({"EMAIL_URL": "imap://x@y"})
+
+    assert result.returncode != 0
+    assert "EMAIL_URL must start with smtp://" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ({"SECRET_KEY"}, "need SECRET_KEY in the environment"),
+        ({"ALLOWED_HOSTS"}, "need ALLOWED_HOSTS in the environment"),
+        ({"SECRET_KEY", "ALLOWED_HOSTS"}, "need SECRET_KEY and ALLOWED_HOSTS"),
+    ],
+)
+def test_production_refuses_to_start_without_secrets(missing: set[str], message: str) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k not in missing}
+
+    result = run_settings(env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("hosts", ["*", "minga.example.org,*"])
+def test_wildcard_host_is_refused_in_every_mode(hosts: str) -> None:
+    for env in ({"ALLOWED_HOSTS": hosts}, {**PRODUCTION, "ALLOWED_HOSTS": hosts}):
+        result = run_settings(env)
+        assert result.returncode != 0
+        assert "ALLOWED_HOSTS must not contain '*'" in result.stderr
+
+
+def test_production_turns_on_https_protections() -> None:
+    found = probe(PRODUCTION)
+
+    assert found["debug"] is False
+    assert found["ssl_redirect"] is True
+    assert found["hsts"] == 31536000
+    assert found["session_secure"] is True
+    assert found["csp"]["script-src"] == ["'self'"]
+    assert found["csp"]["frame-ancestors"] == ["'none'"]
+
+
+def test_https_off_runs_plain_http_for_loopback_tests() -> None:
+    found = probe({**PRODUCTION, "HTTPS": "0"})
+
+    assert found["ssl_redirect"] is False
+    assert found["session_secure"] is False
+
+
+def test_bad_boolean_is_named() -> None:
+    result = run_settings({"DEBUG": "maybe"})
+
+    assert result.returncode != 0
+    assert "DEBUG must be 1 or 0, not 'maybe'" in result.stderr
+
+
+def test_check_deploy_passes_under_production_settings() -> None:
+    code = (
+        "import django, sys; django.setup(); from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING')"
+    )
+
+    result = run_settings(PRODUCTION, code)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout + result.stderr
