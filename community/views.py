@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -16,9 +17,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language as django_set_language
 
-from . import policy, services
+from . import policy, selectors, services
 from .forms import AcceptInvitationForm, InvitationForm, ProfileForm, TokenForm
-from .models import Language, Membership, Topic, User, WorkingGroup
+from .models import Language, Membership, Role, Topic, User, WorkingGroup
 
 
 @login_required
@@ -41,11 +42,7 @@ def working_group_detail(request: HttpRequest, slug: str) -> HttpResponse:
         ),
         slug=slug,
     )
-    memberships = (
-        Membership.objects.filter(working_group=group)
-        .select_related("member__organization")
-        .order_by("member__organization__name", "member__name")
-    )
+    memberships = list(selectors.delegation_members(working_group_id=group.pk))
     delegations: dict[str, list[Membership]] = defaultdict(list)
     for membership in memberships:
         org = membership.member.organization
@@ -56,6 +53,7 @@ def working_group_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "delegations": sorted(delegations.items()),
         "member_total": len(memberships),
         "my_role": my_role,
+        "my_role_label": Role(my_role).label if my_role else None,
         "joining_role": None if my_role else policy.joining_role(request.user),
         "can_manage": policy.can_manage_members(request.user, group.pk),
     }
@@ -174,7 +172,11 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
                 request, _("An invitation was sent to %(email)s.") % {"email": data["email"]}
             )
             return redirect("invitation_create")
-    return render(request, "community/invitation_form.html", {"form": form})
+    return render(
+        request,
+        "community/invitation_form.html",
+        {"form": form, "days": settings.MINGA_INVITATION_DAYS},
+    )
 
 
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
