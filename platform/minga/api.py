@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -90,9 +90,27 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, "not_found", "Not found.")
 
 
+_CODES_BY_STATUS = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    return _error(request, exc.status_code, getattr(exc, "code", "error"), str(exc))
+    code = getattr(exc, "code", None) or _CODES_BY_STATUS.get(exc.status_code, "error")
+    return _error(request, exc.status_code, code, str(exc))
+
+
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Unknown paths under /api/ answer JSON too, never Django's HTML 404 page."""
+    return JsonResponse({"code": "not_found", "detail": "No such API endpoint."}, status=404)
 
 
 api.add_router("/", community_router)

@@ -83,5 +83,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not REDIS_UP:
             item.add_marker(skip_redis)
-
-

@@ -107,6 +107,9 @@ else:
             f"Production settings (DEBUG=0) need {' and '.join(missing)} in the environment."
         )
     SECRET_KEY = os.environ["SECRET_KEY"]
+# Rotating the key: put the old one in SECRET_KEY_FALLBACKS (comma-separated) for a while, so
+# sessions, reset links and unsubscribe links signed with it keep working.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
 HTTPS = env_bool("HTTPS", not DEBUG)
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
@@ -167,7 +170,8 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project templates first: our allauth layouts must win over allauth's own.
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -423,4 +427,4 @@ LOGGING = {
     },
 }
 
-ADMINS = [("Minga operators", a) for a in env_list("ADMINS")]
+ADMINS = env_list("ADMINS")

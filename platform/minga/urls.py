@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
 
 from community import views as community
 from minga import health, views
 from minga.api import api
+from minga.api import not_found as api_not_found
 
 admin.site.site_header = _("Minga administration")
 admin.site.site_title = _("Minga")
@@ -29,6 +30,7 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", api.urls),
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
 ]
