@@ -1,10 +1,98 @@
 from django.contrib import admin
 
-from .models import Room
+from .models import Follow, Mention, Message, MessageRevision, Reaction, ReadState, Room, Thread
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "working_group", "state", "slow_mode_seconds"]
+    list_display = ["slug", "title", "working_group", "state", "slow_mode_seconds", "last_seq"]
     list_filter = ["working_group", "state"]
     search_fields = ["slug", "title"]
+    readonly_fields = ["last_seq"]
+
+
+@admin.register(Thread)
+class ThreadAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "room",
+        "author",
+        "pinned",
+        "locked",
+        "message_count",
+        "last_activity_at",
+    ]
+    list_filter = ["pinned", "locked", "room__working_group"]
+    search_fields = ["title", "room__slug", "author__email"]
+    list_select_related = ["room", "author"]
+    raw_id_fields = ["author"]
+
+
+class RevisionInline(admin.TabularInline):
+    model = MessageRevision
+    extra = 0
+    readonly_fields = ["body", "edited_at", "editor"]
+    can_delete = False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Messages are written through forums.services only (seq, broadcast): here they are read."""
+
+    list_display = [
+        "id",
+        "room",
+        "seq",
+        "thread",
+        "author",
+        "created_at",
+        "deleted_at",
+        "hidden_at",
+    ]
+    list_filter = ["room__working_group"]
+    search_fields = ["body", "author__email", "room__slug"]
+    list_select_related = ["room", "thread", "author"]
+    readonly_fields = [
+        "thread",
+        "room",
+        "seq",
+        "author",
+        "body",
+        "body_html",
+        "reply_to",
+        "client_id",
+        "created_at",
+        "edited_at",
+        "deleted_at",
+        "hidden_at",
+        "hidden_reason",
+    ]
+    inlines = [RevisionInline]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(Reaction)
+class ReactionAdmin(admin.ModelAdmin):
+    list_display = ["message", "member", "emoji", "created_at"]
+    raw_id_fields = ["message", "member"]
+
+
+@admin.register(Mention)
+class MentionAdmin(admin.ModelAdmin):
+    list_display = ["message", "member"]
+    raw_id_fields = ["message", "member"]
+
+
+@admin.register(ReadState)
+class ReadStateAdmin(admin.ModelAdmin):
+    list_display = ["member", "thread", "last_read_seq", "updated_at"]
+    raw_id_fields = ["member", "thread", "last_read_message"]
+
+
+@admin.register(Follow)
+class FollowAdmin(admin.ModelAdmin):
+    list_display = ["member", "room", "thread", "level"]
+    list_filter = ["level"]
+    raw_id_fields = ["member", "room", "thread"]

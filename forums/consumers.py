@@ -1,7 +1,14 @@
 """The realtime gateway at /ws/: one socket per tab, JSON frames (docs/realtime-protocol.md).
 
-This foundation version authenticates, joins the member's own group (`user.<id>`) and answers
-`ping`; rooms, messages and presence arrive with the forums issue.
+The consumer is thin: it validates each frame against its schema (forums.frames), checks access
+and calls one selector or service through `database_sync_to_async` (never the ORM, nor a lazy
+relation, in `async def`), and relays bus frames. Every action reloads the member from the
+database, so a role changed or an account deactivated a second ago already counts.
+
+Room traffic arrives from the bus as pre-serialised JSON text and is sent as is: one encode per
+message, not per recipient. The gateway looks inside a bus frame only to act on the control
+kinds addressed to it (`session.revoked`, `access.changed`) and, for a few seconds after a
+subscribe, to drop live `message.created` frames the replay already carried.
 """
 
 from __future__ import annotations
@@ -9,47 +16,275 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Min
+from django.http import Http404
+from django.utils import translation
 
 from community import policy
+from community.models import ApiToken, User
 from notifications import bus
+
+from . import moderation, presence, selectors, services
+from .frames import (
+    CLOSE_REVOKED,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAUTHENTICATED,
+    FRAME_BURST,
+    FRAME_RATE,
+    MAX_FRAME_BYTES,
+    MAX_ROOMS_PER_SOCKET,
+    REPLAY_BATCH,
+    RESYNC_GAP,
+    TYPING_INTERVAL_SECONDS,
+    ClientFrame,
+    FrameError,
+    credential_fingerprint,
+    dumps,
+    parse,
+)
+from .models import Message, Room
 
 logger = logging.getLogger("forums.gateway")
 
-MAX_FRAME_BYTES = 64 * 1024
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_TOO_BIG = 1009
+# How long after a subscribe live `message.created` frames are checked against the replay. A
+# frame committed before the replay read the room reaches the group within milliseconds; this
+# bound only keeps the check (one json.loads per frame) from running for the socket's lifetime.
+DEDUPE_WINDOW_SECONDS = 10.0
+
+# --- Database side (synchronous; called through database_sync_to_async) -------------------------
 
 
-def _is_participant(user: Any) -> bool:
-    return policy.is_participant(user)
+def _in_language[T](language: str | None, fn: Callable[..., T], *args: Any) -> T:
+    with translation.override(language):
+        return fn(*args)
+
+
+def _authenticate(user: Any) -> tuple[int, str] | None:
+    """(member id, language) of a participant, else None. Touches the lazy scope user here,
+    in a thread, never in the event loop."""
+    if user is None or not policy.is_participant(user):
+        return None
+    return int(user.pk), str(user.language or "")
+
+
+def _fresh_member(member_id: int) -> User:
+    member = User.objects.select_related("organization").filter(pk=member_id).first()
+    if member is None or not policy.is_participant(member):
+        raise FrameError("forbidden")
+    return member
+
+
+def _open_room(member_id: int, slug: str) -> int:
+    """The room's id if the member may read it. An unknown room and a forbidden one answer
+    alike, so the socket does not tell which private rooms exist."""
+    member = _fresh_member(member_id)
+    try:
+        room = selectors.room_for_member(slug=slug, member=member)
+    except (Http404, PermissionDenied):
+        raise FrameError("forbidden") from None
+    return int(room.pk)
+
+
+def _thread_in_room(member: User, thread_id: int, room_id: int) -> Any:
+    try:
+        thread = selectors.thread_for_member(thread_id=thread_id, member=member)
+    except (Http404, PermissionDenied):
+        raise FrameError("forbidden") from None
+    if thread.room_id != room_id:
+        raise FrameError("forbidden")
+    return thread
+
+
+def _summaries(member_ids: list[int]) -> list[dict[str, Any]]:
+    members = User.objects.select_related("organization").filter(pk__in=member_ids, is_active=True)
+    return [
+        selectors.member_payload(m) for m in sorted(members, key=lambda m: (m.name.lower(), m.pk))
+    ]
+
+
+def _room_state(room_id: int, online: list[int]) -> tuple[int, list[dict[str, Any]]]:
+    return selectors.room_last_seq(room_id=room_id), _summaries(online)
+
+
+def _replay_batch(room_id: int, slug: str, after: int, upto: int) -> tuple[list[str], int]:
+    """Up to REPLAY_BATCH `message.created` texts for seq in (after, upto], and the last seq."""
+    room = Room.objects.get(pk=room_id)
+    messages = [
+        m
+        for m in selectors.messages_after(room=room, after_seq=after, limit=REPLAY_BATCH)
+        if m.seq <= upto
+    ]
+    if not messages:
+        return [], upto
+    # A thread's first message carries the thread (`new_thread`), as the live frame does.
+    firsts = dict(
+        Message.objects.filter(thread_id__in={m.thread_id for m in messages})
+        .values("thread_id")
+        .annotate(first=Min("seq"))
+        .values_list("thread_id", "first")
+    )
+    texts = []
+    for m in messages:
+        frame: dict[str, Any] = {
+            "type": "message.created",
+            "room": slug,
+            "seq": m.seq,
+            "message": selectors.message_payload(m),
+        }
+        if firsts.get(m.thread_id) == m.seq:
+            frame["new_thread"] = selectors.thread_payload(m.thread)
+        texts.append(dumps(frame))
+    return texts, messages[-1].seq
+
+
+def _post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Post a `message.send` frame's message; the `ack` frame (the same for a repeat)."""
+    member = _fresh_member(member_id)
+    thread = _thread_in_room(member, data["thread"], room_id)
+    client_id = data["client_id"]
+    try:
+        message, _created = services.message_post(
+            thread=thread,
+            author=member,
+            body=data["body"],
+            client_id=uuid.UUID(client_id),
+            reply_to_id=data["reply_to"],
+        )
+    except (PermissionDenied, ValidationError, Http404) as exc:
+        raise FrameError(services.error_code(exc), services.error_detail(exc)) from None
+    # A repeat gets the same ack: the stored message's id and seq.
+    return {"type": "ack", "client_id": client_id, "message_id": message.pk, "seq": message.seq}
+
+
+def _typing(member_id: int, room_id: int, thread_id: int) -> dict[str, Any] | None:
+    """The member's summary when a `typing` broadcast is due, None while throttled."""
+    from django.core.cache import cache
+
+    member = _fresh_member(member_id)
+    thread = _thread_in_room(member, thread_id, room_id)
+    # Typing is for those who may post here now (observers, locked threads, muted: no).
+    if not policy.can_post_in_room(member, thread.room) or (
+        thread.locked and not policy.can_moderate_room(member, thread.room)
+    ):
+        raise FrameError("forbidden")
+    try:
+        moderation.check_not_muted(member=member, room=thread.room)
+    except PermissionDenied as exc:
+        raise FrameError("forbidden", services.error_detail(exc)) from None
+    # cache.add is atomic: one broadcast per member per thread per interval, across every tab
+    # and process (Redis cache in production).
+    if not cache.add(f"forums:typing:{member.pk}:{thread.pk}", 1, TYPING_INTERVAL_SECONDS):
+        return None
+    return selectors.member_payload(member)
+
+
+def _read(member_id: int, room_id: int, thread_id: int, message_id: int) -> None:
+    member = _fresh_member(member_id)
+    thread = _thread_in_room(member, thread_id, room_id)
+    try:
+        services.read_mark(member=member, thread=thread, message_id=message_id)
+    except (PermissionDenied, ValidationError, Http404) as exc:
+        raise FrameError(services.error_code(exc), services.error_detail(exc)) from None
+
+
+def _readable(member_id: int, room_ids: list[int]) -> set[int] | None:
+    """Which of the rooms the member may still read; None when they are no participant now."""
+    member = User.objects.filter(pk=member_id).first()
+    if member is None or not policy.is_participant(member):
+        return None
+    return {
+        room.pk
+        for room in Room.objects.filter(pk__in=room_ids)
+        if policy.can_read_room(member, room)
+    }
+
+
+def _token_credential(raw: str) -> str:
+    return credential_fingerprint(ApiToken.hash_key(raw))
+
+
+# --- Presence broadcasts ----------------------------------------------------------------------
+
+
+async def announce_presence(room_id: int, slug: str, online: list[int]) -> None:
+    """Publish the room's `presence` frame (the whole list: idempotent, order-free)."""
+    members = await database_sync_to_async(_summaries)(online)
+    await bus.apublish(
+        bus.room_group(room_id), {"type": "presence", "room": slug, "online": members}
+    )
+
+
+presence.on_change(announce_presence)
+
+
+# --- The consumer -----------------------------------------------------------------------------
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
     groups: list[str] = []
 
+    HANDLERS = {
+        "ping": "on_ping",
+        "subscribe": "on_subscribe",
+        "unsubscribe": "on_unsubscribe",
+        "message.send": "on_message_send",
+        "typing": "on_typing",
+        "read": "on_read",
+    }
+
     async def connect(self) -> None:
-        self.member = self.scope.get("user")
         self.member_id: int | None = None
+        self.language: str | None = None
+        self.closing = False
         self.opened = time.monotonic()
+        self.rooms: dict[str, int] = {}  # slug -> room id
+        self.replayed: dict[str, tuple[int, float]] = {}  # slug -> (last replayed seq, until)
+        self.tokens = float(FRAME_BURST)
+        self.refilled = time.monotonic()
         await self.accept()
         # Accept first: only an accepted socket can carry the 4401 close code to the client.
-        if self.member is None or not await database_sync_to_async(_is_participant)(self.member):
+        found = await database_sync_to_async(_authenticate)(self.scope.get("user"))
+        if found is None:
             logger.info("socket refused", extra={"reason": "unauthenticated"})
+            self.closing = True
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.member_id = self.member.pk
+        self.member_id, self.language = found
+        self.credential = await self._credential()
         self.user_group = bus.user_group(self.member_id)
         await bus.join(self.user_group, self.channel_name)
         logger.info("socket connected", extra={"member": self.member_id})
 
+    async def _credential(self) -> str | None:
+        """Fingerprint of what authenticated this socket (session key or token), so a
+        `session.revoked` for one session closes that session's sockets and no others."""
+        if self.scope.get("auth") == "token":
+            for name, value in self.scope.get("headers", []):
+                if name == b"authorization":
+                    _scheme, _, key = value.decode("latin-1").partition(" ")
+                    return await database_sync_to_async(_token_credential)(key.strip())
+            return None
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None) if session is not None else None
+        return credential_fingerprint(key) if key else None
+
     async def disconnect(self, code: int) -> None:
         if self.member_id is None:
             return
-        await bus.leave(self.user_group, self.channel_name)
+        for slug, room_id in list(self.rooms.items()):
+            await self._leave_room(slug, room_id)
+        self.rooms.clear()
+        try:
+            await bus.leave(self.user_group, self.channel_name)
+        except Exception:
+            logger.warning("leaving the user group failed", exc_info=True)
         logger.info(
             "socket closed",
             extra={
@@ -59,35 +294,225 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             },
         )
 
+    # --- Client frames ------------------------------------------------------------------------
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.member_id is None:
+        if self.member_id is None or self.closing:
             return
         if bytes_data is not None:
-            await self.send_error("bad_frame", "Frames are JSON text, not binary.")
+            if len(bytes_data) > MAX_FRAME_BYTES:
+                await self._close(CLOSE_TOO_BIG)
+                return
+            await self.send_error(FrameError("binary_frame"))
             return
         text = text_data or ""
-        if len(text.encode()) > MAX_FRAME_BYTES:
-            await self.close(code=CLOSE_TOO_BIG)
+        if len(text) > MAX_FRAME_BYTES or (
+            len(text) * 4 > MAX_FRAME_BYTES
+            and len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+        ):
+            await self._close(CLOSE_TOO_BIG)
+            return
+        if not self._take_token():
+            await self.send_error(FrameError("rate_limited"))
             return
         try:
-            frame = json.loads(text)
-        except ValueError:
-            await self.send_error("bad_frame", "A frame must be a JSON object.")
-            return
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self.send_error("bad_frame", 'A frame must be a JSON object with a "type".')
-            return
-        if frame["type"] == "ping":
-            await self.send_frame({"type": "pong"})
-            return
-        await self.send_error("unknown_type", f"Unknown frame type {frame['type'][:40]!r}.")
+            with translation.override(self.language):
+                frame = parse(text)
+            await getattr(self, self.HANDLERS[frame.type])(frame)
+        except FrameError as error:
+            await self.send_error(error)
+        except Exception:
+            logger.exception("frame failed", extra={"member": self.member_id})
+            await self.send_error(FrameError("server_error"))
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+    async def send_error(self, error: FrameError) -> None:
+        with translation.override(self.language):
+            frame = error.frame()
+        await self.send_frame(frame)
 
-    async def send_error(self, code: str, detail: str, **extra: Any) -> None:
-        await self.send_frame({"type": "error", "code": code, "detail": detail, **extra})
+    def _take_token(self) -> bool:
+        moment = time.monotonic()
+        self.tokens = min(FRAME_BURST, self.tokens + (moment - self.refilled) * FRAME_RATE)
+        self.refilled = moment
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _db[T](self, frame: ClientFrame, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` in a thread in the member's language; a FrameError gets the frame's context."""
+        try:
+            return await database_sync_to_async(_in_language)(self.language, fn, *args)
+        except FrameError as error:
+            error.frame_type = error.frame_type or frame.type
+            error.client_id = error.client_id or frame.data.get("client_id")
+            error.room = error.room or frame.data.get("room")
+            raise
+
+    def _subscribed(self, frame: ClientFrame) -> int:
+        room_id = self.rooms.get(frame["room"])
+        if room_id is None:
+            with translation.override(self.language):
+                detail = translation.gettext("Subscribe to the room first.")
+            raise FrameError(
+                "forbidden",
+                detail,
+                frame_type=frame.type,
+                client_id=frame.data.get("client_id"),
+                room=frame["room"],
+            )
+        return room_id
+
+    async def on_ping(self, frame: ClientFrame) -> None:
+        await self.send_frame({"type": "pong"})
+
+    async def on_subscribe(self, frame: ClientFrame) -> None:
+        slug, after = frame["room"], frame["after"]
+        if slug not in self.rooms and len(self.rooms) >= MAX_ROOMS_PER_SOCKET:
+            raise FrameError("too_many_rooms", frame_type=frame.type, room=slug)
+        room_id = await self._db(frame, _open_room, self.member_id, slug)
+        group = bus.room_group(room_id)
+        # Join the group before reading the room's last seq: a message committed after that read
+        # is then published to a group this socket is already in. Nothing falls in between.
+        await bus.join(group, self.channel_name)
+        self.rooms[slug] = room_id
+        online, arrived = await self._presence_join(room_id, slug)
+        last_seq, members = await self._db(frame, _room_state, room_id, online)
+        await self.send_frame(
+            {"type": "subscribed", "room": slug, "online": members, "last_seq": last_seq}
+        )
+        if arrived:
+            await bus.apublish(group, {"type": "presence", "room": slug, "online": members})
+        self.replayed[slug] = (last_seq, time.monotonic() + DEDUPE_WINDOW_SECONDS)
+        if after is None:
+            return
+        if after > last_seq or last_seq - after > RESYNC_GAP:
+            await self.send_frame({"type": "resync", "room": slug, "last_seq": last_seq})
+            return
+        cursor = after
+        while cursor < last_seq:
+            texts, cursor = await self._db(frame, _replay_batch, room_id, slug, cursor, last_seq)
+            for text in texts:
+                await self.send(text_data=text)
+            if not texts:
+                break
+
+    async def _presence_join(self, room_id: int, slug: str) -> tuple[list[int], bool]:
+        assert self.member_id is not None  # noqa: S101 - set in connect
+        try:
+            return await presence.get().join(room_id, slug, self.member_id, self.channel_name)
+        except Exception:
+            # Redis away: the room still works, presence shows only this member meanwhile.
+            logger.warning("presence join failed", exc_info=True)
+            return [self.member_id], False
+
+    async def _leave_room(self, slug: str, room_id: int) -> None:
+        assert self.member_id is not None  # noqa: S101 - set in connect
+        self.replayed.pop(slug, None)
+        try:
+            await bus.leave(bus.room_group(room_id), self.channel_name)
+            online, left = await presence.get().leave(room_id, self.member_id, self.channel_name)
+            if left:
+                await announce_presence(room_id, slug, online)
+        except Exception:
+            logger.warning("leaving a room failed", extra={"room": slug}, exc_info=True)
+
+    async def on_unsubscribe(self, frame: ClientFrame) -> None:
+        slug = frame["room"]
+        room_id = self.rooms.pop(slug, None)
+        if room_id is not None:
+            await self._leave_room(slug, room_id)
+        await self.send_frame({"type": "unsubscribed", "room": slug})
+
+    async def on_message_send(self, frame: ClientFrame) -> None:
+        room_id = self._subscribed(frame)
+        ack = await self._db(frame, _post, self.member_id, room_id, frame.data)
+        await self.send_frame(ack)
+
+    async def on_typing(self, frame: ClientFrame) -> None:
+        room_id = self._subscribed(frame)
+        member = await self._db(frame, _typing, self.member_id, room_id, frame["thread"])
+        if member is not None:
+            await bus.apublish(
+                bus.room_group(room_id),
+                {
+                    "type": "typing",
+                    "room": frame["room"],
+                    "thread": frame["thread"],
+                    "member": member,
+                },
+            )
+
+    async def on_read(self, frame: ClientFrame) -> None:
+        room_id = self._subscribed(frame)
+        # read_mark publishes `read` to the member's own group (every tab, this one included).
+        await self._db(frame, _read, self.member_id, room_id, frame["thread"], frame["message_id"])
+
+    # --- Bus frames ---------------------------------------------------------------------------
 
     async def bus_event(self, message: dict[str, Any]) -> None:
         """Relay a bus frame: already serialised once by the publisher, sent as is."""
-        await self.send(text_data=message["text"])
+        if self.closing or self.member_id is None:
+            return
+        text: str = message["text"]
+        # Substring tests first: a frame is only decoded when it may be one we act upon.
+        if ('"session.revoked"' in text or '"access.changed"' in text) and await self._control(
+            text
+        ):
+            return
+        if self.replayed and '"message.created"' in text and self._replayed_already(text):
+            return
+        await self.send(text_data=text)
+
+    async def _control(self, text: str) -> bool:
+        """Act on a control frame; True when it was one (it is never relayed)."""
+        frame = json.loads(text)
+        kind = frame.get("type")
+        if kind == "session.revoked":
+            credential = frame.get("credential")
+            if credential is None or credential == self.credential:
+                logger.info(
+                    "socket revoked",
+                    extra={"member": self.member_id, "reason": frame.get("reason")},
+                )
+                await self._close(CLOSE_REVOKED)
+            return True
+        if kind == "access.changed":
+            await self._recheck_access()
+            return True
+        return False
+
+    def _replayed_already(self, text: str) -> bool:
+        moment = time.monotonic()
+        for slug in [s for s, (_last, until) in self.replayed.items() if until < moment]:
+            del self.replayed[slug]
+        if not self.replayed:
+            return False
+        frame = json.loads(text)
+        if frame.get("type") != "message.created":
+            return False
+        room = frame.get("room")
+        seen = self.replayed.get(room) if isinstance(room, str) else None
+        seq = frame.get("seq")
+        return seen is not None and isinstance(seq, int) and seq <= seen[0]
+
+    async def _recheck_access(self) -> None:
+        assert self.member_id is not None  # noqa: S101 - set in connect
+        readable = await database_sync_to_async(_readable)(
+            self.member_id, list(self.rooms.values())
+        )
+        if readable is None:
+            await self._close(CLOSE_REVOKED)
+            return
+        for slug, room_id in list(self.rooms.items()):
+            if room_id not in readable:
+                del self.rooms[slug]
+                await self._leave_room(slug, room_id)
+                await self.send_frame({"type": "unsubscribed", "room": slug, "reason": "forbidden"})
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=dumps(frame))

@@ -1,13 +1,38 @@
-"""Reads for the forums."""
+"""Reads for the forums: access functions (fetch *and* check), lists and the message payload.
+
+Lists return querysets or lists with explicit select_related / prefetch_related so their query
+count does not grow with their length (tests pin the counts at 1 and 3 items).
+"""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import (
+    Count,
+    F,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils.translation import gettext as _
 
 from community import policy
 from community.models import User
 
-from .models import Room
+from .models import REACTION_EMOJI, Mention, Message, Reaction, ReadState, Room, Thread
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 
 def rooms_of(*, member: User) -> QuerySet[Room]:
@@ -17,3 +42,249 @@ def rooms_of(*, member: User) -> QuerySet[Room]:
         .select_related("working_group", "topic")
         .order_by("working_group__number", "slug")
     )
+
+
+# --- Access functions -------------------------------------------------------------------------
+
+
+def room_for_member(*, slug: str, member: Any) -> Room:
+    """The room `slug` if `member` may read it: Http404 when there is none, else PermissionDenied."""
+    room = Room.objects.select_related("working_group", "topic").filter(slug=slug).first()
+    if room is None:
+        raise Http404(_("No room “%(slug)s”.") % {"slug": slug})
+    if not policy.can_read_room(member, room):
+        raise PermissionDenied(_("You may not read this room."))
+    return room
+
+
+def thread_for_member(*, thread_id: int, member: Any) -> Thread:
+    """The thread if `member` may read its room: Http404 when there is none, else PermissionDenied."""
+    thread = (
+        Thread.objects.select_related("room", "room__working_group", "author")
+        .filter(pk=thread_id)
+        .first()
+    )
+    if thread is None:
+        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
+    if not policy.can_read_room(member, thread.room):
+        raise PermissionDenied(_("You may not read this room."))
+    return thread
+
+
+def message_for_member(*, message_id: int, member: Any) -> Message:
+    """The message if `member` may read its room: Http404 when there is none, else PermissionDenied."""
+    message = _messages().filter(pk=message_id).first()
+    if message is None:
+        raise Http404(_("No message %(id)s.") % {"id": message_id})
+    if not policy.can_read_room(member, message.room):
+        raise PermissionDenied(_("You may not read this room."))
+    return message
+
+
+# --- Lists ------------------------------------------------------------------------------------
+
+
+def _unread_filter(member: User) -> Q:
+    # A message is unread by `member` when it is someone else's, not deleted, and above the
+    # member's read mark in its thread (the join `rs` below; no mark means nothing read).
+    return (
+        Q(messages__deleted_at__isnull=True)
+        & ~Q(messages__author_id=member.pk)
+        & Q(messages__seq__gt=Coalesce(F("rs__last_read_seq"), Value(0)))
+    )
+
+
+def rooms_readable(*, member: User) -> list[Room]:
+    """Every room `member` may read, each with `unread_count` (messages above their read marks).
+
+    Two queries: the rooms, and one grouped count of unread messages over all of them.
+    """
+    rooms = [
+        room
+        for room in Room.objects.select_related("working_group", "topic").order_by(
+            F("working_group__number").asc(nulls_last=True), "slug"
+        )
+        if policy.can_read_room(member, room)
+    ]
+    counts = unread_counts_by_room(member=member, room_ids=[room.pk for room in rooms])
+    for room in rooms:
+        room.unread_count = counts.get(room.pk, 0)  # type: ignore[attr-defined]
+    return rooms
+
+
+def unread_counts_by_room(*, member: User, room_ids: Iterable[int]) -> dict[int, int]:
+    """{room_id: unread messages} for `member`, rooms with none left out. One query."""
+    read_seq = Coalesce(
+        Subquery(
+            ReadState.objects.filter(member_id=member.pk, thread_id=OuterRef("thread_id")).values(
+                "last_read_seq"
+            )[:1],
+            output_field=IntegerField(),
+        ),
+        Value(0),
+    )
+    rows = (
+        Message.objects.filter(room_id__in=list(room_ids), deleted_at__isnull=True)
+        .exclude(author_id=member.pk)
+        .annotate(read_seq=read_seq)
+        .filter(seq__gt=F("read_seq"))
+        .values("room_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["room_id"]: row["n"] for row in rows}
+
+
+def threads_for_room(*, room: Room, member: User) -> QuerySet[Thread]:
+    """The room's threads, pinned first then newest activity, each with `unread_count`."""
+    return (
+        Thread.objects.filter(room=room)
+        .select_related("author", "author__organization", "room")
+        .annotate(
+            rs=FilteredRelation("read_states", condition=Q(read_states__member_id=member.pk)),
+        )
+        .annotate(
+            unread_count=Count("messages", filter=_unread_filter(member), distinct=True),
+            last_read_seq=Coalesce(F("rs__last_read_seq"), Value(0)),
+        )
+        .order_by("-pinned", "-last_activity_at", "-id")
+    )
+
+
+def _messages() -> QuerySet[Message]:
+    return Message.objects.select_related(
+        "author", "author__organization", "room", "thread"
+    ).prefetch_related(
+        Prefetch("reactions", queryset=Reaction.objects.only("id", "message_id", "emoji")),
+        Prefetch("mentions", queryset=Mention.objects.only("id", "message_id", "member_id")),
+    )
+
+
+def clamp_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if limit < 1:
+        raise ValidationError(_("limit must be at least 1."), code="invalid")
+    return min(limit, MAX_PAGE)
+
+
+def messages_after(*, room: Room, after_seq: int, limit: int) -> list[Message]:
+    """The room's messages with seq above `after_seq`, in seq order, at most `limit` (catch-up)."""
+    return list(
+        _messages().filter(room=room, seq__gt=after_seq).order_by("seq")[: clamp_limit(limit)]
+    )
+
+
+def thread_messages(
+    *, thread: Thread, after: int | None = None, before: int | None = None, limit: int | None = None
+) -> list[Message]:
+    """A page of the thread's messages in seq order.
+
+    `after` / `before` are message ids of this thread (the page starts after / ends before that
+    message, by seq); with `before` alone the page is the newest `limit` messages before it, with
+    neither the newest `limit` of the thread. Unknown anchors raise ValidationError("not_found").
+    """
+    size = clamp_limit(limit)
+    page = _messages().filter(thread=thread)
+    anchors = _anchor_seqs(thread, [a for a in (after, before) if a is not None])
+    if after is not None:
+        page = page.filter(seq__gt=anchors[after])
+    if before is not None:
+        page = page.filter(seq__lt=anchors[before])
+    if after is not None:
+        return list(page.order_by("seq")[:size])
+    return list(reversed(page.order_by("-seq")[:size]))
+
+
+def _anchor_seqs(thread: Thread, ids: list[int]) -> dict[int, int]:
+    if not ids:
+        return {}
+    seqs = dict(Message.objects.filter(thread=thread, pk__in=ids).values_list("pk", "seq"))
+    missing = [i for i in ids if i not in seqs]
+    if missing:
+        raise ValidationError(
+            _("No message %(id)s in this thread.") % {"id": missing[0]}, code="not_found"
+        )
+    return seqs
+
+
+def room_last_seq(*, room_id: int) -> int:
+    """The room's newest seq (0 for an empty room); raises Http404 for an unknown room."""
+    value = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first()
+    if value is None:
+        raise Http404(_("No room %(id)s.") % {"id": room_id})
+    return int(value)
+
+
+def read_state_of(*, member: User, thread: Thread) -> ReadState | None:
+    return ReadState.objects.filter(member=member, thread=thread).first()
+
+
+# --- The message object of the contract -------------------------------------------------------
+
+
+def reaction_counts(message: Message) -> dict[str, int]:
+    """{emoji: count} in the fixed emoji order, emoji without reactions left out.
+
+    Uses prefetched reactions when the message came through a list selector, else one query.
+    """
+    counts = dict.fromkeys(REACTION_EMOJI, 0)
+    for emoji in (r.emoji for r in message.reactions.all()):
+        if emoji in counts:
+            counts[emoji] += 1
+    return {emoji: n for emoji, n in counts.items() if n}
+
+
+def message_payload(message: Message) -> dict[str, Any]:
+    """The contract's message object, JSON-safe (ids, strings, ISO 8601 timestamps).
+
+    A deleted message is a tombstone (body "", body_html "", deleted true); a hidden one is
+    sent without its body too (`hidden` true), moderators read it in the admin.
+    """
+    gone = message.deleted_at is not None or message.hidden_at is not None
+    return {
+        "id": message.pk,
+        "seq": message.seq,
+        "room": message.room.slug,
+        "thread": message.thread_id,
+        "author": member_payload(message.author),
+        "body": "" if gone else message.body,
+        "body_html": "" if gone else message.body_html,
+        "created_at": message.created_at.isoformat(),
+        "edited_at": message.edited_at.isoformat() if message.edited_at else None,
+        "deleted": message.deleted_at is not None,
+        "hidden": message.hidden_at is not None,
+        "reply_to": message.reply_to_id,
+        "client_id": str(message.client_id),
+        "reactions": reaction_counts(message),
+        "mentions": sorted(m.member_id for m in message.mentions.all()),
+    }
+
+
+def member_payload(member: User) -> dict[str, Any]:
+    org = member.organization
+    return {
+        "id": member.pk,
+        "name": member.name,
+        "organization": org.name if org is not None else None,
+        "handle": member.handle,
+    }
+
+
+def thread_payload(thread: Thread) -> dict[str, Any]:
+    """A thread as the API and the frames show it; `unread_count` when the list annotated it."""
+    payload: dict[str, Any] = {
+        "id": thread.pk,
+        "room": thread.room.slug,
+        "title": thread.title,
+        "author": member_payload(thread.author),
+        "created": thread.created.isoformat(),
+        "pinned": thread.pinned,
+        "locked": thread.locked,
+        "last_activity_at": thread.last_activity_at.isoformat(),
+        "message_count": thread.message_count,
+    }
+    unread = getattr(thread, "unread_count", None)
+    if unread is not None:
+        payload["unread_count"] = unread
+    return payload

@@ -1,12 +1,95 @@
-"""Writes for the forums. Rooms here; threads and messages arrive with the forums issue."""
+"""Writes for the forums: rooms, threads, messages, reactions, read state.
+
+Every function is keyword-only, checks permission through `community.policy`, validates before it
+writes and writes inside one transaction. Failures raise, and change nothing:
+
+- `PermissionDenied` (a `Refused`, whose `code` is "forbidden", "room_locked" or "thread_locked");
+- `ValidationError` with `code` "invalid", "not_found", "too_long" or "rate_limited".
+
+`error_code(exc)` gives the code of either, for the API and the socket. Each write schedules its
+live frame with `notifications.bus.publish_on_commit` and its domain signal (forums.signals) after
+commit: nothing is announced for a write that rolled back.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
-from community.models import Topic
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, QuerySet
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from .models import Room
+from community import policy
+from community.models import POSTING_ROLES, Topic, User
+from notifications import bus
+
+from . import moderation, signals
+from .models import (
+    MAX_BODY_CHARS,
+    REACTION_EMOJI,
+    Follow,
+    Mention,
+    Message,
+    MessageRevision,
+    Reaction,
+    ReadState,
+    Room,
+    Thread,
+)
+from .rendering import Rendered, candidate_handles, render
+from .selectors import message_payload, thread_payload
+
+MAX_TITLE_CHARS = 200
+# (messages, seconds): at most this many messages per member per room in that window.
+DEFAULT_FLOOD_LIMIT = (10, 10)
+
+ERROR_CODES = frozenset(
+    {
+        "forbidden",
+        "not_found",
+        "invalid",
+        "room_locked",
+        "thread_locked",
+        "rate_limited",
+        "too_long",
+    }
+)
+
+
+class Refused(PermissionDenied):
+    """PermissionDenied that says why: "forbidden", "room_locked" or "thread_locked"."""
+
+    def __init__(self, message: str, *, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_code(exc: BaseException) -> str:
+    """The contract's error code of an exception raised by a service or an access function."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code in ERROR_CODES:
+        return code
+    if isinstance(exc, PermissionDenied):
+        return "forbidden"
+    if isinstance(exc, Http404 | ObjectDoesNotExist):
+        return "not_found"
+    return "invalid"
+
+
+def error_detail(exc: BaseException) -> str:
+    """A human sentence for the error (the first message of a ValidationError)."""
+    if isinstance(exc, ValidationError):
+        return " ".join(str(m) for m in exc.messages)
+    return str(exc) or _("You may not do this.")
+
+
+# --- Rooms ------------------------------------------------------------------------------------
 
 
 def room_slug_for(topic: Topic) -> str:
@@ -29,3 +112,559 @@ def rooms_ensure_for_topics() -> int:
         room.save()
         created += 1
     return created
+
+
+# --- Rules shared by the writes ---------------------------------------------------------------
+
+
+def _check_can_post(member: User, room: Room, thread: Thread | None) -> None:
+    """Raise Refused unless `member` may post in `room` (and `thread`, when given) now."""
+    if not policy.is_participant(member):
+        raise Refused(_("Sign in with a verified account to post."))
+    if room.state == Room.State.ARCHIVED:
+        raise Refused(
+            _("This room is archived: it can be read, not written to."), code="room_locked"
+        )
+    if not policy.can_post_in_room(member, room):
+        if room.state == Room.State.LOCKED and _may_post_when_open(member, room):
+            raise Refused(_("This room is locked: only moderators post."), code="room_locked")
+        raise Refused(_("You may read this room but not post in it."))
+    if thread is not None and thread.locked and not policy.can_moderate_room(member, room):
+        raise Refused(_("This thread is locked: only moderators post."), code="thread_locked")
+    # A member a moderator muted here (forums.moderation.Muted, code "forbidden").
+    moderation.check_not_muted(member=member, room=room)
+
+
+def _may_post_when_open(member: User, room: Room) -> bool:
+    if room.working_group_id is None:
+        return any(r in POSTING_ROLES for r in policy.roles_of(member).values())
+    return policy.role_in(member, room.working_group_id) in POSTING_ROLES
+
+
+def flood_limit() -> tuple[int, int]:
+    """settings.FORUMS_FLOOD_LIMIT = (messages, seconds); (10, 10) when unset."""
+    value = getattr(settings, "FORUMS_FLOOD_LIMIT", DEFAULT_FLOOD_LIMIT)
+    count, seconds = value
+    return int(count), int(seconds)
+
+
+def _check_rate(member: User, room: Room, now: datetime) -> None:
+    """Flood control and slow mode. Runs under the room's row lock, so counts cannot race."""
+    count, seconds = flood_limit()
+    recent = Message.objects.filter(
+        room=room, author=member, created_at__gt=now - timedelta(seconds=seconds)
+    ).count()
+    if recent >= count:
+        raise ValidationError(
+            _("Too many messages: at most %(count)s every %(seconds)s seconds in a room.")
+            % {"count": count, "seconds": seconds},
+            code="rate_limited",
+        )
+    if room.slow_mode_seconds and not policy.can_moderate_room(member, room):
+        last = (
+            Message.objects.filter(room=room, author=member)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last is not None and now - last < timedelta(seconds=room.slow_mode_seconds):
+            wait = room.slow_mode_seconds - int((now - last).total_seconds())
+            raise ValidationError(
+                _("Slow mode: wait %(wait)s more seconds before your next message here.")
+                % {"wait": max(wait, 1)},
+                code="rate_limited",
+            )
+
+
+def clean_body(body: Any) -> str:
+    """The Markdown source to store: trailing blanks and leading blank lines removed.
+
+    Raises ValidationError "invalid" (empty, not text, NUL) or "too_long" (over 20,000 chars).
+    """
+    if not isinstance(body, str):
+        raise ValidationError(_("The message must be text."), code="invalid")
+    text = body.lstrip("\r\n").rstrip()
+    if not text.strip():
+        raise ValidationError(_("Write something first: the message is empty."), code="invalid")
+    if "\x00" in text:
+        raise ValidationError(_("The message contains a NUL character."), code="invalid")
+    if len(text) > MAX_BODY_CHARS:
+        raise ValidationError(
+            _("The message is too long: %(length)s characters, at most %(max)s.")
+            % {"length": len(text), "max": MAX_BODY_CHARS},
+            code="too_long",
+        )
+    return text
+
+
+def clean_title(title: Any) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise ValidationError(_("A thread needs a title."), code="invalid")
+    text = " ".join(title.split())
+    if "\x00" in text:
+        raise ValidationError(_("The title contains a NUL character."), code="invalid")
+    if len(text) > MAX_TITLE_CHARS:
+        raise ValidationError(
+            _("The title is too long: %(length)s characters, at most %(max)s.")
+            % {"length": len(text), "max": MAX_TITLE_CHARS},
+            code="too_long",
+        )
+    return text
+
+
+def _handles_in(body: str) -> dict[str, int]:
+    """{handle: member id} for the active members `body` names with @handle (one query, or none)."""
+    candidates = candidate_handles(body)
+    if not candidates:
+        return {}
+    return dict(
+        User.objects.filter(handle__in=candidates, is_active=True).values_list("handle", "pk")
+    )
+
+
+def _prime(instance: Any, name: str, objects: list[Any], queryset: QuerySet[Any]) -> None:
+    """Fill a prefetch cache we already know, so message_payload reads no more rows."""
+    queryset._result_cache = objects  # type: ignore[attr-defined]
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    cache[name] = queryset
+
+
+def _existing_message(author: User, client_id: uuid.UUID) -> Message | None:
+    return (
+        Message.objects.select_related("author", "author__organization", "room", "thread")
+        .filter(author=author, client_id=client_id)
+        .first()
+    )
+
+
+def _lock_room(room_id: int) -> Room:
+    # The room row lock orders every insert into the room: seq is taken, the message inserted and
+    # the transaction committed while it is held, so seq order is commit order.
+    return Room.objects.select_for_update().get(pk=room_id)
+
+
+def _insert_message(
+    *,
+    room: Room,
+    thread: Thread,
+    author: User,
+    body: str,
+    client_id: uuid.UUID,
+    reply_to_id: int | None,
+    now: datetime,
+    rendered: Rendered,
+) -> Message:
+    """Take the room's next seq and insert the message (caller holds the room lock)."""
+    if (
+        reply_to_id is not None
+        and not Message.objects.filter(pk=reply_to_id, thread=thread).exists()
+    ):
+        raise ValidationError(
+            _("reply_to: no message %(id)s in this thread.") % {"id": reply_to_id},
+            code="invalid",
+        )
+    Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
+    room.last_seq += 1
+    message = Message(
+        thread=thread,
+        room=room,
+        seq=room.last_seq,
+        author=author,
+        body=body,
+        body_html=rendered.html,
+        reply_to_id=reply_to_id,
+        client_id=client_id,
+        created_at=now,
+    )
+    # The related rows were just read under the lock: skip full_clean's existence queries.
+    message.full_clean(
+        exclude=["thread", "room", "author", "reply_to"],
+        validate_unique=False,
+        validate_constraints=False,
+    )
+    message.save(force_insert=True)
+    mentions = Mention.objects.bulk_create(
+        [Mention(message=message, member_id=member_id) for member_id in rendered.mentioned_ids]
+    )
+    Thread.objects.filter(pk=thread.pk).update(
+        message_count=F("message_count") + 1, last_activity_at=now
+    )
+    thread.message_count += 1
+    thread.last_activity_at = now
+    _prime(message, "reactions", [], Reaction.objects.none())
+    _prime(message, "mentions", mentions, Mention.objects.none())
+    return message
+
+
+def _announce_created(message: Message, *, new_thread: Thread | None = None) -> None:
+    frame: dict[str, Any] = {
+        "type": "message.created",
+        "room": message.room.slug,
+        "seq": message.seq,
+        "message": message_payload(message),
+    }
+    if new_thread is not None:
+        frame["new_thread"] = thread_payload(new_thread)
+    bus.publish_on_commit(bus.room_group(message.room_id), frame)
+    mentioned = [m.member_id for m in message.mentions.all()]
+    if new_thread is not None:
+        signals.send_on_commit(signals.thread_created, Thread, thread=new_thread, message=message)
+    signals.send_on_commit(
+        signals.message_posted, Message, message=message, mentioned_ids=mentioned
+    )
+
+
+# --- Threads and messages ---------------------------------------------------------------------
+
+
+def thread_create(
+    *, room: Room, author: User, title: str, body: str, client_id: uuid.UUID | None = None
+) -> Thread:
+    """Open a thread in `room` with `body` as its first message; returns the thread.
+
+    The same (author, client_id) returns the thread that message opened, creating nothing.
+    Side effects: locks the room row (takes a seq), writes the thread, its first message and its
+    mentions; after commit publishes `message.created` (with `new_thread`) to the room's group and
+    sends `thread_created` and `message_posted`.
+    """
+    client_id = client_id or uuid.uuid4()
+    existing = _existing_message(author, client_id)
+    if existing is not None:
+        return existing.thread
+    clean = clean_body(body)
+    clean_t = clean_title(title)
+    # Rendered before the room lock is taken: the lock is held only for the insert.
+    rendered = render(clean, handles=_handles_in(clean))
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            locked = _lock_room(room.pk)
+            existing = _existing_message(author, client_id)
+            if existing is not None:
+                return existing.thread
+            _check_can_post(author, locked, None)
+            _check_rate(author, locked, now)
+            thread = Thread(
+                room=locked, title=clean_t, author=author, created=now, last_activity_at=now
+            )
+            thread.full_clean()
+            thread.save()
+            message = _insert_message(
+                room=locked,
+                thread=thread,
+                author=author,
+                body=clean,
+                client_id=client_id,
+                reply_to_id=None,
+                now=now,
+                rendered=rendered,
+            )
+            _announce_created(message, new_thread=thread)
+    except IntegrityError:
+        # The same client_id committed by a concurrent request of the same author.
+        existing = _existing_message(author, client_id)
+        if existing is None:
+            raise
+        return existing.thread
+    return thread
+
+
+def message_post(
+    *,
+    thread: Thread,
+    author: User,
+    body: str,
+    client_id: uuid.UUID,
+    reply_to_id: int | None = None,
+) -> tuple[Message, bool]:
+    """Post `body` in `thread`; returns (message, created).
+
+    Idempotent on (author, client_id): a repeat returns the stored message and False, and
+    announces nothing. Side effects: locks the room row and takes the next seq; writes the
+    message and its mentions, bumps the thread's count and activity; after commit publishes
+    `message.created` to the room's group and sends `message_posted`.
+    """
+    existing = _existing_message(author, client_id)
+    if existing is not None:
+        return existing, False
+    clean = clean_body(body)
+    # Rendered before the room lock is taken: the lock is held only for the insert.
+    rendered = render(clean, handles=_handles_in(clean))
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            room = _lock_room(thread.room_id)
+            existing = _existing_message(author, client_id)
+            if existing is not None:
+                return existing, False
+            # Read the thread again under the lock: it may have been locked meanwhile.
+            fresh = Thread.objects.get(pk=thread.pk)
+            _check_can_post(author, room, fresh)
+            _check_rate(author, room, now)
+            message = _insert_message(
+                room=room,
+                thread=fresh,
+                author=author,
+                body=clean,
+                client_id=client_id,
+                reply_to_id=reply_to_id,
+                now=now,
+                rendered=rendered,
+            )
+            _announce_created(message)
+    except IntegrityError:
+        existing = _existing_message(author, client_id)
+        if existing is None:
+            raise
+        return existing, False
+    thread.message_count = fresh.message_count
+    thread.last_activity_at = fresh.last_activity_at
+    return message, True
+
+
+def _lock_message(message: Message) -> Message:
+    return (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("room", "thread", "author", "author__organization")
+        .get(pk=message.pk)
+    )
+
+
+def _room_seq(room_id: int) -> int:
+    return int(Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get())
+
+
+def _gone(message: Message) -> None:
+    if message.deleted_at is not None:
+        raise ValidationError(_("This message was deleted."), code="not_found")
+    if message.hidden_at is not None:
+        raise Refused(_("A moderator hid this message."))
+
+
+@transaction.atomic
+def message_edit(*, message: Message, editor: User, body: str) -> Message:
+    """Replace the body of the editor's own message, keeping the old body as a revision.
+
+    An unchanged body changes nothing and announces nothing. Side effects: locks the message
+    row; writes a MessageRevision, the new body and HTML and the new set of mentions; after
+    commit publishes `message.edited` to the room's group and sends `message_edited`.
+    """
+    clean = clean_body(body)
+    locked = _lock_message(message)
+    _gone(locked)
+    if locked.author_id != editor.pk:
+        raise Refused(_("Only the author may edit a message."))
+    _check_can_post(editor, locked.room, locked.thread)
+    if clean == locked.body:
+        _copy_state(locked, message)
+        return message
+    now = timezone.now()
+    MessageRevision.objects.create(message=locked, body=locked.body, edited_at=now, editor=editor)
+    rendered = render(clean, handles=_handles_in(clean))
+    before = set(locked.mentions.values_list("member_id", flat=True))
+    after = set(rendered.mentioned_ids)
+    locked.mentions.filter(member_id__in=before - after).delete()
+    Mention.objects.bulk_create(
+        [Mention(message=locked, member_id=m) for m in rendered.mentioned_ids if m not in before]
+    )
+    locked.body = clean
+    locked.body_html = rendered.html
+    locked.edited_at = now
+    locked.full_clean(validate_unique=False, validate_constraints=False)
+    locked.save(update_fields=["body", "body_html", "edited_at"])
+    _copy_state(locked, message)
+    bus.publish_on_commit(
+        bus.room_group(locked.room_id),
+        {
+            "type": "message.edited",
+            "room": locked.room.slug,
+            "seq": _room_seq(locked.room_id),
+            "message": message_payload(_with_relations(locked)),
+        },
+    )
+    signals.send_on_commit(
+        signals.message_edited,
+        Message,
+        message=locked,
+        editor=editor,
+        added_mention_ids=[m for m in rendered.mentioned_ids if m not in before],
+    )
+    return message
+
+
+@transaction.atomic
+def message_delete(*, message: Message, actor: User) -> Message:
+    """Delete a message, leaving a tombstone: the row, its seq and its place in replies stay.
+
+    Authors delete their own (not in an archived room); room moderators delete anyone's.
+    Deleting a tombstone again changes nothing. Side effects: locks the message row; empties
+    body and HTML, removes its revisions, mentions and reactions; after commit publishes
+    `message.deleted` to the room's group and sends `message_deleted`.
+    """
+    locked = _lock_message(message)
+    if locked.deleted_at is not None:
+        _copy_state(locked, message)
+        return message
+    room = locked.room
+    moderator = policy.can_moderate_room(actor, room)
+    if not moderator:
+        if not policy.is_participant(actor) or locked.author_id != actor.pk:
+            raise Refused(_("Only the author or a moderator may delete a message."))
+        if room.state == Room.State.ARCHIVED:
+            raise Refused(
+                _("This room is archived: it can be read, not written to."), code="room_locked"
+            )
+    locked.revisions.all().delete()
+    locked.mentions.all().delete()
+    locked.reactions.all().delete()
+    locked.body = ""
+    locked.body_html = ""
+    locked.deleted_at = timezone.now()
+    locked.save(update_fields=["body", "body_html", "deleted_at"])
+    _copy_state(locked, message)
+    _prime(locked, "reactions", [], Reaction.objects.none())
+    _prime(locked, "mentions", [], Mention.objects.none())
+    bus.publish_on_commit(
+        bus.room_group(locked.room_id),
+        {
+            "type": "message.deleted",
+            "room": room.slug,
+            "seq": _room_seq(locked.room_id),
+            "message": message_payload(locked),
+        },
+    )
+    signals.send_on_commit(signals.message_deleted, Message, message=locked, actor=actor)
+    return message
+
+
+def _with_relations(message: Message) -> Message:
+    _prime(message, "reactions", list(message.reactions.all()), Reaction.objects.none())
+    _prime(message, "mentions", list(message.mentions.all()), Mention.objects.none())
+    return message
+
+
+def _copy_state(source: Message, target: Message) -> None:
+    """Bring the caller's instance up to date with what was written through the locked copy."""
+    if source is target:
+        return
+    for field in ("body", "body_html", "edited_at", "deleted_at", "hidden_at", "hidden_reason"):
+        setattr(target, field, getattr(source, field))
+    target.__dict__.pop("_prefetched_objects_cache", None)
+
+
+@transaction.atomic
+def reaction_toggle(*, message: Message, member: User, emoji: str) -> dict[str, int]:
+    """Add `member`'s `emoji` reaction to `message`, or take it back; returns the counts after.
+
+    Side effects: locks the message row (toggles of one message are serial); writes or deletes
+    one Reaction; after commit publishes `reaction.changed` to the room's group and sends
+    `reaction_changed`.
+    """
+    if emoji not in REACTION_EMOJI:
+        raise ValidationError(
+            _("Unknown reaction; use one of %(emoji)s.") % {"emoji": " ".join(REACTION_EMOJI)},
+            code="invalid",
+        )
+    locked = _lock_message(message)
+    _gone(locked)
+    _check_can_post(member, locked.room, locked.thread)
+    deleted, _rows = Reaction.objects.filter(message=locked, member=member, emoji=emoji).delete()
+    added = not deleted
+    if added:
+        Reaction.objects.create(message=locked, member=member, emoji=emoji)
+    grouped = dict(
+        Reaction.objects.filter(message=locked)
+        .values("emoji")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("emoji", "n")
+    )
+    counts = {e: grouped[e] for e in REACTION_EMOJI if grouped.get(e)}
+    message.__dict__.pop("_prefetched_objects_cache", None)
+    bus.publish_on_commit(
+        bus.room_group(locked.room_id),
+        {
+            "type": "reaction.changed",
+            "room": locked.room.slug,
+            "seq": _room_seq(locked.room_id),
+            "message_id": locked.pk,
+            "reactions": counts,
+        },
+    )
+    signals.send_on_commit(
+        signals.reaction_changed, Reaction, message=locked, member=member, emoji=emoji, added=added
+    )
+    return counts
+
+
+@transaction.atomic
+def read_mark(*, member: User, thread: Thread, message_id: int) -> ReadState:
+    """Mark `thread` read by `member` up to message `message_id`; the mark never moves back.
+
+    Side effects: writes the member's ReadState; when it moved forward, after commit publishes
+    `read` to the member's own group (their other tabs) and sends `thread_read`.
+    """
+    if not policy.can_read_room(member, thread.room):
+        raise Refused(_("You may not read this room."))
+    target = Message.objects.filter(pk=message_id, thread_id=thread.pk).values("pk", "seq").first()
+    if target is None:
+        raise ValidationError(
+            _("No message %(id)s in this thread.") % {"id": message_id}, code="not_found"
+        )
+    state, _created = ReadState.objects.get_or_create(member=member, thread_id=thread.pk)
+    state = ReadState.objects.select_for_update().get(pk=state.pk)
+    if target["seq"] <= state.last_read_seq:
+        return state
+    state.last_read_message_id = target["pk"]
+    state.last_read_seq = target["seq"]
+    state.updated_at = timezone.now()
+    state.save(update_fields=["last_read_message", "last_read_seq", "updated_at"])
+    bus.publish_on_commit(
+        bus.user_group(member.pk),
+        {
+            "type": "read",
+            "room": thread.room.slug,
+            "thread": thread.pk,
+            "message_id": target["pk"],
+            "seq": target["seq"],
+        },
+    )
+    signals.send_on_commit(signals.thread_read, ReadState, read_state=state)
+    return state
+
+
+# --- Follow and mute --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def follow_set(
+    *,
+    member: User,
+    level: str | None,
+    room: Room | None = None,
+    thread: Thread | None = None,
+) -> Follow | None:
+    """Follow or mute exactly one of `room` / `thread`; `level=None` forgets the choice.
+
+    Notifications read these rows (follow: tell me about new threads / messages; mute: never).
+    Side effects: writes or deletes one Follow row; nothing is published.
+    """
+    if (room is None) == (thread is None):
+        raise ValidationError(_("Follow either a room or a thread."), code="invalid")
+    target_room = room if room is not None else thread.room  # type: ignore[union-attr]
+    if not policy.can_read_room(member, target_room):
+        raise Refused(_("You may not read this room."))
+    if level is not None and level not in Follow.Level.values:
+        raise ValidationError(
+            _("Unknown level; use one of %(levels)s.") % {"levels": ", ".join(Follow.Level.values)},
+            code="invalid",
+        )
+    target = {"room": room} if room is not None else {"thread": thread}
+    if level is None:
+        Follow.objects.filter(member=member, **target).delete()
+        return None
+    follow, _created = Follow.objects.update_or_create(
+        member=member, **target, defaults={"level": level}
+    )
+    return follow

@@ -223,7 +223,10 @@ if REDIS_URL:
             # Why pub/sub and not the core layer: docs/decisions/0003-channel-layer.md.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 2}]
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 2}],
+                # Pub/sub is not scoped by database number: deployments (or test runs) that share
+                # one Redis keep apart by prefix.
+                "prefix": os.environ.get("REDIS_PREFIX", "minga"),
             },
         },
     }

@@ -1,0 +1,281 @@
+"""forums.selectors: access functions, pages in seq order, unread counts, query counts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+
+from community.models import User
+from forums import selectors, services
+from forums.models import Mention, Reaction, ReadState, Room, Thread
+from tests.factories import UserFactory
+from tests.forums.factories import *  # noqa: F403 - fixtures
+from tests.forums.factories import MessageFactory, ThreadFactory, member_in
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Access functions -------------------------------------------------------------------------
+
+
+def test_room_for_member_returns_room(member: User) -> None:
+    room = selectors.room_for_member(slug="wg2-c", member=member)
+
+    assert room.slug == "wg2-c"
+
+
+def test_room_for_member_unknown_slug_is_404(member: User) -> None:
+    with pytest.raises(Http404):
+        selectors.room_for_member(slug="wg9-z", member=member)
+
+
+def test_room_for_member_unverified_is_forbidden(plan: None) -> None:
+    unverified = UserFactory(verified=False)
+
+    with pytest.raises(PermissionDenied):
+        selectors.room_for_member(slug="wg1-a", member=unverified)
+
+
+def test_thread_for_member_returns_thread(thread: Thread, member: User) -> None:
+    assert selectors.thread_for_member(thread_id=thread.pk, member=member) == thread
+
+
+def test_thread_for_member_unknown_is_404(member: User) -> None:
+    with pytest.raises(Http404):
+        selectors.thread_for_member(thread_id=987654, member=member)
+
+
+def test_thread_for_member_inactive_is_forbidden(thread: Thread) -> None:
+    inactive = UserFactory(is_active=False)
+
+    with pytest.raises(PermissionDenied):
+        selectors.thread_for_member(thread_id=thread.pk, member=inactive)
+
+
+def test_message_for_member_unknown_is_404(member: User) -> None:
+    with pytest.raises(Http404):
+        selectors.message_for_member(message_id=987654, member=member)
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+def test_messages_after_returns_room_messages_in_seq_order(thread: Thread, room: Room) -> None:
+    other_thread = ThreadFactory(room=room, author=thread.author)
+    made = [MessageFactory(thread=t) for t in (thread, other_thread, thread, other_thread)]
+
+    found = selectors.messages_after(room=room, after_seq=1, limit=2)
+
+    assert [m.pk for m in found] == [made[1].pk, made[2].pk]
+
+
+def test_messages_after_skips_other_rooms(thread: Thread, room: Room) -> None:
+    MessageFactory(thread=ThreadFactory(room=Room.objects.get(slug="wg2-a")))
+    mine = MessageFactory(thread=thread)
+
+    assert selectors.messages_after(room=room, after_seq=0, limit=10) == [mine]
+
+
+def test_thread_messages_default_is_newest_page(thread: Thread) -> None:
+    made = [MessageFactory(thread=thread) for _ in range(4)]
+
+    found = selectors.thread_messages(thread=thread, limit=3)
+
+    assert found == made[1:]
+
+
+def test_thread_messages_after_and_before(thread: Thread) -> None:
+    made = [MessageFactory(thread=thread) for _ in range(5)]
+
+    after = selectors.thread_messages(thread=thread, after=made[1].pk, limit=2)
+    before = selectors.thread_messages(thread=thread, before=made[3].pk, limit=2)
+    between = selectors.thread_messages(thread=thread, after=made[0].pk, before=made[4].pk)
+
+    assert (after, before, between) == (made[2:4], made[1:3], made[1:4])
+
+
+def test_thread_messages_unknown_anchor_is_not_found(thread: Thread, room: Room) -> None:
+    elsewhere = MessageFactory(thread=ThreadFactory(room=room))
+
+    with pytest.raises(ValidationError) as excinfo:
+        selectors.thread_messages(thread=thread, after=elsewhere.pk)
+
+    assert services.error_code(excinfo.value) == "not_found"
+
+
+def test_thread_messages_limit_below_one_is_invalid(thread: Thread) -> None:
+    with pytest.raises(ValidationError):
+        selectors.thread_messages(thread=thread, limit=0)
+
+
+def test_room_last_seq_follows_posts(thread: Thread) -> None:
+    MessageFactory(thread=thread)
+    MessageFactory(thread=thread)
+
+    assert selectors.room_last_seq(room_id=thread.room_id) == 2
+
+
+def test_room_last_seq_unknown_room_is_404(plan: None) -> None:
+    with pytest.raises(Http404):
+        selectors.room_last_seq(room_id=987654)
+
+
+def test_threads_for_room_pinned_first_then_newest(room: Room, member: User) -> None:
+    old = ThreadFactory(room=room, title="old")
+    new = ThreadFactory(room=room, title="new")
+    pinned = ThreadFactory(room=room, title="pinned", pinned=True)
+    MessageFactory(thread=old)
+    MessageFactory(thread=new)
+
+    titles = [t.title for t in selectors.threads_for_room(room=room, member=member)]
+
+    assert titles == [pinned.title, new.title, old.title]
+
+
+def test_threads_for_room_unread_counts(room: Room, member: User, chair: User) -> None:
+    thread = ThreadFactory(room=room, author=chair)
+    first = MessageFactory(thread=thread, author=chair)
+    MessageFactory(thread=thread, author=chair)
+    MessageFactory(thread=thread, author=member)  # my own: never unread
+    services.read_mark(member=member, thread=thread, message_id=first.pk)
+
+    (listed,) = selectors.threads_for_room(room=room, member=member)
+
+    assert (listed.unread_count, listed.last_read_seq) == (1, 1)
+
+
+def test_rooms_readable_counts_unread_per_room(room: Room, member: User, chair: User) -> None:
+    thread = ThreadFactory(room=room, author=chair)
+    read = MessageFactory(thread=thread, author=chair)
+    MessageFactory(thread=thread, author=chair)
+    MessageFactory(thread=ThreadFactory(room=room, author=chair), author=chair)
+    deleted = MessageFactory(thread=thread, author=chair)
+    services.message_delete(message=deleted, actor=chair)
+    services.read_mark(member=member, thread=thread, message_id=read.pk)
+
+    counts = {r.slug: r.unread_count for r in selectors.rooms_readable(member=member)}
+
+    assert (len(counts), counts["wg1-a"], counts["wg2-a"]) == (25, 2, 0)
+
+
+def test_rooms_readable_unverified_sees_none(plan: None) -> None:
+    assert selectors.rooms_readable(member=UserFactory(verified=False)) == []
+
+
+# --- Payload ----------------------------------------------------------------------------------
+
+
+def test_message_payload_is_json_safe_with_reactions_and_mentions(
+    thread: Thread, member: User, chair: User
+) -> None:
+    message = MessageFactory(thread=thread, author=member, body="hi")
+    Reaction.objects.create(message=message, member=chair, emoji="🎉")
+    Reaction.objects.create(message=message, member=member, emoji="👍")
+    Reaction.objects.create(message=message, member=chair, emoji="👍")
+    Mention.objects.create(message=message, member=chair)
+    (loaded,) = selectors.messages_after(room=thread.room, after_seq=0, limit=5)
+
+    payload = json.loads(json.dumps(selectors.message_payload(loaded)))
+
+    assert (payload["reactions"], payload["mentions"], payload["seq"]) == (
+        {"👍": 2, "🎉": 1},
+        [chair.pk],
+        1,
+    )
+
+
+def test_message_payload_hidden_message_has_no_body(thread: Thread) -> None:
+    from django.utils import timezone
+
+    message = MessageFactory(thread=thread, hidden_at=timezone.now(), hidden_reason="spam")
+
+    payload = selectors.message_payload(message)
+
+    assert (payload["body"], payload["body_html"], payload["hidden"]) == ("", "", True)
+
+
+# --- Query counts: the same number at 1 and at 3 items ---------------------------------------
+
+
+def _with_reactions_and_mentions(thread: Thread, count: int) -> None:
+    for _ in range(count):
+        message = MessageFactory(thread=thread)
+        reactor = member_in("wg1")
+        Reaction.objects.create(message=message, member=reactor, emoji="👍")
+        Mention.objects.create(message=message, member=reactor)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_messages_after_query_count(
+    thread: Thread, count: int, django_assert_num_queries: Any
+) -> None:
+    _with_reactions_and_mentions(thread, count)
+
+    # messages with author, organization, room and thread + reactions + mentions
+    with django_assert_num_queries(3):
+        payloads = [
+            selectors.message_payload(m)
+            for m in selectors.messages_after(room=thread.room, after_seq=0, limit=50)
+        ]
+
+    assert len(payloads) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_thread_messages_query_count(
+    thread: Thread, count: int, django_assert_num_queries: Any
+) -> None:
+    anchor = MessageFactory(thread=thread)
+    _with_reactions_and_mentions(thread, count)
+
+    # anchor's seq + messages with author, organization, room and thread + reactions + mentions
+    with django_assert_num_queries(4):
+        found = selectors.thread_messages(thread=thread, after=anchor.pk)
+        payloads = [selectors.message_payload(m) for m in found]
+
+    assert len(payloads) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_threads_for_room_query_count(
+    room: Room, member: User, count: int, django_assert_num_queries: Any
+) -> None:
+    for _ in range(count):
+        MessageFactory(thread=ThreadFactory(room=room))
+
+    # threads with author, organization, room and the unread count in one statement
+    with django_assert_num_queries(1):
+        payloads = [
+            selectors.thread_payload(t)
+            for t in selectors.threads_for_room(room=room, member=member)
+        ]
+
+    assert len(payloads) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_rooms_readable_query_count(
+    room: Room, member: User, count: int, django_assert_num_queries: Any
+) -> None:
+    for slug in ["wg1-a", "wg1-b", "wg2-a"][:count]:
+        MessageFactory(thread=ThreadFactory(room=Room.objects.get(slug=slug)))
+    member.is_verified  # noqa: B018 - cached once per request by authentication
+
+    # rooms with working group and topic + one grouped unread count
+    with django_assert_num_queries(2):
+        rooms = selectors.rooms_readable(member=member)
+
+    assert sum(r.unread_count for r in rooms) == count
+
+
+def test_read_state_of_returns_mark(thread: Thread, member: User) -> None:
+    message = MessageFactory(thread=thread)
+    services.read_mark(member=member, thread=thread, message_id=message.pk)
+
+    state = selectors.read_state_of(member=member, thread=thread)
+
+    assert state == ReadState.objects.get(member=member, thread=thread)
