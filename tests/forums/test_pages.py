@@ -485,3 +485,19 @@ def test_room_members_chair_role_listed(member: User, room: Room) -> None:
     response = signed_in(member).get(reverse("room_members", args=[room.slug]), {"q": "lima"})
 
     assert [m["handle"] for m in response.json()["members"]] == ["zeca"]
+
+
+@pytest.mark.parametrize("language", ["es", "pt", "fr"])
+def test_thread_page_renders_in_member_language(
+    member: User, thread: Thread, language: str
+) -> None:
+    MessageFactory(thread=thread)
+    User.objects.filter(pk=member.pk).update(language=language)
+    client = signed_in(member)
+
+    response = client.get(reverse("thread_detail", args=[thread.pk]))
+
+    assert (response.status_code, f'<html lang="{language}">' in response.content.decode()) == (
+        200,
+        True,
+    )
