@@ -72,12 +72,11 @@ def me(request: HttpRequest) -> dict[str, object]:
 @router.patch("/me/", response=MemberOut, summary="Change name, handle, language or time zone")
 def me_update(request: HttpRequest, patch: MemberPatch) -> dict[str, object]:
     member: User = request.user  # type: ignore[assignment]
-    services.validate_language(patch.language or member.language)
     services.profile_update(
         member=member,
         name=patch.name if patch.name is not None else member.name,
         handle=patch.handle if patch.handle is not None else member.handle,
-        language=patch.language or member.language,
-        timezone_name=patch.timezone or member.timezone,
+        language=patch.language if patch.language is not None else member.language,
+        timezone_name=patch.timezone if patch.timezone is not None else member.timezone,
     )
     return member_out(member)

@@ -201,6 +201,7 @@ def apply_rows(report: ImportReport, *, invited_by: User | None, base_url: str) 
                 memberships=memberships,
                 invited_by=invited_by,
                 base_url=base_url,
+                language=row.language or None,
             )
             report.invited += 1
     return report

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -174,23 +174,47 @@ def working_group_leave(*, member: User, working_group: WorkingGroup) -> None:
 def profile_update(
     *, member: User, name: str, handle: str, language: str, timezone_name: str
 ) -> User:
-    """Side effects: none beyond the row; the language and zone apply from the next request."""
+    """Change the member's profile; every bad field is reported at once and nothing is saved.
+
+    Side effects: none beyond the row; the language and zone apply from the next request. On
+    failure the `member` object is restored from the database, so the page that shows the error
+    does not already show the refused values.
+    """
+    fields = ["name", "handle", "language", "timezone"]
     member.name = " ".join(name.split())
     member.handle = handle.strip().lower()
     member.language = language
     member.timezone = timezone_name
-    member.full_clean(exclude=["password"])
-    member.save(update_fields=["name", "handle", "language", "timezone"])
+    try:
+        member.full_clean(exclude=["password"])
+    except ValidationError as error:
+        errors = error.message_dict
+        if language not in Language.values:
+            # Django's "Value 'de' is not a valid choice." names neither the field nor the options.
+            errors["language"] = _language_error(language).messages
+        member.refresh_from_db(fields=fields)
+        raise ValidationError(errors) from None
+    try:
+        with transaction.atomic():
+            member.save(update_fields=fields)
+    except IntegrityError:
+        # Two members took the same handle between full_clean() and save(): the loser hears why.
+        member.refresh_from_db(fields=fields)
+        raise ValidationError({"handle": _("That handle is taken; choose another.")}) from None
     return member
+
+
+def _language_error(value: str) -> ValidationError:
+    return ValidationError(
+        _("Unknown language “%(value)s”; use one of: %(choices)s.")
+        % {"value": value, "choices": ", ".join(Language.values)},
+        code="invalid_language",
+    )
 
 
 def validate_language(value: str) -> None:
     if value not in Language.values:
-        raise ValidationError(
-            _("Unknown language “%(value)s”; use one of: %(choices)s.")
-            % {"value": value, "choices": ", ".join(Language.values)},
-            code="invalid_language",
-        )
+        raise _language_error(value)
 
 
 # --- Invitations ------------------------------------------------------------------------------
@@ -205,11 +229,14 @@ def invitation_create(
     organization: Organization | None = None,
     memberships: Sequence[tuple[WorkingGroup, str]] = (),
     base_url: str,
+    language: str | None = None,
 ) -> tuple[Invitation, str]:
     """Invite `email`; returns the invitation and its raw token (shown nowhere else).
 
-    Side effects: sends the invitation email after commit, in the inviter's language for now
-    (the invitee has none yet). An organizer may only invite to the groups they coordinate.
+    Side effects: sends the invitation email after commit, in `language` when the invitee's is
+    known (an import row names it), else in the inviter's; expires the address's earlier pending
+    invitations, so a re-sent invitation (or a re-run import) leaves one working link. An
+    organizer may only invite to the groups they coordinate.
     """
     if invited_by is not None and not policy.is_secretariat(invited_by):
         if not policy.can_invite(invited_by):
@@ -222,7 +249,17 @@ def invitation_create(
                     _("You may invite only to working groups you coordinate (not %(wg)s).")
                     % {"wg": working_group.slug}
                 )
+    if language is not None:
+        validate_language(language)
     email = User.objects.normalize_email(email.strip()).lower()
+    if (
+        User.objects.filter(email__iexact=email)
+        .exclude(password__startswith=UNUSABLE_PASSWORD_PREFIX)
+        .exists()
+    ):
+        # Only organizers get here, so saying so reveals nothing to a stranger; the invitee
+        # could not accept anyway (invitation_accept refuses an existing account).
+        raise ValidationError({"email": _("%(email)s already has an account.") % {"email": email}})
     raw, token_hash = Invitation.new_token()
     invitation = Invitation(
         email=email,
@@ -234,9 +271,14 @@ def invitation_create(
         expires_at=timezone.now() + timedelta(days=settings.MINGA_INVITATION_DAYS),
     )
     invitation.full_clean()
+    now = timezone.now()
+    Invitation.objects.filter(
+        email__iexact=email, accepted_at__isnull=True, expires_at__gt=now
+    ).update(expires_at=now)
     invitation.save()
     url = f"{base_url.rstrip('/')}/invite/{raw}/"
-    language = invited_by.language if invited_by is not None else settings.LANGUAGE_CODE
+    if language is None:
+        language = invited_by.language if invited_by is not None else settings.LANGUAGE_CODE
     transaction.on_commit(lambda: _send_invitation(invitation, url, language))
     return invitation, raw
 
@@ -338,7 +380,8 @@ def api_token_member(raw: str) -> User | None:
     if not raw.startswith(ApiToken.PREFIX) or len(raw) > 100:
         return None
     token = (
-        ApiToken.objects.select_related("member")
+        # The organization rides along: every API answer about the member names it.
+        ApiToken.objects.select_related("member__organization")
         .filter(key_hash=ApiToken.hash_key(raw), revoked_at__isnull=True)
         .first()
     )

@@ -10,6 +10,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Prefetch
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,6 +21,15 @@ from django.views.i18n import set_language as django_set_language
 from . import policy, selectors, services
 from .forms import AcceptInvitationForm, InvitationForm, ProfileForm, TokenForm
 from .models import Language, Membership, Role, Topic, User, WorkingGroup
+
+
+def add_service_errors(form: Form, error: ValidationError) -> None:
+    """Show a service's ValidationError on the form: under its field when the form has one."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, errors in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
 
 
 @login_required
@@ -106,8 +116,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
                 timezone_name=form.cleaned_data["timezone"],
             )
         except ValidationError as error:
-            for field, errors in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            add_service_errors(form, error)
         else:
             messages.success(request, _("Your profile was saved."))
             response = redirect("account_settings")
@@ -166,7 +175,7 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
         except PermissionDenied as error:
             form.add_error("working_group", str(error))
         except ValidationError as error:
-            form.add_error(None, error)
+            add_service_errors(form, error)
         else:
             messages.success(
                 request, _("An invitation was sent to %(email)s.") % {"email": data["email"]}
@@ -201,7 +210,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 timezone_name=data["timezone"],
             )
         except ValidationError as error:
-            form.add_error(None, error)
+            add_service_errors(form, error)
         else:
             login(request, member, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, _("Welcome to Minga, %(name)s.") % {"name": member.name})

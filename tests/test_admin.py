@@ -21,7 +21,9 @@ PAGES = [
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_secretariat_manages_the_community_in_the_admin(secretariat: User, client: Client, path: str) -> None:
+def test_secretariat_manages_the_community_in_the_admin(
+    secretariat: User, client: Client, path: str
+) -> None:
     client.force_login(secretariat)
 
     response = client.get(path)
@@ -29,7 +31,9 @@ def test_secretariat_manages_the_community_in_the_admin(secretariat: User, clien
     assert response.status_code == 200
 
 
-def test_secretariat_can_open_a_working_group_for_editing(secretariat: User, client: Client) -> None:
+def test_secretariat_can_open_a_working_group_for_editing(
+    secretariat: User, client: Client
+) -> None:
     from community.models import WorkingGroup
 
     client.force_login(secretariat)

@@ -18,7 +18,9 @@ async def test_healthz_ok_when_database_and_layer_answer() -> None:
 
     assert response.status_code == 200
     assert response.json() == {
-        "status": "ok", "checks": {"database": "ok", "channel_layer": "ok"}, "failing": [],
+        "status": "ok",
+        "checks": {"database": "ok", "channel_layer": "ok"},
+        "failing": [],
     }
     assert response["Cache-Control"] == "no-store"
 
@@ -35,7 +37,9 @@ async def test_healthz_names_an_unreachable_channel_layer(settings: Any) -> None
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5}]},
+            "CONFIG": {
+                "hosts": [{"address": "redis://127.0.0.1:1/0", "socket_connect_timeout": 0.5}]
+            },
         }
     }
     channel_layers.backends.clear()

@@ -16,13 +16,29 @@ from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 ROLES = [
-    "anonymous", "unverified", "deactivated", "participant", "observer", "member",
-    "vice_chair", "chair", "other_chair", "secretariat",
+    "anonymous",
+    "unverified",
+    "deactivated",
+    "participant",
+    "observer",
+    "member",
+    "vice_chair",
+    "chair",
+    "other_chair",
+    "secretariat",
 ]
 
 # action -> the roles allowed, for working group wg1 and its open room wg1-a unless said otherwise.
 TABLE: dict[str, set[str]] = {
-    "read room": {"participant", "observer", "member", "vice_chair", "chair", "other_chair", "secretariat"},
+    "read room": {
+        "participant",
+        "observer",
+        "member",
+        "vice_chair",
+        "chair",
+        "other_chair",
+        "secretariat",
+    },
     "post in open room": {"member", "vice_chair", "chair", "secretariat"},
     "post in locked room": {"vice_chair", "chair", "secretariat"},
     "post in archived room": set(),

@@ -41,12 +41,33 @@ print(json.dumps({
 
 
 def run_settings(env: dict[str, str], code: str = PROBE) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "EMAIL_URL",
-                          "HTTPS", "MINGA_TESTING"}}
-    clean.update({"PYTHONPATH": str(ROOT / "platform"), "DJANGO_SETTINGS_MODULE": "minga.settings"}, **env)
-    return subprocess.run([sys.executable, "-c", code], env=clean, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "EMAIL_URL",
+            "HTTPS",
+            "MINGA_TESTING",
+        }
+    }
+    clean.update(
+        {"PYTHONPATH": str(ROOT / "platform"), "DJANGO_SETTINGS_MODULE": "minga.settings"}, **env
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=clean,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def probe(env: dict[str, str]) -> dict[str, object]:
@@ -72,7 +93,9 @@ def test_database_url_selects_postgresql_with_the_pool() -> None:
 
     assert found["db"] == "django.db.backends.postgresql"
     assert "pool" in found["db_options"]
-    assert found["conn_max_age"] == 0  # persistent connections leak under ASGI; the pool replaces them
+    assert (
+        found["conn_max_age"] == 0
+    )  # persistent connections leak under ASGI; the pool replaces them
 
 
 def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
@@ -89,8 +112,15 @@ def test_email_url_selects_smtp_with_starttls() -> None:
 
     assert found["mailer"] == {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "OPTIONS": {"host": "smtp.example.org", "port": 2525, "username": "mailer", "password": "s@cret",
-                    "use_tls": True, "use_ssl": False, "timeout": 20},
+        "OPTIONS": {
+            "host": "smtp.example.org",
+            "port": 2525,
+            "username": "mailer",
+            "password": "s@cret",
+            "use_tls": True,
+            "use_ssl": False,
+            "timeout": 20,
+        },
     }
 
 

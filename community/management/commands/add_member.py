@@ -80,6 +80,8 @@ class Command(BaseCommand):
         default_role = Role.CHAIR if options["organizer"] else Role.MEMBER
         specs = [MembershipSpec(slug, role or default_role) for slug, role in pairs]
         country = (options["country"] or "").upper()
+        if country and not options["org"]:
+            raise CommandError("--country is the organization's country: give --org NAME too.")
         if country and country not in dict(countries):
             raise CommandError(
                 f"Unknown country code {options['country']!r}; use ISO 3166 alpha-2, e.g. BR."

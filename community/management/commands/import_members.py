@@ -1,6 +1,7 @@
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from community import importing
@@ -35,6 +36,8 @@ class Command(BaseCommand):
             raise CommandError(f"No such file: {path}") from None
         except UnicodeDecodeError:
             raise CommandError(f"{path} is not UTF-8 text; save the sheet as CSV UTF-8.") from None
+        except OSError as error:
+            raise CommandError(f"Cannot read {path}: {error.strerror}.") from None
         inviter = None
         if options["invited_by"]:
             inviter = User.objects.filter(email__iexact=options["invited_by"]).first()
@@ -52,7 +55,15 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"Dry run: {len(report.rows)} row(s) are valid; nothing was changed.")
             return
-        apply_rows(report, invited_by=inviter, base_url=options["base_url"])
+        try:
+            apply_rows(report, invited_by=inviter, base_url=options["base_url"])
+        except PermissionDenied as error:
+            # apply_rows is one transaction: the rows written before this one are rolled back.
+            raise CommandError(
+                f"{inviter} may not send these invitations: {error} Nothing was changed."
+            ) from None
+        except ValidationError as error:
+            raise CommandError(f"{' '.join(error.messages)} Nothing was changed.") from None
         self.stdout.write(
             f"Imported {len(report.rows)} row(s): {report.updated} member(s) updated, "
             f"{report.invited} invitation(s) sent."
