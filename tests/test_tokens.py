@@ -234,13 +234,46 @@ def test_issue_token_deactivated_member_is_a_command_error(db: None) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_socket_without_origin_is_refused_even_with_token() -> None:
-    """The contract refuses unknown origins; a program must send an Origin of the site too."""
+async def test_program_without_origin_connects_with_its_token() -> None:
+    """No Origin means no browser, so no cross-site risk: a token alone authenticates a program."""
     user = await database_sync_to_async(UserFactory)()
     _token, key = await database_sync_to_async(api_token_create)(member=user, name="bot")
     socket = _socket((b"authorization", f"Token {key}".encode()))
+
+    connected, _ = await socket.connect()
+    await socket.send_json_to({"type": "ping"})
+    answer = await socket.receive_json_from()
+    await socket.disconnect()
+
+    assert connected is True
+    assert answer == {"type": "pong"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_socket_without_origin_and_only_a_cookie_is_refused() -> None:
+    client = Client()
+    user = await database_sync_to_async(UserFactory)()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    socket = _socket((b"cookie", cookie))
 
     connected, code = await socket.connect()
     await socket.disconnect()
 
     assert (connected, code) == (False, 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_program_without_origin_is_not_authenticated_by_a_cookie() -> None:
+    # Without an Origin, cookies are ignored: only the token speaks, and a bad token is refused.
+    client = Client()
+    user = await database_sync_to_async(UserFactory)()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    socket = _socket((b"cookie", cookie), (b"authorization", b"Token mga_not-a-real-key"))
+
+    await socket.connect()
+    closed = await socket.receive_output()
+    await socket.disconnect()
+
+    assert closed == {"type": "websocket.close", "code": 4401}

@@ -1,6 +1,7 @@
 """ASGI entry point: `daphne minga.asgi:application`.
 
-HTTP goes to Django; websockets at /ws/ go through the Origin check (ALLOWED_HOSTS), the
+HTTP goes to Django; websockets at /ws/ go through the Origin check (ALLOWED_HOSTS; programs
+with a token may send no Origin), the
 session or token authentication, then the realtime gateway.
 """
 
@@ -14,19 +15,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from forums.consumers import GatewayConsumer  # noqa: E402
-from minga.realtime import TokenAuthMiddleware  # noqa: E402
+from minga.realtime import OriginPolicy, TokenAuthMiddleware  # noqa: E402
 
 websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(websocket_urls))
-        ),
+        "websocket": OriginPolicy(AuthMiddlewareStack(TokenAuthMiddleware(websocket_urls))),
     }
 )

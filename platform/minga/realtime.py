@@ -6,6 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import AllowedHostsOriginValidator
 
 from community.services import api_token_member
 
@@ -26,3 +27,27 @@ class TokenAuthMiddleware(BaseMiddleware):
                     scope = dict(scope, user=member or AnonymousUser(), auth="token")
                 break
         return await super().__call__(scope, receive, send)
+
+
+class OriginPolicy:
+    """Browsers must come from our own hosts (ALLOWED_HOSTS); programs may send no Origin at all.
+
+    A browser always sends Origin on a websocket handshake, so a missing Origin means a program:
+    it is let through only with an `Authorization: Token` header, and its cookies are dropped so
+    the token alone authenticates it (no ambient credential, no cross-site risk).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.browsers = AllowedHostsOriginValidator(app)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        headers = scope.get("headers", [])
+        names = {name for name, _ in headers}
+        token = any(
+            name == b"authorization" and value[:6].lower() == b"token " for name, value in headers
+        )
+        if b"origin" not in names and token:
+            scope = dict(scope, headers=[(n, v) for n, v in headers if n != b"cookie"])
+            return await self.app(scope, receive, send)
+        return await self.browsers(scope, receive, send)
