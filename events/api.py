@@ -1,5 +1,366 @@
-"""API endpoints of the events app, mounted under /api/v1/ by minga/api.py."""
+"""API endpoints of the events app, mounted under /api/v1/ by minga/api.py (docs/api.md).
 
-from ninja import Router
+Event shape (contract; fields may be added): id, title, kind, working_group (slug|null),
+description, starts_at, ends_at (ISO 8601 with the event zone's offset), timezone, location,
+room (slug|null), capacity, recurrence (RRULE|null), status, sequence, registration
+({status, position}|null: mine). Added: description_html, venue, city, country, online,
+visibility, allow_observers, exdates, url, ics_url, occurrences (within ?start&end).
+
+Rule errors answer 400 {"code": "invalid", "detail": {field: [messages]},
+"errors": [{"field", "code", "message"}]}: the codes are listed in events/services.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
+from ninja import Query, Router, Schema, Status
+from ninja.errors import HttpError
+
+from community.models import User, WorkingGroup
+from forums.models import Room
+
+from . import recurrence, selectors, services
+from .ical import site_url
+from .models import Event, Registration
 
 router = Router(tags=["events"])
+
+KindLiteral = Literal["workshop", "meeting", "focus_session", "conference", "webinar"]
+
+
+class RegistrationOut(Schema):
+    status: str
+    position: int | None
+
+
+class OccurrenceOut(Schema):
+    original_start: str
+    starts_at: str
+    ends_at: str
+    cancelled: bool
+
+
+class EventOut(Schema):
+    id: int
+    title: str
+    kind: str
+    working_group: str | None
+    description: str
+    description_html: str
+    starts_at: str
+    ends_at: str
+    timezone: str
+    location: str
+    venue: str
+    city: str
+    country: str | None
+    online: bool
+    room: str | None
+    capacity: int | None
+    registration_opens_at: datetime | None
+    registration_closes_at: datetime | None
+    visibility: str
+    allow_observers: bool
+    recurrence: str | None
+    exdates: list[str]
+    status: str
+    sequence: int
+    registration: RegistrationOut | None
+    url: str
+    ics_url: str
+    occurrences: list[OccurrenceOut] | None = None
+
+
+class EventIn(Schema):
+    title: str
+    kind: KindLiteral = "workshop"
+    working_group: str | None = None
+    description: str = ""
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    venue: str = ""
+    city: str = ""
+    country: str = ""
+    online: bool = False
+    room: str | None = None
+    capacity: int | None = None
+    registration_opens_at: datetime | None = None
+    registration_closes_at: datetime | None = None
+    visibility: Literal["public", "working_group"] = "public"
+    allow_observers: bool = False
+    recurrence: str | None = None
+    exdates: list[datetime] = []
+
+
+class EventPatch(Schema):
+    title: str | None = None
+    kind: KindLiteral | None = None
+    working_group: str | None = None
+    description: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    timezone: str | None = None
+    venue: str | None = None
+    city: str | None = None
+    country: str | None = None
+    online: bool | None = None
+    room: str | None = None
+    capacity: int | None = None
+    registration_opens_at: datetime | None = None
+    registration_closes_at: datetime | None = None
+    visibility: Literal["public", "working_group"] | None = None
+    allow_observers: bool | None = None
+    recurrence: str | None = None
+    exdates: list[datetime] | None = None
+    message: str = ""
+
+
+class CancelIn(Schema):
+    message: str = ""
+
+
+class ListFilters(Schema):
+    start: datetime | None = None
+    end: datetime | None = None
+    working_group: str | None = None
+    kind: KindLiteral | None = None
+
+
+def _iso(value: datetime, zone: str) -> str:
+    return value.astimezone(ZoneInfo(zone)).isoformat()
+
+
+def event_out(
+    event: Event, member: User | None, window: tuple[datetime, datetime] | None = None
+) -> dict[str, Any]:
+    mine = selectors.my_registration(event=event, member=member)
+    registration = None
+    if mine is not None and mine.status != Registration.Status.WITHDRAWN:
+        registration = {"status": mine.status, "position": mine.position}
+    occurrences = None
+    if window is not None:
+        occurrences = [
+            {
+                "original_start": _iso(o.original_start, event.timezone),
+                "starts_at": _iso(o.starts_at, event.timezone),
+                "ends_at": _iso(o.ends_at, event.timezone),
+                "cancelled": o.cancelled,
+            }
+            for o in recurrence.expand(event, *window, overrides=event.overrides.all())
+        ]
+    return {
+        "id": event.pk,
+        "title": event.title,
+        "kind": event.kind,
+        "working_group": event.working_group.slug if event.working_group_id else None,
+        "description": event.description,
+        "description_html": event.description_html,
+        "starts_at": _iso(event.starts_at, event.timezone),
+        "ends_at": _iso(event.ends_at, event.timezone),
+        "timezone": event.timezone,
+        "location": event.location,
+        "venue": event.venue,
+        "city": event.city,
+        "country": event.country.code if event.country else None,
+        "online": event.online,
+        "room": event.room.slug if event.room_id else None,
+        "capacity": event.capacity,
+        "registration_opens_at": event.registration_opens_at,
+        "registration_closes_at": event.registration_closes_at,
+        "visibility": event.visibility,
+        "allow_observers": event.allow_observers,
+        "recurrence": event.recurrence or None,
+        "exdates": [_iso(recurrence.parse_exdate(x), event.timezone) for x in event.exdates],
+        "status": event.status,
+        "sequence": event.sequence,
+        "registration": registration,
+        "url": f"{site_url()}/events/{event.pk}/",
+        "ics_url": f"{site_url()}/events/{event.pk}.ics",
+        "occurrences": occurrences,
+    }
+
+
+def _invalid(exc: ValidationError) -> HttpResponse:
+    errors: list[dict[str, str | None]] = []
+    if hasattr(exc, "error_dict"):
+        for field, items in exc.error_dict.items():
+            for item in items:
+                message = item.message % item.params if item.params else item.message
+                errors.append({"field": field, "code": item.code, "message": str(message)})
+        detail: Any = exc.message_dict
+    else:
+        for item in exc.error_list:
+            message = item.message % item.params if item.params else item.message
+            errors.append({"field": None, "code": item.code, "message": str(message)})
+        detail = exc.messages
+    return JsonResponse({"code": "invalid", "detail": detail, "errors": errors}, status=400)
+
+
+def _group(slug: str | None) -> WorkingGroup | None:
+    if slug is None:
+        return None
+    group = WorkingGroup.objects.filter(slug=slug).first()
+    if group is None:
+        raise ValidationError(
+            {
+                "working_group": ValidationError(
+                    _("There is no working group %(slug)s.") % {"slug": slug}, code="unknown"
+                )
+            }
+        )
+    return group
+
+
+def _room(slug: str | None) -> Room | None:
+    if slug is None:
+        return None
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        raise ValidationError(
+            {
+                "room": ValidationError(
+                    _("There is no room %(slug)s.") % {"slug": slug}, code="unknown"
+                )
+            }
+        )
+    return room
+
+
+def _member(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _reload(event_id: int, member: User) -> Event:
+    return selectors.events_visible_to(member=member).get(pk=event_id)
+
+
+@router.get("/events/", response=list[EventOut], summary="Events I may see")
+def event_list(request: HttpRequest, filters: Query[ListFilters]) -> list[dict[str, Any]]:
+    member = _member(request)
+    if filters.start and filters.end and filters.end <= filters.start:
+        raise HttpError(422, "end must be after start")
+    qs = selectors.events_visible_to(
+        member=member,
+        start=filters.start,
+        end=filters.end,
+        working_group=filters.working_group,
+        kind=filters.kind,
+    )
+    window = (filters.start, filters.end) if filters.start and filters.end else None
+    result = []
+    for event in qs:
+        item = event_out(event, member, window)
+        if window is not None and event.recurrence and not item["occurrences"]:
+            continue  # a series with nothing in the window
+        result.append(item)
+    return result
+
+
+@router.post(
+    "/events/",
+    response={201: EventOut},
+    summary="Schedule an event (organizers)",
+)
+def event_create(request: HttpRequest, payload: EventIn) -> Any:
+    member = _member(request)
+    try:
+        event = services.event_create(
+            actor=member,
+            title=payload.title,
+            kind=payload.kind,
+            working_group=_group(payload.working_group),
+            description=payload.description,
+            starts_at=payload.starts_at,
+            ends_at=payload.ends_at,
+            timezone=payload.timezone,
+            venue=payload.venue,
+            city=payload.city,
+            country=payload.country,
+            online=payload.online,
+            room=_room(payload.room),
+            capacity=payload.capacity,
+            registration_opens_at=payload.registration_opens_at,
+            registration_closes_at=payload.registration_closes_at,
+            visibility=payload.visibility,
+            allow_observers=payload.allow_observers,
+            recurrence=payload.recurrence or "",
+            exdates=payload.exdates,
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    return Status(201, event_out(_reload(event.pk, member), member))
+
+
+@router.get("/events/{event_id}/", response=EventOut, summary="One event")
+def event_detail(request: HttpRequest, event_id: int) -> dict[str, Any]:
+    member = _member(request)
+    event = selectors.event_for_member(event_id=event_id, member=member)
+    return event_out(event, member)
+
+
+@router.patch("/events/{event_id}/", response=EventOut, summary="Change an event (organizers)")
+def event_update(request: HttpRequest, event_id: int, patch: EventPatch) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    changes = patch.model_dump(exclude_unset=True)
+    message = changes.pop("message", "")
+    try:
+        if "working_group" in changes:
+            changes["working_group"] = _group(changes["working_group"])
+        if "room" in changes:
+            changes["room"] = _room(changes["room"])
+        for text_field in ("recurrence", "description", "venue", "city", "country"):
+            if text_field in changes and changes[text_field] is None:
+                changes[text_field] = ""
+        services.event_update(event=event, actor=member, changes=changes, message=message)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return event_out(_reload(event.pk, member), member)
+
+
+@router.delete(
+    "/events/{event_id}/",
+    response=EventOut,
+    summary="Cancel an event (it stays, as cancelled)",
+)
+def event_cancel(request: HttpRequest, event_id: int, body: CancelIn | None = None) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    try:
+        services.event_cancel(event=event, actor=member, message=body.message if body else "")
+    except ValidationError as exc:
+        return _invalid(exc)
+    return event_out(_reload(event.pk, member), member)
+
+
+@router.put(
+    "/events/{event_id}/registration/",
+    response=RegistrationOut,
+    summary="Register (or join the waitlist)",
+)
+def registration_put(request: HttpRequest, event_id: int) -> Any:
+    member = _member(request)
+    event = selectors.event_for_member(event_id=event_id, member=member)
+    try:
+        registration = services.registration_create(event=event, member=member)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return {"status": registration.status, "position": registration.position}
+
+
+@router.delete("/events/{event_id}/registration/", response=RegistrationOut, summary="Withdraw")
+def registration_delete(request: HttpRequest, event_id: int) -> Any:
+    member = _member(request)
+    event = selectors.event_for_member(event_id=event_id, member=member)
+    try:
+        registration = services.registration_withdraw(event=event, member=member)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return {"status": registration.status, "position": registration.position}

@@ -1,5 +1,13 @@
 """URLs of the events app, included at the site root by minga/urls.py."""
 
-from django.urls import path  # noqa: F401 - patterns are added as pages arrive
+from django.urls import path
 
-urlpatterns: list = []
+from . import ical
+from .page_urls import urlpatterns as page_urlpatterns
+
+urlpatterns = [
+    path("events/<int:event_id>.ics", ical.event_ics, name="event_ics"),
+    path("events/feeds/wg/<slug:slug>.ics", ical.working_group_feed, name="working_group_feed"),
+    path("events/feeds/<str:token>.ics", ical.member_feed, name="member_feed"),
+]
+urlpatterns += page_urlpatterns
