@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest
 from ninja import Router, Schema
 
@@ -9,6 +11,10 @@ from . import services
 from .models import User
 
 router = Router(tags=["members"])
+
+# Apps that community may not import add fields to the member object here, from their
+# AppConfig.ready() (events adds calendar_feed_url): dependency direction stays one way.
+member_extras: list[Callable[[HttpRequest, User], dict[str, object]]] = []
 
 
 class MembershipOut(Schema):
@@ -64,9 +70,16 @@ def member_out(member: User) -> dict[str, object]:
     }
 
 
+def member_with_extras(request: HttpRequest, member: User) -> dict[str, object]:
+    out = member_out(member)
+    for extra in member_extras:
+        out.update(extra(request, member))
+    return out
+
+
 @router.get("/me/", response=MemberOut, summary="The signed-in member")
 def me(request: HttpRequest) -> dict[str, object]:
-    return member_out(request.user)  # type: ignore[arg-type]
+    return member_with_extras(request, request.user)  # type: ignore[arg-type]
 
 
 @router.patch("/me/", response=MemberOut, summary="Change name, handle, language or time zone")
@@ -79,4 +92,4 @@ def me_update(request: HttpRequest, patch: MemberPatch) -> dict[str, object]:
         language=patch.language if patch.language is not None else member.language,
         timezone_name=patch.timezone if patch.timezone is not None else member.timezone,
     )
-    return member_out(member)
+    return member_with_extras(request, member)

@@ -364,3 +364,13 @@ def registration_delete(request: HttpRequest, event_id: int) -> Any:
     except ValidationError as exc:
         return _invalid(exc)
     return {"status": registration.status, "position": registration.position}
+
+
+def calendar_feed_extra(request: HttpRequest, member: User) -> dict[str, object]:
+    """`calendar_feed_url` of /api/v1/me/: the member's private feed, made on first ask."""
+    base_url = request.build_absolute_uri("/")
+    url = selectors.calendar_feed_url(member=member, base_url=base_url)
+    if url is None:
+        services.feed_token_ensure(member=member)
+        url = selectors.calendar_feed_url(member=member, base_url=base_url)
+    return {"calendar_feed_url": url}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -74,8 +75,10 @@ def test_me_has_the_contract_shape(member: User, token: str) -> None:
         "language": "en",
         "timezone": "UTC",
         "memberships": [{"working_group": "wg1", "role": "member"}],
-        "calendar_feed_url": None,
+        "calendar_feed_url": body["calendar_feed_url"],
     }
+    # The private iCalendar feed is made on first ask: a 256-bit token in the URL.
+    assert re.fullmatch(r"http://testserver/events/feeds/[0-9a-f]{64}\.ics", body["calendar_feed_url"])
 
 
 def test_me_memberships_in_group_order(member: User, token: str) -> None:
@@ -171,6 +174,9 @@ def test_me_patch_duplicate_handle_says_it_is_taken(member: User, chair: User, t
     assert response.json() == {
         "code": "invalid",
         "detail": {"handle": ["That handle is taken; choose another."]},
+        "errors": [
+            {"field": "handle", "code": "invalid", "message": "That handle is taken; choose another."}
+        ],
     }
     assert _profile(member) == ("Ana Pérez", "ana", "en", "UTC")
 
@@ -220,8 +226,8 @@ def test_me_query_count_does_not_grow_with_memberships(
     _token, key = api_token_create(member=user, name="tests")
     _get(key)  # the first use records last_used_at; measure a steady request
 
-    # token + member + organization, verified email, memberships with their groups
-    with django_assert_num_queries(3):
+    # token + member + organization, verified email, memberships with their groups, feed token
+    with django_assert_num_queries(4):
         response = _get(key)
 
     assert len(response.json()["memberships"]) == groups
@@ -238,9 +244,10 @@ def test_me_query_count_with_session_does_not_grow(
         Membership.objects.create(member=user, working_group=wg, role=Role.MEMBER)
     browser = Client()
     browser.force_login(user)
+    browser.get("/api/v1/me/")  # the first ask makes the calendar feed token
 
-    # session, member, verified email, organization, memberships with their groups
-    with django_assert_num_queries(5):
+    # session, member, verified email, organization, memberships with their groups, feed token
+    with django_assert_num_queries(6):
         response = browser.get("/api/v1/me/")
 
     assert len(response.json()["memberships"]) == groups

@@ -69,10 +69,25 @@ def on_invalid_input(request: HttpRequest, exc: NinjaValidationError) -> HttpRes
     return _error(request, 422, "invalid", exc.errors)
 
 
+def validation_errors(exc: DjangoValidationError) -> list[dict[str, str | None]]:
+    """[{field, code, message}] for every message of a ValidationError (field None if general)."""
+    groups = exc.error_dict.items() if hasattr(exc, "error_dict") else [(None, exc.error_list)]
+    return [
+        {
+            "field": field,
+            "code": item.code or "invalid",
+            "message": str(item.message % item.params if item.params else item.message),
+        }
+        for field, items in groups
+        for item in items
+    ]
+
+
 @api.exception_handler(DjangoValidationError)
 def on_rule_broken(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
     detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-    return _error(request, 400, "invalid", detail)
+    body = {"code": "invalid", "detail": detail, "errors": validation_errors(exc)}
+    return api.create_response(request, body, status=400)
 
 
 @api.exception_handler(AuthenticationError)

@@ -258,6 +258,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "events-reminders": {"task": "events.reminders_due_task", "schedule": 60.0},
+}
 
 # --- Accounts ---------------------------------------------------------------------------------
 
@@ -315,6 +318,15 @@ USERSESSIONS_TRACK_ACTIVITY = False
 # of those domains only, e.g. "trabajo.gob.ar,labour.gc.ca".
 MINGA_SIGNUP_DOMAINS = [d.lower().lstrip("@") for d in env_list("MINGA_SIGNUP_DOMAINS")]
 MINGA_INVITATION_DAYS = env_int("MINGA_INVITATION_DAYS", 14)
+# The public address, for links in emails and calendar feeds made outside a request.
+MINGA_SITE_URL = (
+    os.environ.get("MINGA_SITE_URL", "").strip().rstrip("/")
+    or f"{'https' if HTTPS else 'http'}://{ALLOWED_HOSTS[0] if not DEBUG else '127.0.0.1:8000'}"
+)
+# The host part of calendar UIDs (event-<id>@<domain>): stable for the life of a deployment.
+MINGA_CALENDAR_DOMAIN = os.environ.get("MINGA_CALENDAR_DOMAIN", "").strip() or (
+    ALLOWED_HOSTS[0] if not DEBUG else "minga.calendar"
+)
 
 # --- Email ------------------------------------------------------------------------------------
 
