@@ -6,3 +6,10 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
     verbose_name = _("Notifications")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import receivers
+
+        receivers.connect()
+        # Register the tasks and their beat schedule with the project's Celery app.
+        from . import tasks  # noqa: F401

@@ -92,3 +92,32 @@ async def ping() -> None:
     if layer is None:
         raise RuntimeError("no channel layer configured")
     await layer.group_send(f"healthz.{uuid.uuid4().hex}", {"type": MESSAGE_TYPE, "text": "{}"})
+
+
+def publish_many_on_commit(items: list[tuple[str, Mapping[str, Any]]]) -> None:
+    """Send each `(group, frame)` once the transaction commits, in one callback.
+
+    For fan-out: one on-commit callback and one event-loop hop for a whole batch instead of
+    one per recipient. A failing send is logged and does not stop the others.
+    """
+    envelopes = [(group, _envelope(frame)) for group, frame in items]
+    if not envelopes:
+        return
+
+    async def send_all() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for group, envelope in envelopes:
+            try:
+                await layer.group_send(group, envelope)
+            except Exception:
+                logger.warning("publish failed", extra={"group": group}, exc_info=True)
+
+    def send() -> None:
+        try:
+            async_to_sync(send_all)()
+        except Exception:
+            logger.warning("batch publish failed", exc_info=True)
+
+    transaction.on_commit(send, robust=True)

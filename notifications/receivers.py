@@ -1,0 +1,364 @@
+"""Receivers of the forums' and events' domain signals: signal -> recipients -> `notify`.
+
+Connected in `NotificationsConfig.ready()`. The signals arrive after commit; each receiver
+resolves recipients in bulk (notifications/recipients.py) and calls `services.notify`, whose
+unique (recipient, occurrence_key) makes a repeated signal harmless.
+
+One message, one row per member: every kind a message can cause shares the occurrence key
+`message:<id>`, and the kinds are resolved in priority order (mention, reply, new thread, thread
+message), so a member mentioned in a thread they follow gets the mention and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import html
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import strip_tags
+
+from . import recipients, services
+from .models import Kind
+
+logger = logging.getLogger("notifications.receivers")
+
+
+def guarded(receiver: Callable[..., None]) -> Callable[..., None]:
+    """Log a receiver's failure instead of raising: the events app sends with `send()` after
+    commit, where an exception would turn a committed request into an error page."""
+
+    @functools.wraps(receiver)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            receiver(*args, **kwargs)
+        except Exception:
+            logger.exception("notification receiver failed", extra={"receiver": receiver.__name__})
+
+    return run
+
+
+def _url(name: str, fallback: str, **kwargs: Any) -> str:
+    try:
+        return reverse(name, kwargs=kwargs)
+    except NoReverseMatch:
+        return fallback
+
+
+def _thread_url(thread_id: int, message_id: int | None = None) -> str:
+    """The thread page, at the message (the forums' anchor is `#m-<id>`)."""
+    path = _url("thread_detail", f"/threads/{thread_id}/", thread_id=thread_id)
+    return f"{path}#m-{message_id}" if message_id else path
+
+
+def _event_url(event_id: int) -> str:
+    # The events' detail page is not routed yet; its contract path is /events/<id>/.
+    return _url("event_detail", f"/events/{event_id}/", event_id=event_id)
+
+
+def _text(body_html: str) -> str:
+    return " ".join(html.unescape(strip_tags(body_html or "")).split())
+
+
+# --- Forums -------------------------------------------------------------------------------------
+
+
+def _message_context(message: Any) -> dict[str, Any]:
+    room = message.room
+    thread = message.thread
+    group = str(room.working_group) if room.working_group_id else ""
+    return {
+        "actor": message.author.name or message.author.handle,
+        "thread": thread.title,
+        "room": room.title,
+        "body": _text(message.body_html),
+        "group_label": f"{group} · {room.title}" if group else room.title,
+    }
+
+
+def on_message_posted(sender: Any, *, message: Any, mentioned_ids: list[int], **_: Any) -> None:
+    """Mentions, the replied-to author, room followers (a new thread), thread followers."""
+    if message.deleted_at is not None or message.hidden_at is not None:
+        return
+    from forums.models import Message
+
+    author_id = message.author_id
+    first = (
+        Message.objects.filter(thread_id=message.thread_id)
+        .order_by("seq")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    is_new_thread = first == message.pk
+    told: set[int] = set()
+    plan: list[tuple[str, list[int]]] = [
+        (
+            Kind.MENTION,
+            recipients.mentioned(
+                member_ids=mentioned_ids, author_id=author_id, thread_id=message.thread_id
+            )
+            if mentioned_ids
+            else [],
+        ),
+        (
+            Kind.REPLY,
+            recipients.replied_to(
+                reply_to_id=message.reply_to_id,
+                author_id=author_id,
+                room_id=message.room_id,
+                thread_id=message.thread_id,
+            )
+            if message.reply_to_id
+            else [],
+        ),
+        (
+            Kind.NEW_THREAD,
+            recipients.room_followers(room_id=message.room_id, author_id=author_id)
+            if is_new_thread
+            else [],
+        ),
+        (
+            Kind.THREAD_MESSAGE,
+            []
+            if is_new_thread
+            else recipients.thread_followers(thread_id=message.thread_id, author_id=author_id),
+        ),
+    ]
+    context = _message_context(message)
+    url = _thread_url(message.thread_id, message.pk)
+    for kind, ids in plan:
+        fresh = [i for i in ids if i not in told]
+        told.update(fresh)
+        if fresh:
+            services.notify(
+                kind=kind,
+                actor=message.author,
+                target_type="forums.message",
+                target_id=message.pk,
+                url=url,
+                occurrence_key=f"message:{message.pk}",
+                recipient_ids=fresh,
+                context=context,
+            )
+
+
+def on_message_edited(
+    sender: Any, *, message: Any, editor: Any, added_mention_ids: list[int], **_: Any
+) -> None:
+    """Members newly @mentioned by an edit (once per message: the same occurrence key)."""
+    if not added_mention_ids or message.deleted_at is not None:
+        return
+    ids = recipients.mentioned(
+        member_ids=added_mention_ids, author_id=message.author_id, thread_id=message.thread_id
+    )
+    if ids:
+        services.notify(
+            kind=Kind.MENTION,
+            actor=message.author,
+            target_type="forums.message",
+            target_id=message.pk,
+            url=_thread_url(message.thread_id, message.pk),
+            occurrence_key=f"message:{message.pk}",
+            recipient_ids=ids,
+            context=_message_context(message),
+        )
+
+
+# --- Events -------------------------------------------------------------------------------------
+
+
+def _event_context(event: Any, *, starts_at: dt.datetime | None = None, **extra: Any) -> dict:
+    start = starts_at or event.starts_at
+    return {
+        "event": event.title,
+        "starts_at": start.isoformat() if start else None,
+        "location": event.location,
+        "group_label": str(event.working_group) if event.working_group_id else "",
+        **extra,
+    }
+
+
+def _stamp(value: dt.datetime | None) -> str:
+    return str(int(value.timestamp() * 1_000_000)) if value else "0"
+
+
+def _actor(actor_id: int | None) -> Any:
+    if actor_id is None:
+        return None
+    from community.models import User
+
+    return User.objects.filter(pk=actor_id).first()
+
+
+def on_event_scheduled(
+    sender: Any, *, event: Any, event_id: int, actor_id: int | None, **_: Any
+) -> None:
+    """Every participant of the event's working group (the whole network for network events)."""
+    ids = recipients.working_group_members(
+        working_group_id=event.working_group_id, exclude=actor_id
+    )
+    services.notify(
+        kind=Kind.EVENT_SCHEDULED,
+        actor=_actor(actor_id),
+        target_type="events.event",
+        target_id=event_id,
+        url=_event_url(event_id),
+        occurrence_key=f"event:{event_id}:scheduled",
+        recipient_ids=ids,
+        context=_event_context(event),
+    )
+
+
+def on_event_changed(
+    sender: Any, *, event: Any, event_id: int, actor_id: int | None, **kwargs: Any
+) -> None:
+    """Registrants (registered and waitlisted) of a changed event."""
+    services.notify(
+        kind=Kind.EVENT_CHANGED,
+        actor=_actor(actor_id),
+        target_type="events.event",
+        target_id=event_id,
+        url=_event_url(event_id),
+        occurrence_key=f"event:{event_id}:changed:{event.sequence}:{_stamp(event.updated)}",
+        recipient_ids=recipients.registrants(event_id=event_id, exclude=actor_id),
+        context=_event_context(event, body=kwargs.get("message") or ""),
+    )
+
+
+def on_event_cancelled(
+    sender: Any,
+    *,
+    event: Any,
+    event_id: int,
+    actor_id: int | None,
+    original_start: dt.datetime | None = None,
+    **kwargs: Any,
+) -> None:
+    """Registrants of a cancelled event (or of one cancelled occurrence of a series)."""
+    services.notify(
+        kind=Kind.EVENT_CANCELLED,
+        actor=_actor(actor_id),
+        target_type="events.event",
+        target_id=event_id,
+        url=_event_url(event_id),
+        occurrence_key=f"event:{event_id}:cancelled:{_stamp(original_start)}",
+        recipient_ids=recipients.registrants(event_id=event_id, exclude=actor_id),
+        context=_event_context(event, starts_at=original_start, body=kwargs.get("message") or ""),
+    )
+
+
+def _registration_notify(
+    *, registration: Any, event_id: int, member_id: int, status: str, position: int | None
+) -> None:
+    event = registration.event
+    ids = recipients.filter_participants([member_id])
+    services.notify(
+        kind=Kind.REGISTRATION,
+        actor=None,
+        target_type="events.event",
+        target_id=event_id,
+        url=_event_url(event_id),
+        occurrence_key=f"registration:{registration.pk}:{status}:{_stamp(registration.updated)}",
+        recipient_ids=ids,
+        context=_event_context(event, status=status, position=position),
+    )
+
+
+def on_registration_created(
+    sender: Any,
+    *,
+    registration: Any,
+    event_id: int,
+    member_id: int,
+    status: str,
+    position: int | None = None,
+    **_: Any,
+) -> None:
+    """The member themself: registered, or waitlisted with their position."""
+    _registration_notify(
+        registration=registration,
+        event_id=event_id,
+        member_id=member_id,
+        status=status,
+        position=position,
+    )
+
+
+def on_registration_promoted(
+    sender: Any, *, registration: Any, event_id: int, member_id: int, **_: Any
+) -> None:
+    """The member moved from the waitlist to a place."""
+    _registration_notify(
+        registration=registration,
+        event_id=event_id,
+        member_id=member_id,
+        status="promoted",
+        position=None,
+    )
+
+
+def on_event_reminder_due(
+    sender: Any,
+    *,
+    delivery_id: int,
+    event_id: int,
+    member_id: int,
+    occurrence_start: dt.datetime,
+    **_: Any,
+) -> None:
+    """The registrant's reminder; the delivery id is the occurrence key (sent at least once)."""
+    from events.models import Event
+
+    event = Event.objects.select_related("working_group").filter(pk=event_id).first()
+    if event is None:
+        return
+    services.notify(
+        kind=Kind.EVENT_REMINDER,
+        actor=None,
+        target_type="events.event",
+        target_id=event_id,
+        url=_event_url(event_id),
+        occurrence_key=f"reminder:{delivery_id}",
+        recipient_ids=recipients.filter_participants([member_id]),
+        context=_event_context(event, starts_at=occurrence_start),
+    )
+
+
+def connect() -> list[str]:
+    """Connect every receiver whose signal module exists; returns what was connected."""
+    connected: list[str] = []
+    try:
+        from forums import signals as forum_signals
+    except ImportError:
+        forum_signals = None
+    if forum_signals is not None:
+        for name, receiver in (
+            ("message_posted", on_message_posted),
+            ("message_edited", on_message_edited),
+        ):
+            signal = getattr(forum_signals, name, None)
+            if signal is not None:
+                signal.connect(receiver, dispatch_uid=f"notifications.{name}")
+                connected.append(f"forums.{name}")
+    try:
+        from events import signals as event_signals
+    except ImportError:
+        event_signals = None
+    if event_signals is not None:
+        for name, receiver in (
+            ("event_scheduled", guarded(on_event_scheduled)),
+            ("event_changed", guarded(on_event_changed)),
+            ("event_cancelled", guarded(on_event_cancelled)),
+            ("registration_created", guarded(on_registration_created)),
+            ("registration_promoted", guarded(on_registration_promoted)),
+            ("event_reminder_due", guarded(on_event_reminder_due)),
+        ):
+            signal = getattr(event_signals, name, None)
+            if signal is not None:
+                # weak=False: the guarded wrapper has no other reference to keep it alive.
+                signal.connect(receiver, weak=False, dispatch_uid=f"notifications.{name}")
+                connected.append(f"events.{name}")
+    return connected

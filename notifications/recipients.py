@@ -1,0 +1,146 @@
+"""Who is told: recipient resolution in bulk (one query per rule, whatever the count).
+
+Rules (docs/events.md has the table):
+- Only participants are told (active, verified email): `community.policy.can_read_room` says every
+  participant reads every room, observers included, so no per-member policy call is needed; the
+  same condition is written here as a query.
+- The author of what happened is never told about it.
+- A mute on the room or the thread silences new threads, thread messages and replies there;
+  an @mention is addressed to the member by name and still reaches them unless they muted that
+  very thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from community.models import Membership, User
+
+
+def _follow_model() -> Any:
+    """forums.models.Follow once the forums app has it; None before (no follow rules then)."""
+    from forums import models as forum_models
+
+    return getattr(forum_models, "Follow", None)
+
+
+def participants() -> QuerySet[User]:
+    """Active members with a verified email address: the floor of `policy.is_participant`."""
+    verified = EmailAddress.objects.filter(user_id=OuterRef("pk"), verified=True)
+    return User.objects.filter(is_active=True).filter(Exists(verified))
+
+
+def _muting(*, room_id: int | None = None, thread_id: int | None = None) -> Q:
+    """Members who muted the room or the thread (an Exists, evaluated inside the one query)."""
+    follow = _follow_model()
+    if follow is None:
+        return Q(pk__in=[])
+    cond = Q()
+    if room_id is not None:
+        cond |= Q(room_id=room_id, thread_id__isnull=True)
+    if thread_id is not None:
+        cond |= Q(thread_id=thread_id)
+    if not cond:
+        return Q(pk__in=[])
+    return Q(Exists(follow.objects.filter(cond, member_id=OuterRef("pk"), level="mute")))
+
+
+def _ids(qs: QuerySet[User]) -> list[int]:
+    return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
+
+
+def filter_participants(member_ids: list[int], *, exclude: int | None = None) -> list[int]:
+    """The participants among `member_ids`, without `exclude` (an author)."""
+    qs = participants().filter(pk__in=member_ids)
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude)
+    return _ids(qs)
+
+
+def mentioned(*, member_ids: list[int], author_id: int | None, thread_id: int) -> list[int]:
+    """Members @mentioned in a message; a thread mute silences it, a room mute does not."""
+    qs = participants().filter(pk__in=member_ids)
+    if author_id is not None:
+        qs = qs.exclude(pk=author_id)
+    return _ids(qs.exclude(_muting(thread_id=thread_id)))
+
+
+def replied_to(
+    *, reply_to_id: int, author_id: int | None, room_id: int, thread_id: int
+) -> list[int]:
+    """The author of the message replied to, unless they wrote the reply or muted the place."""
+    from forums.models import Message
+
+    qs = participants().filter(
+        Exists(Message.objects.filter(pk=reply_to_id, author_id=OuterRef("pk")))
+    )
+    if author_id is not None:
+        qs = qs.exclude(pk=author_id)
+    return _ids(qs.exclude(_muting(room_id=room_id, thread_id=thread_id)))
+
+
+def room_followers(*, room_id: int, author_id: int | None) -> list[int]:
+    """Members following the room (a follow of the room itself, not of one thread)."""
+    follow = _follow_model()
+    if follow is None:
+        return []
+    qs = participants().filter(
+        Exists(
+            follow.objects.filter(
+                member_id=OuterRef("pk"), room_id=room_id, thread_id__isnull=True, level="follow"
+            )
+        )
+    )
+    if author_id is not None:
+        qs = qs.exclude(pk=author_id)
+    return _ids(qs)
+
+
+def thread_followers(*, thread_id: int, author_id: int | None) -> list[int]:
+    """Members following the thread (an explicit thread follow outweighs a room mute)."""
+    follow = _follow_model()
+    if follow is None:
+        return []
+    qs = participants().filter(
+        Exists(follow.objects.filter(member_id=OuterRef("pk"), thread_id=thread_id, level="follow"))
+    )
+    if author_id is not None:
+        qs = qs.exclude(pk=author_id)
+    return _ids(qs)
+
+
+def working_group_members(*, working_group_id: int | None, exclude: int | None = None) -> list[int]:
+    """Every participant of the working group (observers included); None = the whole network."""
+    qs = participants()
+    if working_group_id is not None:
+        qs = qs.filter(
+            Exists(
+                Membership.objects.filter(
+                    member_id=OuterRef("pk"), working_group_id=working_group_id
+                )
+            )
+        )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude)
+    return _ids(qs)
+
+
+def registrants(*, event_id: int, exclude: int | None = None) -> list[int]:
+    """Participants registered or waitlisted for the event (withdrawn members are not told)."""
+    from events.models import Registration
+
+    qs = participants().filter(
+        Exists(
+            Registration.objects.filter(
+                member_id=OuterRef("pk"),
+                event_id=event_id,
+                status__in=[Registration.Status.REGISTERED, Registration.Status.WAITLISTED],
+            )
+        )
+    )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude)
+    return _ids(qs)
