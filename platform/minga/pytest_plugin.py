@@ -83,3 +83,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not REDIS_UP:
             item.add_marker(skip_redis)
+
+    # Browser tests last: Playwright's sync API keeps an event loop on the main thread while its
+    # session-scoped browser lives, and async tests collected after it would fail to start theirs.
+    items.sort(key=lambda item: "browser" in item.keywords)
