@@ -45,7 +45,8 @@ def uid_domain() -> str:
 
 
 def site_url() -> str:
-    return getattr(settings, "MINGA_SITE_URL", "http://localhost:8000").rstrip("/")
+    """The public address (settings.MINGA_SITE_URL), for links made outside a request."""
+    return str(settings.MINGA_SITE_URL).rstrip("/")
 
 
 def clean_text(value: str) -> str:
@@ -261,6 +262,8 @@ def calendar_for(
 
 def invitation_for(event: Event, *, member: User, method: str) -> bytes:
     """The attachment of an invitation e-mail: METHOD:REQUEST, or METHOD:CANCEL.
+
+    Called by notifications/email.py for the e-mails of event kinds (events sends none).
 
     For METHOD:CANCEL the master VEVENT says STATUS:CANCELLED with the grown SEQUENCE, which
     Outlook and Google both take as the cancellation of the UID they stored.

@@ -14,7 +14,7 @@ PermissionDenied):
         (recurrence), window_order (registration_closes_at).
     event_update(*, event, actor, changes: Mapping[str, object], message="") -> Event
         `changes` holds any field of event_create (times as above). Bumps `sequence` when time,
-        place, status, title or recurrence change; e-mails registrants an update then.
+        place, status, title or recurrence change.
         capacity_below_registrations (capacity).
     event_reschedule(*, event, actor, starts_at, ends_at, timezone=None, message="") -> Event
     occurrence_reschedule(*, event, actor, original_start, starts_at, ends_at) -> EventOccurrenceOverride
@@ -34,9 +34,9 @@ PermissionDenied):
     feed_token_ensure(*, member) -> CalendarFeedToken
     reminders_send_due(*, now=None) -> list[ReminderDelivery]
 
-Side effects common to all: signals from events/signals.py after commit; registrant e-mails
-(invitation / update / cancellation with an .ics attachment) through
-events.tasks.event_email_task after commit.
+Side effects common to all: signals from events/signals.py after commit. This app sends no
+e-mail of its own: notifications turns the signals into inbox rows and e-mails them (with the
+.ics built by events/ical.py: invitation_for), one e-mail per member per change.
 """
 
 from __future__ import annotations
@@ -206,27 +206,6 @@ def _registered_count(event: Event) -> int:
     return event.registrations.filter(status=Registration.Status.REGISTERED).count()
 
 
-def _registrant_ids(event: Event, statuses: Sequence[str] = ("registered",)) -> list[int]:
-    return list(
-        event.registrations.filter(status__in=statuses)
-        .order_by("pk")
-        .values_list("member_id", flat=True)
-    )
-
-
-def _email_after_commit(event: Event, member_ids: list[int], reason: str, message: str) -> None:
-    if not member_ids:
-        return
-    from .tasks import event_email_task
-
-    event_id = event.pk
-    transaction.on_commit(
-        lambda: event_email_task.delay(
-            event_id=event_id, member_ids=member_ids, reason=reason, message=message
-        )
-    )
-
-
 @transaction.atomic
 def event_create(
     *,
@@ -317,8 +296,8 @@ def event_update(
     Side effects: locks the event row; bumps `sequence` when time, place, status, title,
     recurrence or exdates change; reminders follow the new times by themselves (the sweep
     reads the event's current occurrences) and unsent reminder rows for starts that no longer
-    exist are dropped; emits `event_changed` after commit; e-mails registered members an
-    updated invitation (METHOD:REQUEST) when the sequence grew.
+    exist are dropped; emits `event_changed` after commit (notifications e-mails the
+    registrants, with an updated invitation).
     """
     unknown = set(changes) - UPDATABLE
     if unknown:
@@ -380,8 +359,6 @@ def event_update(
             sequence_bumped=bumped,
         )
     )
-    if bumped:
-        _email_after_commit(event, _registrant_ids(locked), "update", message)
     return event
 
 
@@ -432,8 +409,8 @@ def event_reschedule(
 ) -> Event:
     """Move the event (a series: every occurrence) to new times.
 
-    Side effects: those of event_update (sequence bump, reminders moved, `event_changed`,
-    update e-mails with `message`).
+    Side effects: those of event_update (sequence bump, reminders moved, `event_changed`
+    with `message`).
     """
     changes: dict[str, Any] = {"starts_at": starts_at, "ends_at": ends_at}
     if timezone is not None:
@@ -452,8 +429,7 @@ def occurrence_reschedule(
 ) -> EventOccurrenceOverride:
     """Move one occurrence of a series (RECURRENCE-ID in feeds).
 
-    Side effects: bumps the event's sequence; emits `event_changed` after commit; update
-    e-mails to registrants.
+    Side effects: bumps the event's sequence; emits `event_changed` after commit.
     """
     return _override(
         event=event,
@@ -473,7 +449,7 @@ def occurrence_cancel(
     """Cancel one occurrence of a series (it stays in feeds as STATUS:CANCELLED).
 
     Side effects: bumps the event's sequence; emits `event_cancelled` with `original_start`
-    after commit; cancellation e-mails to registrants.
+    after commit.
     """
     return _override(
         event=event,
@@ -546,7 +522,6 @@ def _override(
                 sequence_bumped=True,
             )
         )
-    _email_after_commit(event, _registrant_ids(locked), "update", message)
     return override
 
 
@@ -555,8 +530,8 @@ def event_cancel(*, event: Event, actor: User, message: str = "") -> Event:
     """Cancel the event: it stays (feeds show STATUS:CANCELLED), registrations are kept.
 
     Side effects: locks the event row; bumps `sequence`; unsent reminders are dropped and no
-    new ones are due; emits `event_cancelled` after commit; e-mails registered and waitlisted
-    members a cancellation (METHOD:CANCEL) with `message`.
+    new ones are due; emits `event_cancelled` after commit (notifications e-mails registered
+    and waitlisted members the cancellation, with METHOD:CANCEL).
     """
     locked = Event.objects.select_for_update().get(pk=event.pk)
     _require_organizer(actor, locked.working_group_id)
@@ -579,9 +554,6 @@ def event_cancel(*, event: Event, actor: User, message: str = "") -> Event:
             message=message,
             original_start=None,
         )
-    )
-    _email_after_commit(
-        event, _registrant_ids(locked, ("registered", "waitlisted")), "cancel", message
     )
     return event
 
@@ -683,7 +655,7 @@ def registration_create(*, event: Event, member: User, now: datetime | None = No
 
     Side effects: locks the event row (capacity and waitlist position are decided under the
     lock, so simultaneous registrations never overbook); emits `registration_created` after
-    commit; e-mails the member an invitation (METHOD:REQUEST) when registered.
+    commit (notifications e-mails the member, with the invitation when registered).
     A withdrawn registration is reused (unique per event and member).
     """
     now = now or dj_timezone.now()
@@ -741,8 +713,6 @@ def registration_create(*, event: Event, member: User, now: datetime | None = No
             position=position,
         )
     )
-    if status == Registration.Status.REGISTERED:
-        _email_after_commit(locked, [member_id], "invitation", "")
     return registration
 
 
@@ -751,8 +721,8 @@ def registration_withdraw(*, event: Event, member: User) -> Registration:
     """Withdraw `member`; a freed place goes to the first waitlisted member, in order.
 
     Side effects: locks the event row; renumbers the waitlist (1..n); emits
-    `registration_promoted` for the promoted member after commit and e-mails them the
-    invitation; the withdrawn member's unsent reminders are dropped.
+    `registration_promoted` for the promoted member after commit (notifications e-mails them
+    the invitation); the withdrawn member's unsent reminders are dropped.
     """
     locked = Event.objects.select_for_update().get(pk=event.pk)
     registration = Registration.objects.filter(event=locked, member=member).first()
@@ -784,7 +754,6 @@ def registration_withdraw(*, event: Event, member: User) -> Registration:
                     member_id=member_id,
                 )
             )
-            _email_after_commit(locked, [member_id], "invitation", "")
     return registration
 
 

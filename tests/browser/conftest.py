@@ -252,3 +252,40 @@ def page(
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+# The chair of WG1 who schedules events in the calendar tests; in New York, so the delegate in
+# Port of Spain reads every time in both zones.
+ORGANIZER = Account(
+    email="browser.chair@minga.test", password="mesa-directiva-2026", name="Laura Bennett"
+)
+
+
+@pytest.fixture(scope="session")
+def organizer_account(minga_server: LiveServer) -> Account:
+    """ORGANIZER, added to the running server's database as chair of wg1 (once per session)."""
+    env = _server_env(minga_server.log.parent / "db.sqlite3")
+    _manage(
+        env,
+        "add_member",
+        ORGANIZER.email,
+        "--name",
+        ORGANIZER.name,
+        "--password",
+        ORGANIZER.password,
+        "--org",
+        "U.S. Department of Labor",
+        "--org-kind",
+        "ministry",
+        "--country",
+        "US",
+        "--language",
+        "en",
+        "--timezone",
+        "America/New_York",
+        "--wg",
+        "wg1",
+        "--role",
+        "chair",
+    )
+    return ORGANIZER

@@ -396,7 +396,8 @@ def test_month_view_query_count_same_for_one_and_three_events(
     services.registration_create(event=first, member=member, now=FUTURE - timedelta(days=1))
     client.get("/calendar/?month=2030-03")  # the session and the first-request caches
 
-    # Act / Assert: one event
+    # Act / Assert: one event. Session, user, verified address, roles, events, overrides,
+    # topics, my registrations, the bell's unread count, the filter's working groups.
     with django_assert_num_queries(10):  # type: ignore[attr-defined]
         client.get("/calendar/?month=2030-03")
     for offset in (1, 2):

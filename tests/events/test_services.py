@@ -8,13 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import icalendar
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from community.models import Role, User, WorkingGroup
-from events import services, signals
+from events import ical, services, signals
 from events.models import Event, Registration
 from tests.events.conftest import FUTURE
 from tests.factories import MembershipFactory, UserFactory
@@ -54,9 +55,22 @@ def error_codes(exc: ValidationError) -> dict[str, list[str]]:
     return {field: [e.code for e in errors] for field, errors in exc.error_dict.items()}
 
 
-def ics_mails() -> list[Any]:
-    """The calendar e-mails (with .ics) this app sends; notifications sends its own too."""
-    return [m for m in mail.outbox if m.attachments]
+def invitation(message: Any) -> tuple[str, str, icalendar.Calendar]:
+    """(filename, mimetype, parsed calendar) of an e-mail's one .ics attachment."""
+    [(filename, content, mimetype)] = message.attachments
+    raw = content.encode() if isinstance(content, str) else content
+    return filename, mimetype, icalendar.Calendar.from_ical(raw)
+
+
+def summary(cal: icalendar.Calendar) -> tuple[str, str, int, str]:
+    """(METHOD, UID, SEQUENCE, STATUS) of the calendar's master VEVENT."""
+    vevent = cal.walk("VEVENT")[0]
+    return (
+        str(cal["METHOD"]),
+        str(vevent["UID"]),
+        int(vevent["SEQUENCE"]),
+        str(vevent["STATUS"]),
+    )
 
 
 def member_of_wg1(n: int, **fields: Any) -> User:
@@ -243,8 +257,13 @@ def test_event_reschedule_moves_times_bumps_sequence_emails_registrants(
     assert [(c["event_id"], c["sequence_bumped"], c["message"]) for c in changed.calls] == [
         (workshop.pk, True, "Room change")
     ]
-    assert [m.to for m in ics_mails()] == [[member.email]]
-    assert "METHOD:REQUEST" in str(ics_mails()[0].attachments[0][1])
+    assert [m.to for m in mail.outbox] == [[member.email]]
+    filename, mimetype, cal = invitation(mail.outbox[0])
+    assert (filename, mimetype, summary(cal)) == (
+        "invite.ics",
+        "text/calendar; method=REQUEST; charset=UTF-8",
+        ("REQUEST", ical.uid_for(workshop), 1, "CONFIRMED"),
+    )
 
 
 def test_event_cancel_keeps_event_notifies_and_emails_cancel(
@@ -265,9 +284,13 @@ def test_event_cancel_keeps_event_notifies_and_emails_cancel(
     workshop.refresh_from_db()
     assert (workshop.status, workshop.sequence) == ("cancelled", 1)
     assert [(c["event_id"], c["message"]) for c in cancelled.calls] == [(workshop.pk, "Postponed")]
-    ics = str(ics_mails()[0].attachments[0][1])
-    assert ("METHOD:CANCEL" in ics, "STATUS:CANCELLED" in ics) == (True, True)
-    assert "Postponed" in ics_mails()[0].body
+    assert [m.to for m in mail.outbox] == [[member.email]]
+    filename, mimetype, cal = invitation(mail.outbox[0])
+    assert (filename, mimetype, summary(cal)) == (
+        "invite.ics",
+        "text/calendar; method=CANCEL; charset=UTF-8",
+        ("CANCEL", ical.uid_for(workshop), 1, "CANCELLED"),
+    )
 
 
 def test_event_cancel_by_member_forbidden(workshop: Event, member: User) -> None:
@@ -455,16 +478,82 @@ def test_registration_create_emails_invitation_in_member_language(
     with django_capture_on_commit_callbacks(execute=True):
         services.registration_create(event=workshop, member=delegate)
 
-    assert len(ics_mails()) == 1
-    message = ics_mails()[0]
-    filename, content, mimetype = message.attachments[0]
-    assert (filename, mimetype) == ("invite.ics", "text/calendar; charset=utf-8; method=REQUEST")
-    assert "METHOD:REQUEST" in str(content)
-    assert message.to == [delegate.email]
-    assert "America/Lima" in message.body
+    [message] = mail.outbox
+    filename, mimetype, cal = invitation(message)
+    assert (message.to, filename, mimetype, summary(cal)) == (
+        [delegate.email],
+        "invite.ics",
+        "text/calendar; method=REQUEST; charset=UTF-8",
+        ("REQUEST", ical.uid_for(workshop), 0, "CONFIRMED"),
+    )
     assert [mimetype for _html, mimetype in message.alternatives] == ["text/html"]
-    # Django's own Spanish month and day names: the e-mail was rendered in her language.
-    assert "martes 12 marzo 2030" in message.body
+    # Django's own Spanish date format, in her zone (14:00 UTC is 09:00 in Lima): the e-mail
+    # was rendered in her language and time zone.
+    assert "12 de marzo de 2030 a las 09:00 (America/Lima)" in message.body
+
+
+def test_registration_create_waitlisted_email_has_no_invitation(
+    make_event: Callable[..., Event],
+    member: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    event = make_event(capacity=1)
+    services.registration_create(event=event, member=member_of_wg1(1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.registration_create(event=event, member=member)
+
+    assert [(m.to, m.attachments) for m in mail.outbox] == [([member.email], [])]
+
+
+def test_event_reschedule_each_registrant_gets_exactly_one_email(
+    workshop: Event, chair: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    english = member_of_wg1(1, language="en")
+    french = member_of_wg1(2, language="fr", timezone="America/Montreal")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.registration_create(event=workshop, member=english)
+        services.registration_create(event=workshop, member=french)
+    mail.outbox.clear()
+    new_start = FUTURE + timedelta(days=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.event_reschedule(
+            event=workshop, actor=chair, starts_at=new_start, ends_at=new_start + timedelta(hours=2)
+        )
+
+    by_member = sorted((m.to, summary(invitation(m)[2])) for m in mail.outbox)
+    expected = ("REQUEST", ical.uid_for(workshop), 1, "CONFIRMED")
+    assert by_member == [([english.email], expected), ([french.email], expected)]
+    french_mail = next(m for m in mail.outbox if m.to == [french.email])
+    # 14:00 UTC is 10:00 in Montreal (EDT on 13 March 2030); Django's French date format.
+    assert "13 mars 2030 10:00 (America/Montreal)" in french_mail.body
+
+
+def test_occurrence_cancel_emails_request_with_cancelled_occurrence(
+    make_event: Callable[..., Event],
+    chair: User,
+    member: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    series = make_event(recurrence="FREQ=WEEKLY;COUNT=4")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.registration_create(event=series, member=member)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.occurrence_cancel(
+            event=series, actor=chair, original_start=FUTURE + timedelta(days=7)
+        )
+
+    [message] = mail.outbox
+    cal = invitation(message)[2]
+    _master, occurrence = cal.walk("VEVENT")
+    assert (summary(cal), str(occurrence["STATUS"]), occurrence["RECURRENCE-ID"].dt.date()) == (
+        ("REQUEST", ical.uid_for(series), 1, "CONFIRMED"),
+        "CANCELLED",
+        (FUTURE + timedelta(days=7)).date(),
+    )
 
 
 def test_attendance_mark_by_organizer(workshop: Event, chair: User, member: User) -> None:
@@ -553,7 +642,7 @@ def test_registration_create_rolled_back_sends_nothing(
         except RuntimeError:
             pass
 
-    assert (created.calls, ics_mails(), Registration.objects.count()) == ([], [], 0)
+    assert (created.calls, mail.outbox, Registration.objects.count()) == ([], [], 0)
 
 
 def test_event_create_naive_registration_window_read_in_event_zone(

@@ -129,6 +129,15 @@ function start(root, config) {
     return ul;
   }
 
+  function attachmentList(files) {
+    const ul = el("ul", { class: "msg-attachments", "aria-label": t.attachments });
+    for (const file of files) {
+      const size = file.size >= 1048576 ? `${(file.size / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(file.size / 1024))} KB`;
+      ul.append(el("li", {}, el("a", { href: file.url, download: true, text: file.name }), " ", el("span", { class: "muted", text: `(${size})` })));
+    }
+    return ul;
+  }
+
   function renderMessage(message) {
     const li = el("li", { class: "msg msg-live", id: `m-${message.id}`, "data-id": message.id, "data-seq": message.seq });
     if (message.author.id === memberId) li.classList.add("msg-own");
@@ -149,6 +158,7 @@ function start(root, config) {
       article.append(ref);
     }
     article.append(messageBody(message));
+    if (message.attachments?.length) article.append(attachmentList(message.attachments));
     if (!message.deleted) {
       article.append(reactionsForm(message));
       article.append(actions(message));
@@ -329,7 +339,19 @@ function start(root, config) {
       }
     });
 
+    const fileInput = form.querySelector("input[type=file]");
     form.addEventListener("submit", async (event) => {
+      if (fileInput?.files.length) {
+        // Files go with the form itself (multipart); refuse an oversized one before uploading it.
+        const max = Number(fileInput.dataset.maxBytes || 0);
+        const big = Array.from(fileInput.files).find((file) => max && file.size > max);
+        if (big) {
+          event.preventDefault();
+          showError(fill(t.file_too_large, { name: big.name, size: `${(max / 1048576).toFixed(1)} MB` }));
+        }
+        return;
+      }
+      if (form.querySelector("input[name=attachments]")) return; // files uploaded by a refused try
       if (gw.state !== "open" || !textarea.value.trim()) return; // the form posts itself
       event.preventDefault();
       const button = form.querySelector("button[type=submit]");
