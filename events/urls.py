@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import ical
+from . import account_views, ical
 from .page_urls import urlpatterns as page_urlpatterns
 
 urlpatterns = [
@@ -11,3 +11,12 @@ urlpatterns = [
     path("events/feeds/<str:token>.ics", ical.member_feed, name="member_feed"),
 ]
 urlpatterns += page_urlpatterns
+
+urlpatterns += [
+    path("account/calendar/", account_views.calendar_settings, name="calendar_settings"),
+    path(
+        "account/calendar/regenerate/",
+        account_views.calendar_feed_regenerate,
+        name="calendar_feed_regenerate",
+    ),
+]
