@@ -52,7 +52,7 @@ def calendar_settings(request: HttpRequest) -> HttpResponse:
                 member=member, offsets_minutes=sorted(form.cleaned_data["offsets"], reverse=True)
             )
         except ValidationError as error:
-            form.add_error("offsets", error)
+            form.add_error("offsets", error.messages)
         else:
             messages.success(request, _("Your reminders were saved."))
             return redirect("calendar_settings")

@@ -310,7 +310,9 @@ class ReminderPreference(models.Model):
     member = models.OneToOneField(
         User, on_delete=models.CASCADE, related_name="reminder_preference"
     )
-    offsets_minutes = models.JSONField(_("reminder offsets (minutes before)"), default=list)
+    offsets_minutes = models.JSONField(
+        _("reminder offsets (minutes before)"), default=list, blank=True
+    )
 
     class Meta:
         verbose_name = _("reminder preference")
