@@ -21,6 +21,7 @@ help:
 	@echo "make test    set up and run the whole test suite"
 	@echo "make lint    ruff and Django's deploy check"
 	@echo "make bench   benchmarks (bench/)"
+	@echo "make soak    long reliability runs (fuzzing with more examples); prints their figures"
 	@echo "make messages  refresh the translation catalogs after changing strings"
 
 $(PY):
@@ -70,6 +71,11 @@ chromium:
 test: install chromium
 	MINGA_TESTING=1 $(PY) manage.py collectstatic --noinput -v 0
 	MINGA_TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Long reliability runs (docs/reliability.md): not in CI; each prints its `FAMILY: figure` line.
+.PHONY: soak
+soak: install
+	MINGA_TESTING=1 $(PY) -m pytest soak -m soak -p no:randomly -q $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install

@@ -8,6 +8,8 @@ Thin: parse, call one access function or service, shape the answer. Service erro
 | invalid, too_long | 400 |
 | forbidden, room_locked, thread_locked | 403 |
 | not_found | 404 |
+| too_large | 413 |
+| unsupported_type | 415 |
 | rate_limited | 429 |
 """
 
@@ -19,13 +21,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext as _
+from ninja import Field, File, Query, Router, Schema, Status, UploadedFile
+from ninja.decorators import decorate_view
 from ninja.errors import HttpError
 
 from community import policy
 
-from . import selectors, services
+from . import attachments, selectors, services
 from .models import REACTION_EMOJI
 
 router = Router(tags=["forums"])
@@ -38,6 +43,8 @@ STATUS_OF_CODE = {
     "room_locked": 403,
     "thread_locked": 403,
     "not_found": 404,
+    "too_large": 413,
+    "unsupported_type": 415,
     "rate_limited": 429,
 }
 
@@ -109,6 +116,14 @@ class ThreadIn(Schema):
     )
 
 
+class AttachmentOut(Schema):
+    id: int
+    name: str = Field(description="The file's name as uploaded, made safe for display.")
+    content_type: str = Field(description="The type sniffed from the content.")
+    size: int = Field(description="Bytes.")
+    url: str = Field(description="Downloads the file (members who may read the room).")
+
+
 class MessageOut(Schema):
     id: int
     seq: int
@@ -125,11 +140,18 @@ class MessageOut(Schema):
     client_id: str
     reactions: dict[str, int]
     mentions: list[int]
+    attachments: list[AttachmentOut]
 
 
 class MessageIn(Schema):
     body: str
     reply_to: int | None = None
+    attachments: list[int] = Field(
+        default_factory=list,
+        description="Ids of files I uploaded to this room (POST /rooms/{slug}/attachments/) "
+        "and have not posted yet.",
+        max_length=attachments.MAX_PER_MESSAGE,
+    )
     client_id: uuid.UUID | None = Field(
         None,
         description="Idempotency key (send one per message, keep it on retries): the same key "
@@ -254,8 +276,46 @@ def message_post(request: HttpRequest, thread_id: int, data: MessageIn) -> Statu
         body=data.body,
         client_id=data.client_id or uuid.uuid4(),
         reply_to_id=data.reply_to,
+        attachment_ids=data.attachments,
     )
     return Status(201, selectors.message_payload(message))
+
+
+def _upload_refused(request: HttpRequest, limits: attachments.UploadLimits) -> HttpResponse:
+    detail = _("The upload is too large: at most %(size)s.") % {
+        "size": filesizeformat(limits.max_bytes)
+    }
+    return JsonResponse({"code": "too_large", "detail": detail}, status=413)
+
+
+@router.post(
+    "/rooms/{slug}/attachments/",
+    response={201: AttachmentOut},
+    summary="Upload a file (multipart field `file`); post it with a message's `attachments`",
+)
+@decorate_view(attachments.limit_uploads(1, refuse=_upload_refused))
+def attachment_upload(
+    request: HttpRequest, slug: str, file: File[UploadedFile | None] = None
+) -> Status[dict[str, Any]]:
+    limits: attachments.UploadLimits = request.upload_limits  # type: ignore[attr-defined]
+    room = selectors.room_for_member(slug=slug, member=request.user)
+    if limits.too_large:
+        # The handler dropped the file while it streamed in: nothing of it was kept.
+        raise ForumApiError("too_large", _upload_refused_detail(limits))
+    if limits.too_many:
+        raise ForumApiError("invalid", _("Send one file per request."))
+    if file is None:
+        raise ForumApiError("invalid", _("Send the file in the multipart field “file”."))
+    attachment = _call(
+        services.attachment_upload, room=room, uploader=request.user, uploaded_file=file
+    )
+    return Status(201, selectors.attachment_payload(attachment))
+
+
+def _upload_refused_detail(limits: attachments.UploadLimits) -> str:
+    return _("The file is too large: at most %(size)s.") % {
+        "size": filesizeformat(limits.max_bytes)
+    }
 
 
 @router.patch(

@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 from django import forms
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from . import attachments
 from .models import MAX_BODY_CHARS, REACTION_EMOJI, Report, Room
 from .moderation import MAX_MUTE_MINUTES, MAX_REASON_CHARS, MAX_SLOW_MODE_SECONDS
 from .services import MAX_TITLE_CHARS
@@ -35,9 +37,60 @@ def _body_field(label: str) -> forms.CharField:
     )
 
 
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class FilesField(forms.FileField):
+    """Any number of files (the upload limits cap them); cleaned to a list, empty when none.
+
+    Only presence is checked here: the type and size rules live in services.attachment_upload.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(**kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
+class IdListField(forms.Field):
+    """Ids carried in hidden inputs (attachments uploaded by an earlier, refused, try)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[int]:
+        if not value:
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        try:
+            ids = [int(v) for v in values]
+        except (TypeError, ValueError) as exc:
+            raise forms.ValidationError(_("Invalid attachment."), code="invalid") from exc
+        if any(i < 1 for i in ids) or len(ids) > attachments.MAX_PER_MESSAGE:
+            raise forms.ValidationError(_("Invalid attachment."), code="invalid")
+        return ids
+
+
 class MessageForm(ClientIdMixin):
     body = _body_field(_("Message"))
     reply_to = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=1)
+    attachments = IdListField(required=False)
+    files = FilesField(label=_("Attach files"), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        files = self.fields["files"]
+        # Built per form: the limits are settings, the words in the member's language.
+        files.help_text = gettext(
+            "PDF, images (PNG, JPEG, GIF, WebP), text or CSV, Office or OpenDocument files: "
+            "at most %(count)s files of %(size)s each."
+        ) % {"count": attachments.MAX_PER_MESSAGE, "size": filesizeformat(attachments.max_bytes())}
+        files.widget.attrs["data-max-bytes"] = str(attachments.max_bytes())
 
 
 class ThreadForm(ClientIdMixin):

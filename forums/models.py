@@ -335,3 +335,47 @@ class RoomMute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} muted in {self.room_id} until {self.until:%Y-%m-%d %H:%M}"
+
+
+# --- Attachments ---
+
+
+def attachment_storage_name(instance: Attachment, filename: str) -> str:
+    """A generated storage name: the member's file name never reaches the file system."""
+    return f"attachments/{timezone.now():%Y/%m}/{uuid.uuid4().hex}"
+
+
+class Attachment(models.Model):
+    """A document or image uploaded to a room, then carried by one message.
+
+    `message` is null between the upload and the post that attaches it. The file lives in
+    default storage under a generated name; `original_name` (sanitized) is only shown and sent
+    in Content-Disposition; `content_type` is what the content was sniffed as
+    (forums.attachments), never what the client said.
+    """
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attachments")
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="forum_attachments"
+    )
+    file = models.FileField(_("file"), upload_to=attachment_storage_name, max_length=255)
+    original_name = models.CharField(_("name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    created = models.DateTimeField(_("uploaded"), default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        indexes = [
+            # The uploader's pending (not yet posted) files, and a sweep of abandoned ones.
+            models.Index(fields=["uploader", "message", "created"], name="attachment_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name

@@ -205,7 +205,7 @@ def redis_url() -> str | None:
 
 def key_prefix() -> str:
     name = str(connection.settings_dict.get("NAME") or "")
-    return f"minga:{hashlib.sha1(name.encode()).hexdigest()[:10]}:presence:"  # noqa: S324 - a namespace, not security
+    return f"minga:{hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]}:presence:"
 
 
 @dataclass

@@ -24,12 +24,22 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.http import Http404
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from community import policy
 from community.models import User
 
-from .models import REACTION_EMOJI, Mention, Message, Reaction, ReadState, Room, Thread
+from .models import (
+    REACTION_EMOJI,
+    Attachment,
+    Mention,
+    Message,
+    Reaction,
+    ReadState,
+    Room,
+    Thread,
+)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -157,7 +167,37 @@ def _messages() -> QuerySet[Message]:
     ).prefetch_related(
         Prefetch("reactions", queryset=Reaction.objects.only("id", "message_id", "emoji")),
         Prefetch("mentions", queryset=Mention.objects.only("id", "message_id", "member_id")),
+        Prefetch("attachments", queryset=_attachment_rows()),
     )
+
+
+def _attachment_rows() -> QuerySet[Attachment]:
+    return Attachment.objects.only(
+        "id", "message_id", "original_name", "content_type", "size"
+    ).order_by("id")
+
+
+def attachment_for_member(*, attachment_id: int, member: Any) -> Attachment:
+    """The attachment if `member` may download it, else Http404 (never a hint that it exists).
+
+    Posted files: readers of the room, unless the message was deleted (or hidden: then only the
+    room's moderators). A file not posted yet: only its uploader, while they may still read.
+    """
+    attachment = (
+        Attachment.objects.select_related("room", "message").filter(pk=attachment_id).first()
+    )
+    missing = Http404(_("No attachment %(id)s.") % {"id": attachment_id})
+    if attachment is None or not policy.can_read_room(member, attachment.room):
+        raise missing
+    message = attachment.message
+    if message is None:
+        if attachment.uploader_id != member.pk:
+            raise missing
+    elif message.deleted_at is not None or (
+        message.hidden_at is not None and not policy.can_moderate_room(member, attachment.room)
+    ):
+        raise missing
+    return attachment
 
 
 def clamp_limit(limit: int | None) -> int:
@@ -258,6 +298,18 @@ def message_payload(message: Message) -> dict[str, Any]:
         "client_id": str(message.client_id),
         "reactions": reaction_counts(message),
         "mentions": sorted(m.member_id for m in message.mentions.all()),
+        "attachments": [] if gone else [attachment_payload(a) for a in message.attachments.all()],
+    }
+
+
+def attachment_payload(attachment: Attachment) -> dict[str, Any]:
+    """{id, name, content_type, size, url}: `url` downloads it (readers of the room only)."""
+    return {
+        "id": attachment.pk,
+        "name": attachment.original_name,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "url": reverse("attachment_download", args=[attachment.pk]),
     }
 
 

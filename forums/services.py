@@ -4,7 +4,8 @@ Every function is keyword-only, checks permission through `community.policy`, va
 writes and writes inside one transaction. Failures raise, and change nothing:
 
 - `PermissionDenied` (a `Refused`, whose `code` is "forbidden", "room_locked" or "thread_locked");
-- `ValidationError` with `code` "invalid", "not_found", "too_long" or "rate_limited".
+- `ValidationError` with `code` "invalid", "not_found", "too_long" or "rate_limited" (and, for
+  attachments, "too_large" or "unsupported_type").
 
 `error_code(exc)` gives the code of either, for the API and the socket. Each write schedules its
 live frame with `notifications.bus.publish_on_commit` and its domain signal (forums.signals) after
@@ -13,15 +14,19 @@ commit: nothing is announced for a write that rolled back.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -29,10 +34,11 @@ from community import policy
 from community.models import POSTING_ROLES, Topic, User
 from notifications import bus
 
-from . import moderation, signals
+from . import attachments, moderation, signals
 from .models import (
     MAX_BODY_CHARS,
     REACTION_EMOJI,
+    Attachment,
     Follow,
     Mention,
     Message,
@@ -58,6 +64,8 @@ ERROR_CODES = frozenset(
         "thread_locked",
         "rate_limited",
         "too_long",
+        "too_large",
+        "unsupported_type",
     }
 )
 
@@ -254,8 +262,10 @@ def _insert_message(
     reply_to_id: int | None,
     now: datetime,
     rendered: Rendered,
+    files: Sequence[Attachment] = (),
 ) -> Message:
-    """Take the room's next seq and insert the message (caller holds the room lock)."""
+    """Take the room's next seq and insert the message (caller holds the room lock); `files`
+    (checked and locked by the caller) are attached to it."""
     if (
         reply_to_id is not None
         and not Message.objects.filter(pk=reply_to_id, thread=thread).exists()
@@ -292,8 +302,14 @@ def _insert_message(
     )
     thread.message_count += 1
     thread.last_activity_at = now
+    if files:
+        Attachment.objects.filter(pk__in=[f.pk for f in files]).update(message=message)
+        for attached in files:
+            attached.message = message
     _prime(message, "reactions", [], Reaction.objects.none())
     _prime(message, "mentions", mentions, Mention.objects.none())
+    # In id order, as the list selectors prefetch them.
+    _prime(message, "attachments", sorted(files, key=lambda f: f.pk), Attachment.objects.none())
     return message
 
 
@@ -377,17 +393,22 @@ def message_post(
     body: str,
     client_id: uuid.UUID,
     reply_to_id: int | None = None,
+    attachment_ids: Sequence[int] = (),
 ) -> tuple[Message, bool]:
     """Post `body` in `thread`; returns (message, created).
 
+    `attachment_ids` are files `author` uploaded to this room (attachment_upload) and has not
+    posted yet; any other id raises ValidationError "invalid" and nothing is written.
     Idempotent on (author, client_id): a repeat returns the stored message and False, and
     announces nothing. Side effects: locks the room row and takes the next seq; writes the
-    message and its mentions, bumps the thread's count and activity; after commit publishes
-    `message.created` to the room's group and sends `message_posted`.
+    message and its mentions, attaches the files (their rows locked), bumps the thread's count
+    and activity; after commit publishes `message.created` to the room's group and sends
+    `message_posted`.
     """
     existing = _existing_message(author, client_id)
     if existing is not None:
         return existing, False
+    wanted = _clean_attachment_ids(attachment_ids)
     clean = clean_body(body)
     # Rendered before the room lock is taken: the lock is held only for the insert.
     rendered = render(clean, handles=_handles_in(clean))
@@ -402,6 +423,7 @@ def message_post(
             fresh = Thread.objects.get(pk=thread.pk)
             _check_can_post(author, room, fresh)
             _check_rate(author, room, now)
+            files = _pending_attachments(author, room, wanted)
             message = _insert_message(
                 room=room,
                 thread=fresh,
@@ -411,6 +433,7 @@ def message_post(
                 reply_to_id=reply_to_id,
                 now=now,
                 rendered=rendered,
+                files=files,
             )
             _announce_created(message)
     except IntegrityError:
@@ -541,6 +564,7 @@ def message_delete(*, message: Message, actor: User) -> Message:
 def _with_relations(message: Message) -> Message:
     _prime(message, "reactions", list(message.reactions.all()), Reaction.objects.none())
     _prime(message, "mentions", list(message.mentions.all()), Mention.objects.none())
+    _prime(message, "attachments", list(message.attachments.all()), Attachment.objects.none())
     return message
 
 
@@ -668,3 +692,139 @@ def follow_set(
         member=member, **target, defaults={"level": level}
     )
     return follow
+
+
+# --- Attachments ------------------------------------------------------------------------------
+
+
+def attachment_upload(*, room: Room, uploader: User, uploaded_file: File) -> Attachment:
+    """Store `uploaded_file` as an attachment of `room`, waiting for `uploader`'s next post.
+
+    The type is sniffed from the content (forums.attachments.sniff), never taken from the name
+    or the client; the size is checked against FORUMS_ATTACHMENT_MAX_BYTES before anything is
+    read and again while hashing. Raises Refused (as message_post would), ValidationError
+    "too_large", "unsupported_type" or "invalid" (empty); a refused file is never stored.
+    Side effects: writes the file to default storage under a generated name and one Attachment
+    row (the file is deleted again if the row cannot be written); nothing is published.
+    """
+    _check_can_post(uploader, room, None)
+    limit = attachments.max_bytes()
+    if uploaded_file.size is not None and uploaded_file.size > limit:
+        raise _too_large(limit)
+    if not uploaded_file.size:
+        raise ValidationError(_("The file is empty."), code="invalid")
+    raw_name = str(uploaded_file.name or "")
+    content_type = attachments.sniff(uploaded_file, name=raw_name)
+    if content_type is None:
+        raise ValidationError(
+            _(
+                "This kind of file cannot be attached. Attach PDF, PNG, JPEG, GIF or WebP images, "
+                "plain text or CSV, or Office / OpenDocument documents (without macros)."
+            ),
+            code="unsupported_type",
+        )
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in uploaded_file.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        digest.update(chunk)
+    uploaded_file.seek(0)
+    attachment = Attachment(
+        room=room,
+        uploader=uploader,
+        original_name=attachments.clean_name(raw_name, content_type),
+        content_type=content_type,
+        size=size,
+        sha256=digest.hexdigest(),
+    )
+    attachment.full_clean(exclude=["file", "room", "uploader", "message"])
+    try:
+        with transaction.atomic():
+            # The storage write comes first so the row never names a file that is not there.
+            attachment.file.save(attachment.original_name, uploaded_file, save=False)
+            attachment.save(force_insert=True)
+    except BaseException:
+        if attachment.file.name:
+            attachment.file.storage.delete(attachment.file.name)
+        raise
+    return attachment
+
+
+def _too_large(limit: int) -> ValidationError:
+    return ValidationError(
+        _("The file is too large: at most %(size)s.") % {"size": filesizeformat(limit)},
+        code="too_large",
+    )
+
+
+def _clean_attachment_ids(ids: Sequence[Any]) -> list[int]:
+    """The distinct ids in order; ValidationError "invalid" for a non-id or too many."""
+    wanted: list[int] = []
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationError(_("attachments: a list of attachment ids."), code="invalid")
+        if value not in wanted:
+            wanted.append(value)
+    if len(wanted) > attachments.MAX_PER_MESSAGE:
+        raise ValidationError(
+            _("At most %(count)s attachments per message.")
+            % {"count": attachments.MAX_PER_MESSAGE},
+            code="invalid",
+        )
+    return wanted
+
+
+def _pending_attachments(author: User, room: Room, wanted: list[int]) -> list[Attachment]:
+    """Lock and return `author`'s unposted attachments `wanted` in `room`, in the order asked.
+
+    One refusal for every other case (someone else's, another room's, already posted, unknown),
+    so the answer tells nothing about files the author may not see.
+    """
+    if not wanted:
+        return []
+    found = {
+        a.pk: a
+        for a in Attachment.objects.select_for_update().filter(
+            pk__in=wanted, uploader=author, room=room, message__isnull=True
+        )
+    }
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        raise ValidationError(
+            _("Attachment %(id)s is not one of your files waiting to be posted in this room.")
+            % {"id": missing[0]},
+            code="invalid",
+        )
+    return [found[pk] for pk in wanted]
+
+
+def attachments_purge(*, unposted_before: datetime) -> int:
+    """Delete the files nobody can download again; returns how many.
+
+    Those are uploads never posted (uploaded before `unposted_before`: an abandoned form, a
+    refused post, a repeated submission) and the files of deleted messages. A post racing the
+    purge either locks the upload first (the purge then skips it) or finds it gone ("invalid").
+    Side effects: locks and deletes those Attachment rows; deletes their files from storage
+    after commit (a failed commit keeps both).
+    """
+    storage = Attachment._meta.get_field("file").storage  # type: ignore[attr-defined]
+    with transaction.atomic():
+        rows = list(
+            Attachment.objects.select_for_update(of=("self",))
+            .filter(
+                Q(message__isnull=True, created__lt=unposted_before)
+                | Q(message__deleted_at__isnull=False)
+            )
+            .values_list("pk", "file")
+        )
+        Attachment.objects.filter(pk__in=[pk for pk, _name in rows]).delete()
+        names = [name for _pk, name in rows if name]
+
+        def delete_files() -> None:
+            for name in names:
+                storage.delete(name)
+
+        transaction.on_commit(delete_files)
+    return len(rows)

@@ -21,4 +21,9 @@ urlpatterns = [
     path("reports/<int:report_id>/resolve/", views.report_resolve, name="report_resolve"),
     path("mutes/<int:mute_id>/lift/", views.mute_lift, name="mute_lift"),
     path("search/", views.forum_search, name="forum_search"),
+    path(
+        "attachments/<int:attachment_id>/",
+        views.attachment_download,
+        name="attachment_download",
+    ),
 ]

@@ -16,16 +16,25 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from community import policy
 from community.models import User
 
-from . import moderation, selectors, services
+from . import attachments, moderation, selectors, services
 from .forms import (
     EditForm,
     MessageForm,
@@ -37,7 +46,7 @@ from .forms import (
     SearchForm,
     ThreadForm,
 )
-from .models import REACTION_EMOJI, Message, Reaction, Report, Room, RoomMute, Thread
+from .models import REACTION_EMOJI, Attachment, Message, Reaction, Report, Room, RoomMute, Thread
 from .search import Filters, search
 
 PAGE_SIZE = 50
@@ -49,6 +58,8 @@ _STATUS = {
     "thread_locked": 403,
     "rate_limited": 429,
     "not_found": 404,
+    "too_large": 413,
+    "unsupported_type": 415,
 }
 
 
@@ -149,6 +160,20 @@ def _parse_seq(value: str | None) -> int | None:
     return int(value)
 
 
+def _upload_refused_page(request: HttpRequest, limits: attachments.UploadLimits) -> HttpResponse:
+    return render(
+        request,
+        "forums/upload_refused.html",
+        {"max_size": filesizeformat(limits.max_bytes), "max_files": limits.max_files},
+        status=413,
+    )
+
+
+# CSRF is checked inside limit_uploads (csrf_protect): the upload handler has to be in place
+# before anything parses the body, and the CSRF middleware would parse it first.
+@csrf_exempt
+@attachments.limit_uploads(attachments.MAX_PER_MESSAGE, refuse=_upload_refused_page)
+@csrf_protect
 @login_required
 def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     member = _member(request)
@@ -158,21 +183,37 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     # client drops repeats by id, while none can fall in between.
     room_seq = room.last_seq
     reply_to = _parse_seq(request.GET.get("reply_to"))
-    form = MessageForm(request.POST or None, initial={"reply_to": reply_to})
+    form = MessageForm(request.POST or None, request.FILES or None, initial={"reply_to": reply_to})
     status = 200
+    pending: list[int] = []
     if request.method == "POST":
         if form.is_valid():
             data = form.cleaned_data
+            pending = list(data["attachments"])
             try:
+                _check_dropped(request.upload_limits)  # type: ignore[attr-defined]
+                for uploaded in data["files"]:
+                    attachment = services.attachment_upload(
+                        room=room, uploader=member, uploaded_file=uploaded
+                    )
+                    pending.append(attachment.pk)
                 message, _created = services.message_post(
                     thread=thread,
                     author=member,
                     body=data["body"],
                     client_id=data["client_id"],
                     reply_to_id=data["reply_to"],
+                    attachment_ids=pending,
                 )
             except (ValidationError, PermissionDenied) as error:
-                status = show_service_error(form, error)
+                if services.error_code(error) in {"too_large", "unsupported_type"}:
+                    form.add_error("files", error)
+                    status = _STATUS[services.error_code(error)]
+                else:
+                    status = show_service_error(form, error)
+                # Files stored before the refusal wait for the next try (the page lists them).
+                form.data = form.data.copy()
+                form.data.setlist("attachments", [str(pk) for pk in pending])
             else:
                 return redirect(thread_url(thread.pk, message.pk))
         else:
@@ -208,6 +249,13 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         and mute is None
     )
     replying_to = by_id.get(form["reply_to"].value()) if form["reply_to"].value() else None
+    pending_files = list(
+        Attachment.objects.filter(
+            pk__in=pending, uploader=member, room=room, message__isnull=True
+        ).only("id", "original_name", "size")
+        if pending
+        else []
+    )
     context = {
         "room": room,
         "thread": thread,
@@ -218,6 +266,7 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "divider_id": divider_id,
         "form": form,
         "replying_to": replying_to,
+        "pending_files": pending_files,
         "can_post": can_post,
         # Reactions and edits follow the posting rules (a locked thread, a mute refuse them).
         "can_participate": can_post,
@@ -228,6 +277,48 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "forum_config": {"strings": _client_strings(), "urls": _client_urls()},
     }
     return render(request, "forums/thread_detail.html", context, status=status)
+
+
+def _check_dropped(limits: attachments.UploadLimits) -> None:
+    """Raise the service's error for files the upload handler dropped while they streamed in."""
+    if limits.too_large:
+        raise ValidationError(
+            _("%(name)s is too large: at most %(size)s per file.")
+            % {"name": limits.too_large[0], "size": filesizeformat(limits.max_bytes)},
+            code="too_large",
+        )
+    if limits.too_many:
+        raise ValidationError(
+            {"files": _("At most %(count)s files per message.") % {"count": limits.max_files}},
+            code="invalid",
+        )
+
+
+@login_required
+@require_safe
+def attachment_download(request: HttpRequest, attachment_id: int) -> FileResponse:
+    """The file, to members who may read its room; 404 for everyone else and anything missing.
+
+    Always a download (`attachment`), with the sniffed type, `nosniff` and a sandboxing CSP, so
+    a file is never rendered as a page of this site.
+    """
+    attachment = selectors.attachment_for_member(
+        attachment_id=attachment_id, member=_member(request)
+    )
+    try:
+        handle = attachment.file.storage.open(attachment.file.name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404(_("No attachment %(id)s.") % {"id": attachment_id}) from exc
+    content_type = attachment.content_type
+    if content_type.startswith("text/"):
+        content_type += "; charset=utf-8"
+    response = FileResponse(
+        handle, as_attachment=True, filename=attachment.original_name, content_type=content_type
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def _client_strings() -> dict[str, str]:
@@ -262,6 +353,8 @@ def _client_strings() -> dict[str, str]:
         "send_failed": _("Your message was not sent: %(detail)s"),
         "loading": _("Loading…"),
         "no_more": _("This is the beginning of the thread."),
+        "attachments": _("Attachments"),
+        "file_too_large": _("%(name)s is too large: at most %(size)s per file."),
     }
 
 

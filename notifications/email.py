@@ -40,18 +40,15 @@ logger = logging.getLogger("notifications.email")
 MAX_ATTEMPTS = 5
 DIGEST_HOUR = 8  # the member's local morning
 UNSUBSCRIBE_SALT = "notifications.unsubscribe"
-# Kinds whose email still goes out when the row was read in the app first: a cancellation or a
-# change of an event is a record members keep.
-NOT_SUPPRESSIBLE = frozenset({Kind.EVENT_CANCELLED, Kind.EVENT_CHANGED})
+# Kinds whose email still goes out when the row was read in the app first: a registration, a
+# change or a cancellation of an event is a record members keep, and its email carries the
+# calendar invitation that the app cannot deliver.
+NOT_SUPPRESSIBLE = frozenset({Kind.EVENT_CANCELLED, Kind.EVENT_CHANGED, Kind.REGISTRATION})
 
 
 def base_url() -> str:
-    configured = getattr(settings, "MINGA_BASE_URL", "")
-    if configured:
-        return str(configured).rstrip("/")
-    host = next((h for h in settings.ALLOWED_HOSTS if h and h != "testserver"), "localhost")
-    scheme = "https" if getattr(settings, "HTTPS", False) else "http"
-    return f"{scheme}://{host.lstrip('.')}"
+    """The public address (settings.MINGA_SITE_URL): emails are made outside any request."""
+    return str(settings.MINGA_SITE_URL).rstrip("/")
 
 
 def absolute(path: str) -> str:
@@ -83,6 +80,55 @@ def unsubscribe_url(*, member_id: int, kind: str) -> str:
     return absolute(reverse("notifications:unsubscribe", kwargs={"token": token}))
 
 
+# --- Calendar attachments -----------------------------------------------------------------------
+
+# Kinds whose email carries the event's .ics (an invitation is only useful in the email itself).
+# `event_scheduled` goes to a working group's members, who have not registered: no invitation.
+CALENDAR_KINDS = frozenset(
+    {Kind.REGISTRATION, Kind.EVENT_CHANGED, Kind.EVENT_CANCELLED, Kind.EVENT_REMINDER}
+)
+ICS_FILENAME = "invite.ics"
+
+
+def calendar_attachment(row: Notification, member: User) -> tuple[str, bytes] | None:
+    """(METHOD, .ics bytes) for the row's email, or None when it carries no invitation.
+
+    Built from the event as it is at send time, so a late email never moves a calendar back:
+    a cancelled event gets METHOD:CANCEL (registered and waitlisted members); otherwise a
+    registered member gets METHOD:REQUEST with the current SEQUENCE. A waitlisted or
+    withdrawn member gets no REQUEST: they hold no place to put in a calendar. A cancelled
+    occurrence of a series is a REQUEST of the whole series (its RECURRENCE-ID VEVENT says
+    STATUS:CANCELLED): a CANCEL would remove every occurrence.
+    """
+    if row.kind not in CALENDAR_KINDS or row.target_type != "events.event":
+        return None
+    from events import ical
+    from events.models import Event, Registration
+
+    event = (
+        Event.objects.select_related("working_group")
+        .prefetch_related("overrides", "organizers")
+        .filter(pk=row.target_id)
+        .first()
+    )
+    if event is None:
+        return None
+    status = (
+        Registration.objects.filter(event=event, member=member)
+        .values_list("status", flat=True)
+        .first()
+    )
+    if event.status == Event.Status.CANCELLED:
+        if status not in {Registration.Status.REGISTERED, Registration.Status.WAITLISTED}:
+            return None
+        method = "CANCEL"
+    elif status == Registration.Status.REGISTERED:
+        method = "REQUEST"
+    else:
+        return None
+    return method, ical.invitation_for(event, member=member, method=method)
+
+
 # --- Building messages --------------------------------------------------------------------------
 
 
@@ -96,7 +142,12 @@ def _headers(*, message_id: str, unsubscribe: str) -> dict[str, str]:
 
 
 def build_message(row: Notification, member: User) -> EmailMultiAlternatives:
-    """The email of one inbox row, in the member's language (times were rendered in their zone)."""
+    """The email of one inbox row, in the member's language (times were rendered in their zone).
+
+    An event kind's email carries the event's invitation as `invite.ics`
+    (`calendar_attachment`): the only email a registrant gets for the happening.
+    """
+    calendar = calendar_attachment(row, member)
     with translation.override(member.language):
         unsubscribe = unsubscribe_url(member_id=member.pk, kind=row.kind)
         context = {
@@ -106,6 +157,7 @@ def build_message(row: Notification, member: User) -> EmailMultiAlternatives:
             "kind_label": Kind(row.kind).label,
             "unsubscribe_url": unsubscribe,
             "preferences_url": absolute(reverse("notifications:preferences")),
+            "calendar_method": calendar[0] if calendar else "",
         }
         subject = f"[Minga] {row.title}"
         text = render_to_string("notifications/email/notification.txt", context)
@@ -120,6 +172,9 @@ def build_message(row: Notification, member: User) -> EmailMultiAlternatives:
         ),
     )
     message.attach_alternative(html, "text/html")
+    if calendar is not None:
+        method, body = calendar
+        message.attach(ICS_FILENAME, body, f"text/calendar; method={method}; charset=UTF-8")
     return message
 
 

@@ -55,7 +55,7 @@ def _thread_url(thread_id: int, message_id: int | None = None) -> str:
 
 
 def _event_url(event_id: int) -> str:
-    # The events' detail page is not routed yet; its contract path is /events/<id>/.
+    # The contract path /events/<id>/ is the fallback should the page's route name change.
     return _url("event_detail", f"/events/{event_id}/", event_id=event_id)
 
 

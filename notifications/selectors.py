@@ -25,8 +25,17 @@ PREFERENCE_KINDS: tuple[str, ...] = CONTRACT_KINDS + tuple(
     k for k in Kind.values if k not in CONTRACT_KINDS
 )
 
+# A calendar invitation (registration, change, cancellation) is only useful at once: those
+# kinds, like mentions, replies and reminders, are emailed immediately unless the member says so.
 IMMEDIATE_BY_DEFAULT = frozenset(
-    {Kind.MENTION, Kind.REPLY, Kind.EVENT_CHANGED, Kind.EVENT_CANCELLED, Kind.EVENT_REMINDER}
+    {
+        Kind.MENTION,
+        Kind.REPLY,
+        Kind.EVENT_CHANGED,
+        Kind.EVENT_CANCELLED,
+        Kind.EVENT_REMINDER,
+        Kind.REGISTRATION,
+    }
 )
 
 

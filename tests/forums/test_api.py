@@ -223,6 +223,7 @@ def test_message_post_returns_201_and_message(api: Api, thread: Thread, member: 
         "client_id": client_id,
         "reactions": {},
         "mentions": [],
+        "attachments": [],
     }
 
 
@@ -404,6 +405,7 @@ def test_schema_lists_forum_paths(plan: None) -> None:
         "/api/v1/messages/{message_id}/",
         "/api/v1/messages/{message_id}/reactions/",
         "/api/v1/rooms/",
+        "/api/v1/rooms/{slug}/attachments/",
         "/api/v1/rooms/{slug}/follow/",
         "/api/v1/rooms/{slug}/threads/",
         "/api/v1/threads/{thread_id}/follow/",
@@ -423,8 +425,9 @@ def test_messages_list_query_count(
         message = MessageFactory(thread=thread)
         Reaction.objects.create(message=message, member=member_in("wg1"), emoji="👍")
 
-    # token + member, token last use, verified email, thread, messages, reactions, mentions
-    with django_assert_num_queries(7):
+    # token + member, token last use, verified email, thread, messages, reactions, mentions,
+    # attachments
+    with django_assert_num_queries(8):
         response = api.get(f"/threads/{thread.pk}/messages/")
 
     assert len(response.json()) == count

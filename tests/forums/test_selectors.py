@@ -11,7 +11,7 @@ from django.http import Http404
 
 from community.models import User
 from forums import selectors, services
-from forums.models import Mention, Reaction, ReadState, Room, Thread
+from forums.models import Attachment, Mention, Reaction, ReadState, Room, Thread
 from tests.factories import UserFactory
 from tests.forums.factories import *  # noqa: F403 - fixtures
 from tests.forums.factories import MessageFactory, ThreadFactory, member_in
@@ -207,6 +207,16 @@ def _with_reactions_and_mentions(thread: Thread, count: int) -> None:
         reactor = member_in("wg1")
         Reaction.objects.create(message=message, member=reactor, emoji="👍")
         Mention.objects.create(message=message, member=reactor)
+        Attachment.objects.create(
+            message=message,
+            room=thread.room,
+            uploader=message.author,
+            file="attachments/2026/11/0123456789abcdef",
+            original_name="plan.pdf",
+            content_type="application/pdf",
+            size=10,
+            sha256="0" * 64,
+        )
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -215,8 +225,8 @@ def test_messages_after_query_count(
 ) -> None:
     _with_reactions_and_mentions(thread, count)
 
-    # messages with author, organization, room and thread + reactions + mentions
-    with django_assert_num_queries(3):
+    # messages with author, organization, room and thread + reactions + mentions + attachments
+    with django_assert_num_queries(4):
         payloads = [
             selectors.message_payload(m)
             for m in selectors.messages_after(room=thread.room, after_seq=0, limit=50)
@@ -233,7 +243,8 @@ def test_thread_messages_query_count(
     _with_reactions_and_mentions(thread, count)
 
     # anchor's seq + messages with author, organization, room and thread + reactions + mentions
-    with django_assert_num_queries(4):
+    # + attachments
+    with django_assert_num_queries(5):
         found = selectors.thread_messages(thread=thread, after=anchor.pk)
         payloads = [selectors.message_payload(m) for m in found]
 

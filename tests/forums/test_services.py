@@ -116,6 +116,7 @@ def test_message_post_publishes_created_frame_after_commit(
         "client_id": str(client_id),
         "reactions": {},
         "mentions": [],
+        "attachments": [],
     }
     assert frames == [
         (

@@ -170,7 +170,7 @@ def test_preferences_get_defaults(api: Client) -> None:
         "event_scheduled": {"in_app": True, "email": "daily"},
         "event_changed": {"in_app": True, "email": "immediate"},
         "event_reminder": {"in_app": True, "email": "immediate"},
-        "registration": {"in_app": True, "email": "daily"},
+        "registration": {"in_app": True, "email": "immediate"},
     }
 
 

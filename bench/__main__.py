@@ -1,0 +1,494 @@
+"""`python -m bench [--smoke] [--only minga,b0,b1,c0]`: run every benchmark, print the table.
+
+Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmark PUBLISH, a
+raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
+server processes (C0: one per core), each measured for H3 (connections), H1 (fan-out, one room
+and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
+restarted under load) on Minga. Every process started here is stopped before exit.
+
+Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
+make it fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+from websockets.exceptions import WebSocketException
+
+from bench import loadgen, minga_setup, report
+from bench.servers import (
+    ROOT,
+    BenchError,
+    Processes,
+    c0_argv,
+    daphne_argv,
+    free_ports,
+    redis_argv,
+)
+
+RESULTS = ROOT / "bench" / "results"
+
+FULL: dict[str, Any] = {
+    "members": 1000,
+    "frames_grid": [5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
+    "seconds": 4.0,
+    "drain_max": 15.0,
+    "refine": True,
+    "ten_rooms": True,
+    "fixed_shares": [0.25, 0.5],
+    "hold_sizes": [1000, 5000, 10000],
+    "connect_rate_at": 5000,
+    "h6_messages": 60,
+    "h6_outage_s": 3.0,
+    "connect_budget": 75.0,
+    "settle": 2.0,
+    "idle_seconds": 3.0,
+}
+SMOKE: dict[str, Any] = {
+    "members": 50,
+    "frames_grid": [500],
+    "seconds": 1.0,
+    "refine": False,
+    "ten_rooms": False,
+    "fixed_shares": [],
+    "hold_sizes": [50],
+    "connect_rate_at": 50,
+    "drain_max": 10.0,
+    "h6_messages": 20,
+    "h6_outage_s": 1.0,
+    "connect_budget": 30.0,
+    "settle": 1.0,
+    "idle_seconds": 1.0,
+}
+ALL = ("c0", "b0", "b1", "minga", "minga-x")
+DEFAULT = ("c0", "b0", "b1", "minga")
+
+
+_STARTED = time.monotonic()
+
+
+def log(text: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:6.1f}s] {text}" if text else "", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {}
+    for name in (
+        "django",
+        "channels",
+        "channels_redis",
+        "daphne",
+        "websockets",
+        "redis",
+        "twisted",
+    ):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = "?"
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": psutil.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "redis": redis_version,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- Ceilings that need no websocket ---------------------------------------------------------
+
+
+def redis_publish_ceiling(port: int, requests: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            *("redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(requests)),
+            *("-c", "50", "-q", "PUBLISH", "bench", "x" * 200),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    # "PUBLISH bench xxx: 61349.69 requests per second, p50=0.407 msec"
+    line = next(
+        line for line in out.replace("\r", "\n").splitlines() if "requests per second" in line
+    )
+    rps = float(line.split(": ", 1)[1].split(" requests", 1)[0])
+    return {"publish_per_s": rps, "raw": line.strip()[-120:]}
+
+
+# --- One system ---------------------------------------------------------------------------------
+
+
+def _proto_for(system: str, minga: minga_setup.MingaData | None) -> loadgen.Proto:
+    if system == "c0":
+        return loadgen.C0Proto()
+    if system in {"b0", "b1"}:
+        return loadgen.TutorialProto()
+    assert minga is not None
+    return loadgen.MingaProto(minga.tokens, minga.threads)
+
+
+def start_servers(
+    procs: Processes, system: str, redis_port: int, minga_env: dict[str, str] | None
+) -> tuple[list[int], list[int]]:
+    first = {"c0": 8101, "b0": 8111, "b1": 8121, "minga": 8131, "minga-x": 8141}[system]
+    ports = free_ports(2, first)
+    pids: list[int] = []
+    started = []
+    for index, port in enumerate(ports):
+        name = f"{system}-{index}"
+        if system == "c0":
+            argv, env = c0_argv(port), {}
+        elif system in {"b0", "b1"}:
+            argv = daphne_argv("bench.b0.asgi:application", port)
+            env = {
+                "DJANGO_SETTINGS_MODULE": "bench.b0.settings",
+                "BENCH_LAYER": "core" if system == "b0" else "pubsub",
+                "BENCH_REDIS_PORT": str(redis_port),
+            }
+        else:
+            app = "minga.asgi" if system == "minga" else "bench.minga_ablation"
+            argv, env = daphne_argv(f"{app}:application", port), dict(minga_env or {})
+        started.append((procs.start(name, argv, env), name, port))
+    for proc, name, port in started:  # both start at once, then both must listen
+        procs.wait_port(proc, name, port, timeout=60)
+        pids.append(proc.pid)
+    return ports, pids
+
+
+def attempt(out: dict[str, Any], key: str, run: Callable[[], dict[str, Any]]) -> None:
+    """Run one scenario; a scenario that cannot run is recorded and the next one still runs."""
+    try:
+        out[key] = run()
+    except (BenchError, RuntimeError, OSError, TimeoutError, WebSocketException) as error:
+        out[key] = {"error": f"{type(error).__name__}: {error}"}
+        log(f"  {key} could not run: {error}")
+
+
+def run_system(
+    *,
+    procs: Processes,
+    system: str,
+    cfg: dict[str, Any],
+    redis: tuple[int, int],
+    c0_best: float | None,
+    minga: minga_setup.MingaData | None,
+) -> dict[str, Any]:
+    redis_port, redis_pid = redis
+    ports, pids = start_servers(procs, system, redis_port, minga.env if minga else None)
+    meter = loadgen.Meter(pids, redis_pid)
+    proto = _proto_for(system, minga)
+    rooms_1 = minga.rooms[:1] if minga else ["r0"]
+    rooms_10 = minga.rooms[:10] if minga else [f"r{i}" for i in range(10)]
+    hold_room = minga.hold_room if minga else "hold"
+    out: dict[str, Any] = {"ports": ports}
+    members = cfg["members"]
+
+    log(f"{system}: H3 connections {cfg['hold_sizes']}")
+    attempt(
+        out,
+        "h3",
+        lambda: asyncio.run(
+            loadgen.hold(
+                proto,
+                ports,
+                hold_room,
+                cfg["hold_sizes"],
+                meter=meter,
+                settle=cfg["settle"],
+                idle_seconds=cfg["idle_seconds"],
+                budget=cfg["connect_budget"],
+                log=log,
+            )
+        ),
+    )
+
+    def fixed_for(best: float | None) -> list[float]:
+        base = c0_best if c0_best is not None else best
+        if base is None:
+            return []
+        return [round(base * share / members, 2) for share in cfg["fixed_shares"]]
+
+    poster = None
+    h1_proto, h1_meter = proto, meter
+    if minga is not None:
+        # H1 posts through the services from a separate process (the API's path), so the figure
+        # is the room fan-out; its CPU counts as server CPU. Then the ten-room clients ramp
+        # again posting through the gateway's message.send (`send_steps`).
+        poster = minga_setup.Poster(procs, minga, f"{system}-poster")
+        h1_proto = loadgen.MingaProto(minga.tokens, minga.threads)
+        h1_proto.poster = poster  # type: ignore[attr-defined]
+        h1_meter = loadgen.Meter([*pids, poster.pid], redis_pid)
+
+    log(f"{system}: H1 1 room x {members}")
+    rates = [frames / members for frames in cfg["frames_grid"]]
+    attempt(
+        out,
+        "h1_1room",
+        lambda: asyncio.run(
+            _fanout(
+                h1_proto,
+                ports,
+                rooms_1,
+                members,
+                rates,
+                cfg,
+                h1_meter,
+                system,
+                fixed_for,
+                send_ramp=minga is not None and not cfg["ten_rooms"],
+            )
+        ),
+    )
+    if cfg["ten_rooms"]:
+        log(f"{system}: H1 10 rooms x {members // 10}")
+        attempt(
+            out,
+            "h1_10rooms",
+            lambda: asyncio.run(
+                _fanout(
+                    h1_proto,
+                    ports,
+                    rooms_10,
+                    members,
+                    rates,
+                    cfg,
+                    h1_meter,
+                    system,
+                    None,
+                    send_ramp=minga is not None,
+                )
+            ),
+        )
+    return out
+
+
+async def _fanout(  # noqa: PLR0917 - the scenario's parameters, in one place
+    proto: loadgen.Proto,
+    ports: list[int],
+    rooms: list[str],
+    members: int,
+    rates: list[float],
+    cfg: dict[str, Any],
+    meter: loadgen.Meter,
+    system: str,
+    fixed_for: Callable[[float | None], list[float]] | None,
+    *,
+    send_ramp: bool = False,
+) -> dict[str, Any]:
+    """One H1 scenario (rates are per room: frames/s = rate x members, whatever the rooms).
+
+    With `send_ramp` (Minga), the same clients then ramp again posting through message.send."""
+    return await loadgen.fanout(
+        proto,
+        ports,
+        rooms,
+        members,
+        rates,
+        seconds=cfg["seconds"],
+        meter=meter,
+        per_port_publishers=system == "c0",
+        refine=cfg["refine"],
+        drain_max=cfg["drain_max"],
+        send_ramp=send_ramp,
+        fixed_rates=fixed_for or (),
+        budget=cfg["connect_budget"],
+        log=log,
+    )
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the run, in order
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small loads, under two minutes")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help="systems to run: c0,b0,b1,minga (default) and minga-x (Minga with the proposed "
+        "gateway change applied in memory: bench/minga_ablation.py)",
+    )
+    parser.add_argument(
+        "--redis-port", type=int, default=6390, help="private Redis port (not 6379)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--members", type=int, help="clients per H1 scenario (full: 1000); a multiple of 10"
+    )
+    parser.add_argument(
+        "--grid", help="H1 ramp in delivered frames/s, comma-separated (full: 5000,...,160000)"
+    )
+    args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout, `timeout`) unwinds like Ctrl-C: every started process is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    systems = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(systems) - set(ALL))
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose from {', '.join(ALL)}")
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.members:
+        if args.members < 10 or args.members % 10:
+            parser.error("--members must be a multiple of 10, at least 10")
+        cfg["members"] = args.members
+    if args.grid:
+        try:
+            cfg["frames_grid"] = sorted(int(v) for v in args.grid.split(","))
+        except ValueError:
+            parser.error("--grid takes whole numbers separated by commas, e.g. 500,1000,2000")
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "smoke" if args.smoke else "full",
+        "command": "python -m bench"
+        + (" --smoke" if args.smoke else "")
+        + (f" --members {args.members}" if args.members else "")
+        + (f" --grid {args.grid}" if args.grid else "")
+        + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
+        "machine": machine(),
+        "config": cfg,
+        "systems": {},
+        "ceilings": {},
+        "problems": [],
+    }
+    with Processes() as procs:
+        redis_port = free_ports(1, args.redis_port)[0]
+        redis = procs.start("redis", redis_argv(redis_port))
+        procs.wait_port(redis, "redis", redis_port, timeout=20)
+        redis_info = (redis_port, redis.pid)
+        try:
+            results["ceilings"]["redis_publish"] = redis_publish_ceiling(
+                redis_port, 20_000 if args.smoke else 200_000
+            )
+            results["ceilings"]["pg_insert_10k"] = minga_setup.raw_insert_ceiling(10_000)
+        except (BenchError, subprocess.SubprocessError, OSError, StopIteration) as error:
+            results["problems"].append(f"ceilings: {error}")
+        log(f"ceilings: {results['ceilings']}")
+        minga: minga_setup.MingaData | None = None
+        c0_best: float | None = None
+        wants_minga = any(s.startswith("minga") for s in systems)
+        # Smoke: seed Minga's database while the peers run (their timings do not matter there).
+        seeding = ThreadPoolExecutor(1) if wants_minga else None
+        seeded = (
+            seeding.submit(minga_setup.prepare, cfg["members"], redis_port)
+            if seeding is not None and args.smoke
+            else None
+        )
+        try:
+            for system in [s for s in ALL if s in systems]:
+                try:
+                    if system.startswith("minga") and minga is None:
+                        log("minga: creating and seeding the benchmark database")
+                        minga = (
+                            seeded.result(timeout=900)
+                            if seeded is not None
+                            else minga_setup.prepare(cfg["members"], redis_port)
+                        )
+                    results["systems"][system] = run_system(
+                        procs=procs,
+                        system=system,
+                        cfg=cfg,
+                        redis=redis_info,
+                        c0_best=c0_best,
+                        minga=minga,
+                    )
+                    if system == "minga":
+                        log("minga: H6 Redis restart under load")
+                        results["systems"]["minga"]["h6"] = minga_setup.outage(
+                            procs=procs,
+                            redis=redis_info,
+                            cfg=cfg,
+                            ports=results["systems"]["minga"]["ports"],
+                            data=minga,
+                            log=log,
+                        )
+                        # H6 restarted Redis: later systems measure the new process.
+                        redis_info = (redis_port, procs.pid_of("redis") or redis_info[1])
+                except (BenchError, RuntimeError, OSError, TimeoutError) as error:
+                    results["systems"][system] = {"error": f"{type(error).__name__}: {error}"}
+                    results["problems"].append(f"{system}: {error}")
+                    log(f"{system}: could not run: {error}")
+                finally:
+                    _stop_servers(procs, system)
+                if system == "c0":
+                    best = results["systems"]["c0"].get("h1_1room", {}).get("best")
+                    c0_best = best["delivered_per_s"] if best else None
+        finally:
+            if seeding is not None:
+                seeding.shutdown(wait=True)
+                minga_setup.drop_database()
+    collect_problems(results)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["table"] = report.as_json(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    log("")
+    log(report.table(results))
+    log("")
+    log(f"{results['mode']} run took {results['seconds']} s; JSON: {args.out}")
+    for problem in results["problems"]:
+        log(f"PROBLEM: {problem}")
+    return 1 if results["problems"] else 0
+
+
+def collect_problems(results: dict[str, Any]) -> None:
+    """A scenario that could not run, or a loss by Minga or C0, is a problem (exit status 1)."""
+    for system, data in results["systems"].items():
+        for scenario, value in data.items() if isinstance(data, dict) else []:
+            if isinstance(value, dict) and "error" in value:
+                where = "peer_errors" if system in {"b0", "b1"} else "problems"
+                results.setdefault(where, []).append(f"{system} {scenario}: {value['error']}")
+        for scenario in ("h1_1room", "h1_10rooms"):
+            lost = data.get(scenario, {}).get("lost_total", 0) if isinstance(data, dict) else 0
+            if lost and system in {"b0", "b1"}:
+                # The peers' loss past their limit is a finding (the ramp stops there), not a
+                # failure of the benchmark: channels_redis drops over capacity by design.
+                results.setdefault("peer_losses", []).append(f"{system} {scenario}: {lost}")
+            elif lost:
+                results["problems"].append(f"{system} {scenario}: {lost} frames lost")
+        h6 = data.get("h6") if isinstance(data, dict) else None
+        if isinstance(h6, dict) and h6.get("lost"):
+            results["problems"].append(f"{system} h6: {h6['lost']} messages lost after catch-up")
+
+
+def _stop_servers(procs: Processes, system: str) -> None:
+    for name, proc in list(procs.procs):
+        if name.startswith(f"{system}-"):
+            procs.stop(proc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

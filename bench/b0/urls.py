@@ -1,0 +1,3 @@
+"""No HTTP pages: the peer is measured on websockets only."""
+
+urlpatterns: list[object] = []

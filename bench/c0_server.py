@@ -1,0 +1,41 @@
+"""C0, the ceiling: a bare `websockets` broadcast server, compression off, in-process fan-out.
+
+One process per core; each relays every text frame it receives to every socket of the same
+room (the URL path) in that process with `websockets.broadcast`. No channel layer, no Django.
+Run: `python -m bench.c0_server PORT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections import defaultdict
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+ROOMS: defaultdict[str, set[ServerConnection]] = defaultdict(set)
+
+
+async def handler(connection: ServerConnection) -> None:
+    room = ROOMS[connection.request.path if connection.request else "/"]
+    room.add(connection)
+    try:
+        async for message in connection:
+            broadcast(room, message)
+    finally:
+        room.discard(connection)
+
+
+async def main(port: int) -> None:
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+    async with serve(
+        handler, "127.0.0.1", port, compression=None, ping_interval=None, max_size=2**16
+    ):
+        await stop
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

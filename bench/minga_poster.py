@@ -1,0 +1,82 @@
+"""Post benchmark messages through Minga's services: `python -m bench.minga_poster`.
+
+A long-lived helper process under bench.minga_settings. Each line on stdin is one order, JSON
+{"step", "rate", "count", "rooms": [slug...], "senders": N}; it posts `count` messages to each
+room at `rate` per room per second with `forums.services.message_post` (the same service the
+API and the gateway call: transaction, room lock, seq, on-commit publish to the room's group and
+notification receivers), rotating over the first N members, from a pool of worker threads.
+The body is the load generator's payload (bench.loadgen.payload), stamped with the monotonic
+clock shared by every process on the machine. It answers one JSON line per order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+WORKERS = 8
+
+
+def main() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
+    django.setup()
+    from django.db import close_old_connections
+
+    from bench.loadgen import payload
+    from community.models import User
+    from forums.models import Thread
+    from forums.services import message_post
+
+    threads = {
+        t.room.slug: t for t in Thread.objects.select_related("room").filter(title="Benchmark")
+    }
+    members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))
+    close_old_connections()
+    pool = ThreadPoolExecutor(WORKERS)
+
+    def post(slug: str, body: str, author: Any) -> None:
+        try:
+            message_post(thread=threads[slug], author=author, body=body, client_id=uuid.uuid4())
+        finally:
+            close_old_connections()
+
+    for line in sys.stdin:
+        order = json.loads(line)
+        rate, count, rooms = float(order["rate"]), int(order["count"]), list(order["rooms"])
+        senders = members[: max(1, int(order["senders"]))]
+        futures: list[Future[None]] = []
+        started = time.perf_counter()
+        for seq in range(count):
+            delay = started + seq / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            for room_index, slug in enumerate(rooms):
+                author = senders[(seq * len(rooms) + room_index) % len(senders)]
+                # Stamped when due, not when a worker gets to it: queueing counts as latency.
+                body = payload(int(order["step"]), room_index, seq)
+                futures.append(pool.submit(post, slug, body, author))
+        scheduled = time.perf_counter() - started
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        print(
+            json.dumps(
+                {
+                    "posted": len(futures) - len(failures),
+                    "failures": len(failures),
+                    "examples": [repr(e)[:300] for e in failures[:3]],
+                    "scheduled_seconds": scheduled,
+                    "seconds": time.perf_counter() - started,
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

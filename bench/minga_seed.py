@@ -1,0 +1,88 @@
+"""Seed the benchmark database under bench.minga_settings, as an operator would.
+
+- `python -m bench.minga_seed plan`: `seed_plan_of_action` (working groups, topics, rooms).
+- `python -m bench.minga_seed members START STOP`: `add_member` and `issue_token` for members
+  START..STOP-1 (all in wg1); prints their tokens as a JSON list. Several slices run at once.
+- `python -m bench.minga_seed threads`: one thread per wg1 room through
+  `forums.services.thread_create`; prints {room slug: thread id} as JSON.
+
+Passwords are hashed with MD5 here only because hashing a thousand passwords is not what is
+measured (the clients authenticate with their tokens).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+
+
+def _setup() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
+    django.setup()
+
+
+def plan() -> None:
+    from django.core.management import call_command
+
+    call_command("seed_plan_of_action", stdout=io.StringIO())
+
+
+def members(start: int, stop: int) -> list[str]:
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.test import override_settings
+
+    tokens: list[str] = []
+    hashers = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    with override_settings(PASSWORD_HASHERS=hashers), transaction.atomic():
+        for index in range(start, stop):
+            email = f"bench{index}@example.org"
+            call_command(
+                "add_member",
+                email,
+                "--name",
+                f"Bench Member {index}",
+                "--password",
+                "bench-password-not-secret",
+                "--handle",
+                f"bench{index}",
+                "--wg",
+                "wg1",
+                stdout=io.StringIO(),
+            )
+            out = io.StringIO()
+            call_command("issue_token", email, "--name", "bench", stdout=out)
+            tokens.append(out.getvalue().strip())
+    return tokens
+
+
+def threads() -> dict[str, int]:
+    from community.models import User
+    from forums.models import Room
+    from forums.services import thread_create
+
+    author = User.objects.get(email="bench0@example.org")
+    made: dict[str, int] = {}
+    for room in Room.objects.filter(working_group__slug="wg1").order_by("slug"):
+        thread = thread_create(
+            room=room, author=author, title="Benchmark", body="Benchmark thread."
+        )
+        made[room.slug] = thread.pk
+    return made
+
+
+if __name__ == "__main__":
+    _setup()
+    command = sys.argv[1]
+    if command == "plan":
+        plan()
+    elif command == "members":
+        print(json.dumps(members(int(sys.argv[2]), int(sys.argv[3]))))
+    elif command == "threads":
+        print(json.dumps(threads()))
+    else:
+        raise SystemExit(f"unknown command {command!r}: plan, members START STOP, or threads")

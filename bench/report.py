@@ -1,0 +1,297 @@
+"""Turn the raw results into the table of issue 6: metric, Minga, B0, B1, C0, ratio, target, met?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SYSTEMS = ("minga", "b0", "b1", "c0", "minga-x")
+
+
+@dataclass
+class Row:
+    metric: str
+    values: dict[str, float | None]
+    ratio: str
+    target: str
+    met: bool | None
+    unit: str = ""
+
+
+def _best(results: dict[str, Any], system: str, scenario: str) -> dict[str, Any] | None:
+    data = results["systems"].get(system, {}).get(scenario)
+    return data.get("best") if isinstance(data, dict) else None
+
+
+def _send_best(results: dict[str, Any], system: str) -> dict[str, Any] | None:
+    data = results["systems"].get(system, {})
+    for scenario in ("h1_10rooms", "h1_1room"):
+        best = data.get(scenario, {}).get("send_best") if isinstance(data, dict) else None
+        if best:
+            return best
+    return None
+
+
+def _val(step: dict[str, Any] | None, key: str) -> float | None:
+    return None if step is None else step.get(key)
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _fmt_ratio(value: float | None, label: str) -> str:
+    return "n/a" if value is None else f"{value:.2f} {label}"
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for scenario, label in (("h1_1room", "1 room"), ("h1_10rooms", "10 rooms")):
+        frames = {s: _val(_best(results, s, scenario), "delivered_per_s") for s in SYSTEMS}
+        peer = max((v for v in (frames["b0"], frames["b1"]) if v is not None), default=None)
+        vs_c0 = _div(frames["minga"], frames["c0"])
+        vs_peer = _div(frames["minga"], peer)
+        met = None if vs_c0 is None or vs_peer is None else (vs_c0 >= 0.5 and vs_peer >= 5)
+        members = results.get("config", {}).get("members", "N")
+        out.append(
+            Row(
+                f"H1 {label} x {members // (10 if scenario == 'h1_10rooms' else 1) if isinstance(members, int) else members}: frames/s, zero loss",
+                frames,
+                f"{_fmt_ratio(vs_c0, 'x C0')}; {_fmt_ratio(vs_peer, 'x max(B0,B1)')}",
+                ">= 0.5 x C0 and >= 5 x max(B0, B1)",
+                met,
+                "frames/s",
+            )
+        )
+        cpu = {s: _val(_best(results, s, scenario), "server_us_per_frame") for s in SYSTEMS}
+        vs = _div(cpu["minga"], cpu["c0"])
+        out.append(
+            Row(
+                f"H1 {label}: server CPU per delivered frame",
+                cpu,
+                _fmt_ratio(vs, "x C0"),
+                "(reported; research proposed <= 2 x C0)",
+                None if vs is None else vs <= 2,
+                "us",
+            )
+        )
+    send = {s: _val(_send_best(results, s), "delivered_per_s") for s in SYSTEMS}
+    if any(v is not None for v in send.values()):
+        out.append(
+            Row(
+                "H1 posted with message.send through the gateway (10 rooms; smoke: 1): frames/s",
+                send,
+                "(Minga only; compare with the 10-room row)",
+                "(reported)",
+                None,
+                "frames/s",
+            )
+        )
+    # H2: latency at the fixed loads (25 % and 50 % of C0's H1 rate).
+    for index, share in enumerate(("25%", "50%")):
+        p99: dict[str, float | None] = {}
+        lost: dict[str, int] = {}
+        for system in SYSTEMS:
+            fixed = results["systems"].get(system, {}).get("h1_1room", {}).get("fixed", [])
+            step = fixed[index] if len(fixed) > index else None
+            p99[system] = _val(step, "p99_ms")
+            lost[system] = 0 if step is None else step["lost"]
+        c0, minga, b1 = p99["c0"], p99["minga"], p99["b1"]
+        met = None
+        if c0 is not None and minga is not None:
+            met = minga <= c0 + 5 and (b1 is None or minga <= b1 / 5)
+        out.append(
+            Row(
+                f"H2 p99 at {share} of C0's H1 rate",
+                p99,
+                f"Minga - C0 = {minga - c0:.1f} ms"
+                if c0 is not None and minga is not None
+                else "n/a",
+                "<= C0 p99 + 5 ms; <= 1/5 of B1's",
+                met,
+                "ms",
+            )
+        )
+    # H3: connections.
+    for key, title, target in (
+        ("kib_per_connection", "H3 RSS per connection at {n}", "<= 30 KiB"),
+        ("idle_server_cpu_pct", "H3 idle server CPU at {n}", "<= 5 % of one core"),
+    ):
+        sizes = results.get("config", {}).get("hold_sizes", [])
+        for n in sizes if key == "kib_per_connection" else sizes[-1:]:
+            values = {s: _hold_point(results, s, n, key) for s in SYSTEMS}
+            minga = values["minga"]
+            limit = 30 if key == "kib_per_connection" else 5
+            out.append(
+                Row(
+                    title.format(n=n),
+                    values,
+                    _fmt_ratio(_div(minga, values["c0"]), "x C0"),
+                    target,
+                    None if minga is None else minga <= limit,
+                    "KiB" if key == "kib_per_connection" else "% core",
+                )
+            )
+    rate_n = results.get("config", {}).get("connect_rate_at")
+    rates = {s: _hold_point(results, s, rate_n, "connect_per_s") for s in SYSTEMS}
+    vs_b0 = _div(rates["minga"], rates["b0"])
+    out.append(
+        Row(
+            f"H3 connect+subscribe rate, {rate_n} clients",
+            rates,
+            _fmt_ratio(vs_b0, "x B0"),
+            ">= 3 x B0",
+            None if vs_b0 is None else vs_b0 >= 3,
+            "clients/s",
+        )
+    )
+    h6 = results["systems"].get("minga", {}).get("h6")
+    if isinstance(h6, dict) and "lost" in h6:
+        out.append(
+            Row(
+                "H6 Redis restart: messages lost after catch-up",
+                {"minga": h6["lost"], "b0": None, "b1": None, "c0": None},
+                f"catch-up took {h6.get('resync_seconds')} s; "
+                f"{h6.get('missing_live_after_restart')} frames posted after the restart "
+                "missed live",
+                "0 lost; resynced within 2 s",
+                h6["lost"] == 0
+                and h6.get("resync_seconds") is not None
+                and h6["resync_seconds"] <= 2,
+                "messages",
+            )
+        )
+    return out
+
+
+def _hold_point(results: dict[str, Any], system: str, n: int | None, key: str) -> float | None:
+    data = results["systems"].get(system, {}).get("h3")
+    if not isinstance(data, dict):
+        return None
+    for point in data.get("points", []):
+        if point["connections"] == n:
+            return point.get(key)
+    return None
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    ablation = "minga-x" in results["systems"]
+    shown = SYSTEMS if ablation else SYSTEMS[:4]
+    header = ["metric", "Minga", "B0", "B1", "C0"]
+    header += ["Minga-x (ablation)"] if ablation else []
+    header += ["ratio", "target", "met?"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows(results):
+        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
+        cells = [f"{row.metric} ({row.unit})" if row.unit else row.metric]
+        cells += [_cell(row.values.get(s)) for s in shown]
+        cells += [row.ratio, row.target, met]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def as_json(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": r.metric,
+            "unit": r.unit,
+            **{s: r.values.get(s) for s in SYSTEMS},
+            "ratio": r.ratio,
+            "target": r.target,
+            "met": r.met,
+        }
+        for r in rows(results)
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The section docs/performance.md keeps: the table, the machine, the load, the details."""
+    m = results["machine"]
+    lines = [
+        f"## Latest results ({results['mode']} run, {results['date']})",
+        "",
+        f"Command: `{results['command']}` ({results['seconds']:.0f} s). Machine: {m['cpu']}, "
+        f"{m['cores']} cores, {m['ram_gib']} GiB, {m['os']}, Python {m['python']}, "
+        f"{m['redis']}. Load average at start {m['load_average_at_start']}, at end "
+        f"{m.get('load_average_at_end')}: the load generator, the servers, Redis and PostgreSQL "
+        "shared the two cores with other work, whose CPU share during each window is in the "
+        "JSON (`others_cpu_pct`, in % of one core).",
+        "",
+        table(results),
+        "",
+        "Per system, the best passing H1 step (frames/s delivered in the window; p50/p99 ms; "
+        "server CPU per frame; load generator and other work in % of one core):",
+        "",
+    ]
+    for system in SYSTEMS:
+        data = results["systems"].get(system)
+        if not isinstance(data, dict):
+            continue
+        for scenario in ("h1_1room", "h1_10rooms"):
+            sc = data.get(scenario)
+            if not isinstance(sc, dict):
+                continue
+            if "error" in sc:
+                lines.append(f"- {system} {scenario}: could not run: {sc['error']}")
+                continue
+            best = sc.get("best")
+            failed = [s for s in sc.get("steps", []) if not s["passed"]]
+            text = f"- {system} {scenario}: "
+            text += (
+                f"{best['delivered_per_s']:,}/s, p50 {best['p50_ms']}, p99 {best['p99_ms']}, "
+                f"{best['server_us_per_frame']} us/frame, generator {best['loadgen_cpu_pct']} %, "
+                f"others {best['others_cpu_pct']} %"
+                if best
+                else "no passing step"
+            )
+            if failed:
+                f = failed[0]
+                text += (
+                    f"; first failure at {f['rate_per_room'] * f['clients']:,.0f}/s offered: "
+                    f"lost {f['lost']}, p99 {f['p99_ms']} ms"
+                )
+            send = sc.get("send_best")
+            if send:
+                text += f"; via message.send: {send['delivered_per_s']:,}/s, p99 {send['p99_ms']}"
+            elif sc.get("send_steps"):
+                s0 = sc["send_steps"][0]
+                text += (
+                    f"; via message.send: no passing step (first: p50 {s0['p50_ms']}, "
+                    f"ack p50 {s0['ack_p50_ms']} ms)"
+                )
+            lines.append(text)
+    if results.get("peer_losses"):
+        lines += ["", f"Peer losses past their limit: {', '.join(results['peer_losses'])}."]
+    if results.get("peer_errors"):
+        lines += ["", f"Peer scenarios that broke down: {'; '.join(results['peer_errors'])}."]
+    if results.get("ceilings"):
+        c = results["ceilings"]
+        lines += [
+            "",
+            "Ceilings without websockets: redis-benchmark PUBLISH "
+            f"{c.get('redis_publish', {}).get('publish_per_s')}/s; PostgreSQL "
+            f"`INSERT ... SELECT generate_series` of 10,000 inbox-shaped rows "
+            f"{c.get('pg_insert_10k', {}).get('seconds')} s.",
+        ]
+    if results.get("problems"):
+        lines += ["", "Problems reported by the run:", ""]
+        lines += [f"- {p}" for p in results["problems"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -1,0 +1,148 @@
+"""Start, watch and stop the processes a benchmark needs: all on loopback, all killed at the end.
+
+Every process started here is recorded in `Processes`; leaving its `with` block (normally, on
+an error or on Ctrl-C) terminates each one by its own pid, then kills what did not stop.
+Output goes to log files under bench/results/logs/run-<pid>/, never to a pipe nobody reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "bench" / "results" / "logs" / f"run-{os.getpid()}"
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (a server did not start, a client could not connect...)."""
+
+
+def port_open(port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_ports(count: int, start: int) -> list[int]:
+    """`count` loopback ports from `start` upwards that nothing listens on."""
+    ports: list[int] = []
+    port = start
+    while len(ports) < count and port < start + 500:
+        if not port_open(port):
+            ports.append(port)
+        port += 1
+    if len(ports) < count:
+        raise BenchError(f"no {count} free ports from {start}")
+    return ports
+
+
+class Processes:
+    """The processes of one benchmark, stopped together."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        LOGS.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, *, pipes: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """Start a process; with `pipes`, its stdin and stdout are pipes (stderr: the log)."""
+        log = (LOGS / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipes else log,
+            stderr=log if pipes else subprocess.STDOUT,
+        )
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def wait_port(
+        self, proc: subprocess.Popen[bytes], name: str, port: int, timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(
+                    f"{name} exited with {proc.returncode} before listening on {port}; "
+                    f"see {LOGS / (name + '.log')}"
+                )
+            if port_open(port):
+                return
+            time.sleep(0.1)
+        raise BenchError(f"{name} did not listen on {port} within {timeout:.0f} s")
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 3) -> None:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
+
+    def pid_of(self, name: str) -> int | None:
+        """The pid of the running process started under `name`, if any."""
+        for started, proc in self.procs:
+            if started == name and proc.poll() is None:
+                return proc.pid
+        return None
+
+    def stop_all(self) -> None:
+        for _name, proc in reversed(list(self.procs)):
+            self.stop(proc)
+
+
+def redis_argv(port: int) -> list[str]:
+    """A private, throwaway Redis: never the shared one on 6379."""
+    if port == 6379:
+        raise BenchError("the benchmark never touches the shared Redis on 6379")
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]
+
+
+def daphne_argv(app: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+
+
+def c0_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.c0_server", str(port)]
