@@ -159,7 +159,8 @@ def build_message(row: Notification, member: User) -> EmailMultiAlternatives:
             "preferences_url": absolute(reverse("notifications:preferences")),
             "calendar_method": calendar[0] if calendar else "",
         }
-        subject = f"[Minga] {row.title}"
+        # One line: a title may hold CR/LF (event titles keep them), which no header may.
+        subject = f"[Minga] {' '.join(row.title.split())}"
         text = render_to_string("notifications/email/notification.txt", context)
         html = render_to_string("notifications/email/notification.html", context)
     message = EmailMultiAlternatives(

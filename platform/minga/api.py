@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -88,6 +89,13 @@ def on_rule_broken(request: HttpRequest, exc: DjangoValidationError) -> HttpResp
     detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
     body = {"code": "invalid", "detail": detail, "errors": validation_errors(exc)}
     return api.create_response(request, body, status=400)
+
+
+@api.exception_handler(DataError)
+def on_data_refused(request: HttpRequest, exc: DataError) -> HttpResponse:
+    # PostgreSQL refuses values no schema can rule out cheaply (a NUL byte in a string, a UTC
+    # offset beyond +-15:59): the request is wrong, not the server.
+    return _error(request, 400, "invalid", "A parameter holds a value the database cannot store.")
 
 
 @api.exception_handler(AuthenticationError)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
+from django.conf import settings
 
 from community.services import api_token_member
 
@@ -50,4 +52,29 @@ class OriginPolicy:
         if b"origin" not in names and token:
             scope = dict(scope, headers=[(n, v) for n, v in headers if n != b"cookie"])
             return await self.app(scope, receive, send)
+        if not _same_scheme_and_port(headers):
+            return await WebsocketDenier()(scope, receive, send)
         return await self.browsers(scope, receive, send)
+
+
+def _same_scheme_and_port(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The Origin's scheme is the site's, and its host:port is the handshake's Host.
+
+    Channels' validator compares host names only; a browser's origin also has a scheme and a
+    port, so https://host or http://host:9999 is another origin and is refused here.
+    """
+    values = dict(headers)
+    origin = values.get(b"origin")
+    if origin is None:
+        return True  # the host validator refuses a missing Origin
+    try:
+        parsed = urlsplit(origin.decode("latin-1"))
+        port = parsed.port
+    except ValueError:
+        return False
+    if parsed.scheme != ("https" if settings.HTTPS else "http"):
+        return False
+    host = values.get(b"host")
+    if host is None:
+        return port is None
+    return parsed.netloc.lower() == host.decode("latin-1").lower()

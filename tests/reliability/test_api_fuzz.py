@@ -34,12 +34,6 @@ def test_api_fuzz_no_server_error_and_responses_match_schema(
     assert result.failures == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NUL byte in a string filter reaches PostgreSQL (DataError, 500) instead of a 400 "
-    "`invalid`: /notifications/?kind=, /events/?working_group=, /rooms/{slug}/threads/; see "
-    "docs/reliability.md",
-)
 @pytest.mark.parametrize(
     "url",
     [
@@ -58,11 +52,6 @@ def test_api_nul_byte_in_parameter_is_a_client_error(plan: None, url: str) -> No
     assert status in {400, 404, 422}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an ISO time with a UTC offset beyond +-15:59 reaches PostgreSQL (DataError, 500) "
-    "instead of a 422; see docs/reliability.md",
-)
 def test_api_events_start_with_impossible_offset_is_a_client_error(plan: None) -> None:
     from django.test import Client
 

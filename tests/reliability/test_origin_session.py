@@ -72,11 +72,6 @@ async def test_hostile_origins_are_refused_with_a_valid_session(
     assert (accepted, allowed) == ([], True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channels' AllowedHostsOriginValidator compares host names only: the same host "
-    "with another scheme or port is accepted; see docs/reliability.md",
-)
 async def test_same_host_other_scheme_or_port_is_refused(member: User) -> None:
     _client, cookie = await database_sync_to_async(_cookie)(member)
 

@@ -185,12 +185,6 @@ def test_xss_corpus_leaves_no_active_content_in_any_sink(
     assert found == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events.services keeps CR/LF in an event title (_plain drops other control "
-    "characters only); the event_scheduled notification's title carries it into the email "
-    "subject and Django refuses the header; see docs/reliability.md",
-)
 def test_email_of_event_title_with_newline_can_be_built(
     plan: None, chair: User, django_capture_on_commit_callbacks: Any
 ) -> None:
