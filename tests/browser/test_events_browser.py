@@ -19,6 +19,11 @@ def sign_in(page: Any, account: Account) -> None:
     page.fill("input[name=password]", account.password)
     with page.expect_navigation():
         page.locator("form:has(input[name=password]) button[type=submit]").click()
+    # The session-scoped server's accounts keep the language other tests chose (the dashboard
+    # test switches the delegate to Spanish): this test reads the English labels.
+    if page.locator("html").get_attribute("lang") != "en":
+        with page.expect_navigation():
+            page.select_option("#language-select", "en")
 
 
 def test_workshop_created_by_organizer_registered_by_member_shows_in_month(
