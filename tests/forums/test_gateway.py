@@ -914,3 +914,34 @@ async def test_role_change_counts_on_the_next_frame_without_reconnecting(
         frame = await recv(ws)
 
     assert (frame["type"], frame["code"]) == ("error", "forbidden")
+
+
+async def test_bus_frames_skip_the_per_message_connection_cleanup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Channels' dispatch hops to the database thread before every message; relaying a bus frame
+    # must not (it never touches the ORM), while other messages still go through Channels.
+    from channels import consumer as channels_consumer
+
+    from forums.consumers import GatewayConsumer
+
+    hops: list[str] = []
+
+    async def counted() -> None:
+        hops.append("hop")
+
+    monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
+    sent: list[str] = []
+    gateway = GatewayConsumer()
+    gateway.closing = False
+    gateway.member_id = 1
+    gateway.replayed = {}
+
+    async def send(text_data: str) -> None:
+        sent.append(text_data)
+
+    gateway.send = send  # type: ignore[method-assign]
+
+    await gateway.dispatch({"type": "bus.event", "text": '{"type":"message.created"}'})
+
+    assert (sent, hops) == (['{"type":"message.created"}'], [])
