@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import (
     Count,
     F,
@@ -58,17 +58,19 @@ def rooms_of(*, member: User) -> QuerySet[Room]:
 
 
 def room_for_member(*, slug: str, member: Any) -> Room:
-    """The room `slug` if `member` may read it: Http404 when there is none, else PermissionDenied."""
+    """The room `slug` if `member` may read it: Http404 otherwise,
+    the same whether it does not exist or may not be read (denial reveals no existence)."""
     room = Room.objects.select_related("working_group", "topic").filter(slug=slug).first()
     if room is None:
         raise Http404(_("No room “%(slug)s”.") % {"slug": slug})
     if not policy.can_read_room(member, room):
-        raise PermissionDenied(_("You may not read this room."))
+        raise Http404(_("No room “%(slug)s”.") % {"slug": slug})
     return room
 
 
 def thread_for_member(*, thread_id: int, member: Any) -> Thread:
-    """The thread if `member` may read its room: Http404 when there is none, else PermissionDenied."""
+    """The thread if `member` may read its room: Http404 otherwise,
+    the same whether it does not exist or may not be read (denial reveals no existence)."""
     thread = (
         Thread.objects.select_related("room", "room__working_group", "author")
         .filter(pk=thread_id)
@@ -77,17 +79,18 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
     if thread is None:
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     if not policy.can_read_room(member, thread.room):
-        raise PermissionDenied(_("You may not read this room."))
+        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     return thread
 
 
 def message_for_member(*, message_id: int, member: Any) -> Message:
-    """The message if `member` may read its room: Http404 when there is none, else PermissionDenied."""
+    """The message if `member` may read its room: Http404 otherwise,
+    the same whether it does not exist or may not be read (denial reveals no existence)."""
     message = _messages().filter(pk=message_id).first()
     if message is None:
         raise Http404(_("No message %(id)s.") % {"id": message_id})
     if not policy.can_read_room(member, message.room):
-        raise PermissionDenied(_("You may not read this room."))
+        raise Http404(_("No message %(id)s.") % {"id": message_id})
     return message
 
 

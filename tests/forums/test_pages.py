@@ -58,12 +58,13 @@ def test_room_page_unknown_slug_is_404(member: User) -> None:
     assert response.status_code == 404
 
 
-def test_room_page_unverified_member_forbidden(plan: None) -> None:
+def test_room_page_unverified_member_sees_no_room(plan: None) -> None:
+    # The same 404 as a room that does not exist: a denial reveals nothing.
     user = UserFactory(verified=False)
 
     response = signed_in(user).get(reverse("room_detail", args=["wg1-a"]))
 
-    assert response.status_code == 403
+    assert response.status_code == 404
 
 
 # --- Room list and room page ------------------------------------------------------------------

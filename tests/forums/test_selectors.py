@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404
 
 from community.models import User
@@ -33,10 +33,10 @@ def test_room_for_member_unknown_slug_is_404(member: User) -> None:
         selectors.room_for_member(slug="wg9-z", member=member)
 
 
-def test_room_for_member_unverified_is_forbidden(plan: None) -> None:
+def test_room_for_member_unverified_sees_no_room(plan: None) -> None:
     unverified = UserFactory(verified=False)
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Http404):
         selectors.room_for_member(slug="wg1-a", member=unverified)
 
 
@@ -49,10 +49,10 @@ def test_thread_for_member_unknown_is_404(member: User) -> None:
         selectors.thread_for_member(thread_id=987654, member=member)
 
 
-def test_thread_for_member_inactive_is_forbidden(thread: Thread) -> None:
+def test_thread_for_member_inactive_sees_no_thread(thread: Thread) -> None:
     inactive = UserFactory(is_active=False)
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(Http404):
         selectors.thread_for_member(thread_id=thread.pk, member=inactive)
 
 

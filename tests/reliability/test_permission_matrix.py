@@ -212,12 +212,6 @@ def test_api_denial_same_for_missing_and_forbidden_things(plan: None) -> None:
     assert {key: len(value) for key, value in answers.items()} == dict.fromkeys(answers, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known oracle: forums.selectors.room_for_member raises PermissionDenied (403) for an "
-    "existing room a signed-in non-participant may not read and Http404 for a missing one; "
-    "see docs/reliability.md",
-)
 @pytest.mark.django_db
 def test_html_denial_same_for_missing_and_forbidden_room(plan: None) -> None:
     unverified = make_role("unverified")
