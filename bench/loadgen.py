@@ -290,7 +290,8 @@ class Fleet:
                 try:
                     client.ws = await connect(
                         self.proto.url(client.port, room),
-                        origin=self.proto.origin,  # type: ignore[arg-type]
+                        # A browser's origin carries the page's port; Minga checks it.
+                        origin=f"{self.proto.origin}:{client.port}",  # type: ignore[arg-type]
                         additional_headers=self.proto.headers(client.index),
                         compression=None,
                         ping_interval=None,

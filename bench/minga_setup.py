@@ -223,7 +223,7 @@ class Watcher:
     async def connect(self) -> None:
         self.ws = await connect(
             f"ws://127.0.0.1:{self.port}/ws/",
-            origin="http://127.0.0.1",  # type: ignore[arg-type]
+            origin=f"http://127.0.0.1:{self.port}",  # type: ignore[arg-type]
             additional_headers={"Authorization": f"Token {self.token}"},
             compression=None,
             ping_interval=None,
