@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 from django_countries.fields import CountryField
 
 HANDLE_PATTERN = r"[a-z0-9](?:[a-z0-9_-]{0,28}[a-z0-9])?"
@@ -233,7 +234,9 @@ class WorkingGroup(models.Model):
         verbose_name_plural = _("working groups")
 
     def __str__(self) -> str:
-        return f"WG{self.number}"
+        # "WG1" in English, "GT1" in Spanish and Portuguese, "GT1" in French: the short name
+        # delegates use, in the reader's language.
+        return pgettext("working group short name", "WG%(number)s") % {"number": self.number}
 
 
 class CoordinatorRole(models.TextChoices):
