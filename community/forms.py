@@ -35,8 +35,9 @@ class DomainSignupForm(SignupForm):
         if not signup_domain_allowed(email):
             raise forms.ValidationError(
                 _(
-                    "Sign-up is open to addresses of the member institutions only; ask the "
-                    "secretariat for an invitation."
+                    "Sign-up is open to addresses of the member institutions only; for any "
+                    "other address, ask the technical secretariat or a working-group chair "
+                    "for an invitation."
                 )
             )
         return email

@@ -156,6 +156,19 @@ def test_signup_without_domains_is_closed(client: Client, db: None, settings: ob
     assert User.objects.filter(email="rosa@trabajo.example").exists() is False
 
 
+@pytest.mark.parametrize(("domains", "offers_signup"), [([], False), (["trabajo.example"], True)])
+def test_landing_page_tells_the_sign_up_rule_in_force(
+    client: Client, db: None, settings: object, domains: list[str], offers_signup: bool
+) -> None:
+    settings.MINGA_SIGNUP_DOMAINS = domains
+
+    page = client.get("/").content.decode()
+
+    assert (reverse("account_signup") in page) is offers_signup
+    assert ("Sign-up is open to addresses of the member institutions" in page) is offers_signup
+    assert ("Sign-up is by invitation" in page) is not offers_signup
+
+
 def test_signup_listed_domain_creates_unverified_account(
     client: Client, db: None, settings: object
 ) -> None:

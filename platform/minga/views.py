@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -22,7 +23,11 @@ def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return dashboard(request)
     groups = WorkingGroup.objects.annotate(topic_count=Count("topics"))
-    return render(request, "minga/landing.html", {"working_groups": groups})
+    return render(
+        request,
+        "minga/landing.html",
+        {"working_groups": groups, "open_signup": bool(settings.MINGA_SIGNUP_DOMAINS)},
+    )
 
 
 UPCOMING_DAYS = 60
