@@ -1,6 +1,18 @@
 from django.contrib import admin
 
-from .models import Follow, Mention, Message, MessageRevision, Reaction, ReadState, Room, Thread
+from .models import (
+    Attachment,
+    Follow,
+    Mention,
+    Message,
+    MessageRevision,
+    Reaction,
+    ReadState,
+    Report,
+    Room,
+    RoomMute,
+    Thread,
+)
 
 
 @admin.register(Room)
@@ -96,3 +108,58 @@ class FollowAdmin(admin.ModelAdmin):
     list_display = ["member", "room", "thread", "level"]
     list_filter = ["level"]
     raw_id_fields = ["member", "room", "thread"]
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Uploads are checked by content in forums.services: here they are read, or removed."""
+
+    list_display = ["id", "original_name", "room", "uploader", "content_type", "size", "created"]
+    list_filter = ["content_type", "room__working_group"]
+    search_fields = ["original_name", "sha256", "uploader__email", "room__slug"]
+    list_select_related = ["room", "uploader"]
+    raw_id_fields = ["message"]
+    readonly_fields = [
+        "message",
+        "room",
+        "uploader",
+        "file",
+        "original_name",
+        "content_type",
+        "size",
+        "sha256",
+        "created",
+    ]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """The moderation queue page resolves reports (and tells the reporter); here they are read."""
+
+    list_display = ["message", "reporter", "reason", "created", "resolved_at", "outcome"]
+    list_filter = ["outcome", "message__room__working_group"]
+    search_fields = ["reason", "reporter__email"]
+    list_select_related = ["message", "reporter"]
+    readonly_fields = [
+        "message",
+        "reporter",
+        "reason",
+        "created",
+        "resolved_at",
+        "resolved_by",
+        "outcome",
+    ]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(RoomMute)
+class RoomMuteAdmin(admin.ModelAdmin):
+    list_display = ["member", "room", "until", "by", "reason", "created"]
+    list_filter = ["room__working_group"]
+    search_fields = ["member__email", "room__slug", "reason"]
+    raw_id_fields = ["member", "by"]

@@ -17,6 +17,9 @@ PAGES = [
     "/admin/community/topic/",
     "/admin/community/membership/",
     "/admin/forums/room/",
+    "/admin/forums/attachment/",
+    "/admin/forums/report/",
+    "/admin/forums/roommute/",
 ]
 
 
