@@ -107,19 +107,34 @@ def room_slug_for(topic: Topic) -> str:
 @transaction.atomic
 def rooms_ensure_for_topics() -> int:
     """One room per topic, slug `wg1-a` ... `wg2-n`; returns how many were created."""
-    created = 0
-    for topic in Topic.objects.select_related("working_group").filter(room__isnull=True):
-        room = Room(
+    rooms = [
+        Room(
             slug=room_slug_for(topic),
             title=topic.title,
             description=topic.text,
             working_group=topic.working_group,
             topic=topic,
         )
-        room.full_clean()
-        room.save()
-        created += 1
-    return created
+        for topic in Topic.objects.select_related("working_group").filter(room__isnull=True)
+    ]
+    # Field validation per room (its topic and group were just read: no lookup per foreign
+    # key), uniqueness in one query for all: the seed runs for most tests.
+    for room in rooms:
+        room.full_clean(
+            exclude=["working_group", "topic"], validate_unique=False, validate_constraints=False
+        )
+    taken = set(
+        Room.objects.filter(slug__in=[r.slug for r in rooms]).values_list("slug", flat=True)
+    )
+    if taken:
+        raise ValidationError(
+            {
+                "slug": _("A room already uses the slug %(slugs)s.")
+                % {"slugs": ", ".join(sorted(taken))}
+            }
+        )
+    Room.objects.bulk_create(rooms)
+    return len(rooms)
 
 
 # --- Rules shared by the writes ---------------------------------------------------------------

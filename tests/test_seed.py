@@ -90,3 +90,40 @@ def test_seed_restores_edited_text() -> None:
 
     assert Topic.objects.get(working_group__slug="wg1", letter="a").title.startswith("Coordination")
     assert "1 topics updated" in output
+
+
+def test_seed_restores_coordinators_and_group_text() -> None:
+    seed()
+    WorkingGroup.objects.filter(slug="wg2").update(title="edited")
+    Coordinator.objects.filter(working_group__slug="wg1", country="BR").update(position=9)
+    Coordinator.objects.create(
+        working_group=WorkingGroup.objects.get(slug="wg1"), country="AR", role="vice_chair"
+    )
+
+    seed()
+
+    assert WorkingGroup.objects.get(slug="wg2").title.startswith("Strengthening")
+    assert list(
+        Coordinator.objects.filter(working_group__slug="wg1").values_list("country", "position")
+    ) == [("BR", 0), ("US", 1), ("GY", 2)]
+
+
+def test_seed_refuses_a_topic_room_slug_already_taken_and_creates_no_room() -> None:
+    from django.core.exceptions import ValidationError
+
+    Room.objects.create(slug="wg1-c", title="An event's live room")
+
+    with pytest.raises(ValidationError) as excinfo:
+        seed()
+
+    assert "wg1-c" in str(excinfo.value)
+    assert list(Room.objects.values_list("slug", flat=True)) == ["wg1-c"]
+
+
+def test_seed_reads_and_writes_in_a_fixed_number_of_queries(
+    django_assert_max_num_queries: object,
+) -> None:
+    with django_assert_max_num_queries(20):  # type: ignore[operator]
+        seed()
+    with django_assert_max_num_queries(12):  # type: ignore[operator]
+        seed()
