@@ -37,7 +37,9 @@ class ResilientRedisCache(RedisCache):
     def add(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
     ) -> bool:
-        return self._guard("add", False, super().add, key, value, timeout, version)
+        # Outage: "added". allauth's rate limit takes its lock with add(); answering False
+        # would refuse every sign-in while Redis restarts (fail closed, not open).
+        return self._guard("add", True, super().add, key, value, timeout, version)
 
     def delete(self, key: Any, version: Any = None) -> bool:
         return self._guard("delete", False, super().delete, key, version)
