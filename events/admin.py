@@ -1,11 +1,13 @@
 """Admin for the secretariat: read and fix events; changes of substance go through the pages."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from .models import (
     AgendaItem,
     CalendarFeedToken,
     Event,
+    EventDocument,
     EventOccurrenceOverride,
     Registration,
     ReminderDelivery,
@@ -24,6 +26,30 @@ class OverrideInline(admin.TabularInline):
     extra = 0
 
 
+class DocumentInline(admin.TabularInline):
+    """Read and remove here; files are added on the event's documents page, which checks them."""
+
+    model = EventDocument
+    extra = 0
+    fields = ["title", "url", "original_name", "content_type", "size", "position", "created"]
+    readonly_fields = ["url", "original_name", "content_type", "size", "created"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(EventDocument)
+class EventDocumentAdmin(admin.ModelAdmin):
+    list_display = ["title", "event", "original_name", "url", "content_type", "size", "created"]
+    search_fields = ["title", "original_name", "url", "event__title"]
+    raw_id_fields = ["event", "uploaded_by"]
+    readonly_fields = ["file", "original_name", "content_type", "size", "sha256", "created"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An upload here would skip the content check of the documents page.
+        return False
+
+
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = ["title", "kind", "working_group", "starts_at", "timezone", "status", "sequence"]
@@ -32,7 +58,7 @@ class EventAdmin(admin.ModelAdmin):
     date_hierarchy = "starts_at"
     readonly_fields = ["starts_at", "ends_at", "sequence", "description_html", "created", "updated"]
     autocomplete_fields = ["organizers"]
-    inlines = [AgendaItemInline, OverrideInline]
+    inlines = [AgendaItemInline, OverrideInline, DocumentInline]
 
 
 @admin.register(Registration)

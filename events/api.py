@@ -4,7 +4,10 @@ Event shape (contract; fields may be added): id, title, kind, working_group (slu
 description, starts_at, ends_at (ISO 8601 with the event zone's offset), timezone, location,
 room (slug|null), capacity, recurrence (RRULE|null), status, sequence, registration
 ({status, position}|null: mine). Added: description_html, venue, city, country, online,
-visibility, allow_observers, exdates, url, ics_url, occurrences (within ?start&end).
+visibility, allow_observers, exdates, url, ics_url, occurrences (within ?start&end),
+documents (in the detail only: id, title, kind file|link, url, name, content_type, size,
+agenda_items). Organizer endpoints added: documents (POST multipart, DELETE), live-room
+(POST), occurrences/{key} (PUT moves one date of a series, DELETE cancels it): docs/api.md.
 
 Rule errors answer 400 {"code": "invalid", "detail": {field: [messages]},
 "errors": [{"field", "code", "message"}]}: the codes are listed in events/services.py.
@@ -12,22 +15,27 @@ Rule errors answer 400 {"code": "invalid", "detail": {field: [messages]},
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
-from ninja import Query, Router, Schema, Status
+from ninja import File, Form, Query, Router, Schema, Status, UploadedFile
+from ninja.decorators import decorate_view
 from ninja.errors import HttpError
 
 from community.models import User, WorkingGroup
+from forums import attachments
 from forums.models import Room
 
 from . import recurrence, selectors, services
 from .ical import site_url
-from .models import Event, Registration
+from .models import Event, EventDocument, Registration
 
 router = Router(tags=["events"])
 
@@ -44,6 +52,17 @@ class OccurrenceOut(Schema):
     starts_at: str
     ends_at: str
     cancelled: bool
+
+
+class DocumentOut(Schema):
+    id: int
+    title: str
+    kind: Literal["file", "link"]
+    url: str
+    name: str | None
+    content_type: str | None
+    size: int | None
+    agenda_items: list[int]
 
 
 class EventOut(Schema):
@@ -75,6 +94,7 @@ class EventOut(Schema):
     url: str
     ics_url: str
     occurrences: list[OccurrenceOut] | None = None
+    documents: list[DocumentOut] | None = None
 
 
 class EventIn(Schema):
@@ -187,7 +207,37 @@ def event_out(
     }
 
 
+def documents_out(event: Event) -> list[dict[str, Any]]:
+    """The event's documents: files are downloaded from `url` (the same access as the event
+    page); links point where the document lives."""
+    rows = selectors.documents_for(event=event).prefetch_related("agenda_items")
+    base = site_url()
+    return [
+        {
+            "id": d.pk,
+            "title": d.title,
+            "kind": "link" if d.is_link else "file",
+            "url": d.url if d.is_link else f"{base}/events/{event.pk}/documents/{d.pk}/",
+            "name": None if d.is_link else d.original_name,
+            "content_type": None if d.is_link else d.content_type,
+            "size": None if d.is_link else d.size,
+            "agenda_items": [item.pk for item in d.agenda_items.all()],
+        }
+        for d in rows
+    ]
+
+
 def _invalid(exc: ValidationError) -> HttpResponse:
+    response = _invalid_body(exc)
+    codes = {e["code"] for e in json.loads(response.content)["errors"]}
+    # The statuses attachment uploads answer (docs/api.md), for the same refusals of a file.
+    for code, status in (("too_large", 413), ("unsupported_type", 415)):
+        if code in codes:
+            response.status_code = status
+    return response
+
+
+def _invalid_body(exc: ValidationError) -> HttpResponse:
     errors: list[dict[str, str | None]] = []
     if hasattr(exc, "error_dict"):
         for field, items in exc.error_dict.items():
@@ -302,7 +352,7 @@ def event_create(request: HttpRequest, payload: EventIn) -> Any:
 def event_detail(request: HttpRequest, event_id: int) -> dict[str, Any]:
     member = _member(request)
     event = selectors.event_for_member(event_id=event_id, member=member)
-    return event_out(event, member)
+    return {**event_out(event, member), "documents": documents_out(event)}
 
 
 @router.patch("/events/{event_id}/", response=EventOut, summary="Change an event (organizers)")
@@ -374,3 +424,149 @@ def calendar_feed_extra(request: HttpRequest, member: User) -> dict[str, object]
         services.feed_token_ensure(member=member)
         url = selectors.calendar_feed_url(member=member, base_url=base_url)
     return {"calendar_feed_url": url}
+
+
+# --- Documents, the live room, one date of a series -------------------------------------------
+
+
+def _upload_refused(request: HttpRequest, limits: attachments.UploadLimits) -> HttpResponse:
+    detail = _("The upload is too large: at most %(size)s.") % {
+        "size": filesizeformat(limits.max_bytes)
+    }
+    return JsonResponse({"code": "too_large", "detail": detail}, status=413)
+
+
+@router.post(
+    "/events/{event_id}/documents/",
+    response={201: DocumentOut},
+    summary="Add a document (organizers): multipart `title` and `file`, or `title` and `url`",
+)
+@decorate_view(attachments.limit_uploads(1, refuse=_upload_refused))
+def document_create(
+    request: HttpRequest,
+    event_id: int,
+    title: Form[str],
+    url: Form[str] = "",
+    file: File[UploadedFile | None] = None,
+) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    limits: attachments.UploadLimits = request.upload_limits  # type: ignore[attr-defined]
+    try:
+        if limits.too_large:
+            # The handler dropped the file while it streamed in: nothing of it was kept.
+            raise ValidationError(
+                {
+                    "file": ValidationError(
+                        _("The file is too large: at most %(size)s.")
+                        % {"size": filesizeformat(limits.max_bytes)},
+                        code="too_large",
+                    )
+                }
+            )
+        document = services.document_add(
+            event=event, actor=member, title=title, uploaded_file=file, url=url
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    found = [d for d in documents_out(event) if d["id"] == document.pk]
+    return Status(201, found[0])
+
+
+@router.delete(
+    "/events/{event_id}/documents/{document_id}/",
+    response={204: None},
+    summary="Remove a document (organizers)",
+)
+def document_delete(request: HttpRequest, event_id: int, document_id: int) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    document = get_object_or_404(EventDocument, pk=document_id, event=event)
+    services.document_delete(document=document, actor=member)
+    return Status(204, None)
+
+
+@router.post(
+    "/events/{event_id}/live-room/",
+    response={201: EventOut},
+    summary="Create the event's own live room (organizers); `room` then names it",
+)
+def live_room_create(request: HttpRequest, event_id: int) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    try:
+        services.live_room_create(event=event, actor=member)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return Status(201, event_out(_reload(event.pk, member), member))
+
+
+class OccurrenceMoveIn(Schema):
+    starts_at: datetime
+    ends_at: datetime
+
+
+def _occurrence(event: Event, key: str) -> recurrence.Occurrence:
+    original = recurrence.parse_occurrence_key(key)
+    found = recurrence.occurrence_of(event, original) if original else None
+    if found is None:
+        raise Http404
+    return found
+
+
+def _occurrence_out(event_id: int, original: datetime) -> dict[str, Any]:
+    reloaded = Event.objects.prefetch_related("overrides").get(pk=event_id)
+    occ = recurrence.occurrence_of(reloaded, original)
+    if occ is None:  # pragma: no cover - the service just changed this very date
+        raise Http404
+    return {
+        "original_start": _iso(occ.original_start, reloaded.timezone),
+        "starts_at": _iso(occ.starts_at, reloaded.timezone),
+        "ends_at": _iso(occ.ends_at, reloaded.timezone),
+        "cancelled": occ.cancelled,
+    }
+
+
+@router.put(
+    "/events/{event_id}/occurrences/{key}/",
+    response=OccurrenceOut,
+    summary="Move one date of a series (organizers); key: its original start, 20300312T140000Z",
+)
+def occurrence_move(request: HttpRequest, event_id: int, key: str, body: OccurrenceMoveIn) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    occ = _occurrence(event, key)
+    try:
+        services.occurrence_reschedule(
+            event=event,
+            actor=member,
+            original_start=occ.original_start,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    return _occurrence_out(event.pk, occ.original_start)
+
+
+@router.delete(
+    "/events/{event_id}/occurrences/{key}/",
+    response=OccurrenceOut,
+    summary="Cancel one date of a series (organizers); it stays, as cancelled",
+)
+def occurrence_cancel(
+    request: HttpRequest, event_id: int, key: str, body: CancelIn | None = None
+) -> Any:
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    occ = _occurrence(event, key)
+    try:
+        services.occurrence_cancel(
+            event=event,
+            actor=member,
+            original_start=occ.original_start,
+            message=body.message if body else "",
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    return _occurrence_out(event.pk, occ.original_start)

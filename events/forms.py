@@ -23,7 +23,7 @@ from community.models import ORGANIZER_ROLES, Topic, User, WorkingGroup, availab
 from forums.models import Room
 
 from . import recurrence
-from .models import Event
+from .models import Event, EventDocument
 
 LOCAL_INPUT_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
@@ -256,7 +256,107 @@ class AgendaItemForm(forms.Form):
     title = forms.CharField(label=_("Title"), max_length=200)
     starts_at = LocalDateTimeField(label=_("Starts (local time)"))
     ends_at = LocalDateTimeField(label=_("Ends (local time)"))
-    speakers = forms.CharField(label=_("Speakers"), max_length=300, required=False)
+    speaker_members = forms.ModelMultipleChoiceField(
+        label=_("Speakers (members)"),
+        queryset=User.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Members of the working group who speak."),
+    )
+    speakers = forms.CharField(
+        label=_("Speakers"),
+        max_length=300,
+        required=False,
+        help_text=_("Names of speakers from outside."),
+    )
+    documents = forms.ModelMultipleChoiceField(
+        label=_("Linked documents"),
+        queryset=EventDocument.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, event: Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if event.working_group_id is None:
+            # A network-wide event: its organizers (the secretariat) name the member speakers.
+            speakers = event.organizers.all()
+        else:
+            speakers = User.objects.filter(
+                memberships__working_group_id=event.working_group_id, is_active=True
+            )
+        self.fields["speaker_members"].queryset = speakers.order_by("name", "pk").distinct()
+        self.fields["documents"].queryset = event.documents.order_by("position", "pk")
+        if not self.fields["documents"].queryset.exists():
+            del self.fields["documents"]
+
+
+class AgendaItemDocumentsForm(forms.Form):
+    """The documents one agenda item links (the agenda page's per-item form)."""
+
+    documents = forms.ModelMultipleChoiceField(
+        label=_("Linked documents"),
+        queryset=EventDocument.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, event: Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["documents"].queryset = event.documents.order_by("position", "pk")
+
+
+class DocumentForm(forms.Form):
+    """A document: a file to upload or a link, one of the two (the service checks the rest)."""
+
+    title = forms.CharField(label=_("Title"), max_length=200)
+    file = forms.FileField(
+        label=_("File"),
+        required=False,
+        help_text=_("PDF, images, text or CSV, Office or OpenDocument documents."),
+    )
+    url = forms.URLField(
+        label=_("Or a link"),
+        required=False,
+        max_length=1000,
+        assume_scheme="https",
+        help_text=_("A document published elsewhere (http or https)."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        if bool(data.get("file")) == bool(data.get("url")):
+            raise ValidationError(
+                _("Give either a file or a link, not both and not neither."), code="file_or_link"
+            )
+        return data
+
+
+class OccurrenceForm(forms.Form):
+    """Move one date of a series, or cancel it (with a message to registrants)."""
+
+    ACTIONS = (("move", _("Move this date")), ("cancel", _("Cancel this date")))
+
+    action = forms.ChoiceField(label=_("Change"), choices=ACTIONS, widget=forms.RadioSelect)
+    starts_at = LocalDateTimeField(label=_("New start (local time)"), required=False)
+    ends_at = LocalDateTimeField(label=_("New end (local time)"), required=False)
+    message = forms.CharField(
+        label=_("Message to registrants"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=2000,
+        help_text=_("Sent with a cancellation to everyone registered or waitlisted."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("action") == "move":
+            for name in ("starts_at", "ends_at"):
+                if data.get(name) is None and name not in self.errors:
+                    self.add_error(name, _("A moved date needs a new start and end."))
+        return data
 
 
 class AttendanceForm(forms.Form):
@@ -270,7 +370,12 @@ class AttendanceForm(forms.Form):
 
 
 class CalendarFilterForm(forms.Form):
-    """The GET filters of the calendar views; an unknown value is an error shown on the page."""
+    """The GET filters of the calendar views; an unknown value is an error shown on the page.
+
+    Applied with the form's button, not on `change`: arrow keys on a closed select fire
+    `change` at each step in Chromium, so a keyboard user would leave the page at the first
+    press (WCAG 3.2.2, on input).
+    """
 
     working_group = forms.ModelChoiceField(
         label=_("Working group"),
@@ -278,11 +383,9 @@ class CalendarFilterForm(forms.Form):
         to_field_name="slug",
         required=False,
         empty_label=_("All groups"),
-        widget=forms.Select(attrs={"data-autosubmit": ""}),
+        widget=forms.Select(),
     )
-    kind = forms.ChoiceField(
-        label=_("Kind"), required=False, widget=forms.Select(attrs={"data-autosubmit": ""})
-    )
+    kind = forms.ChoiceField(label=_("Kind"), required=False, widget=forms.Select())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

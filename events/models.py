@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
@@ -244,6 +246,9 @@ class AgendaItem(models.Model):
         User, verbose_name=_("speakers (members)"), blank=True, related_name="agenda_items"
     )
     position = models.PositiveSmallIntegerField(_("position"), default=0)
+    documents = models.ManyToManyField(
+        "EventDocument", verbose_name=_("linked documents"), blank=True, related_name="agenda_items"
+    )
 
     class Meta:
         ordering = ["event", "position", "starts_at"]
@@ -423,3 +428,55 @@ class CalendarFeedToken(models.Model):
     @property
     def raw_token(self) -> str:
         return _feed_token_for(self.member_id, self.salt)
+
+
+def event_document_storage_name(instance: EventDocument, filename: str) -> str:
+    """A generated storage name: the organizer's file name never reaches the file system."""
+    return f"event-documents/{dj_timezone.now():%Y/%m}/{uuid.uuid4().hex}"
+
+
+class EventDocument(models.Model):
+    """A document of an event: an uploaded file or a link to one elsewhere (exactly one).
+
+    An uploaded file lives in default storage under a generated name; its `content_type` is
+    what the content was sniffed as (forums.attachments, the same allow-list and size limit as
+    forum attachments), `original_name` (sanitized) is only shown and sent in
+    Content-Disposition. Served only to members who may see the event, as a download.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(_("title"), max_length=200)
+    file = models.FileField(
+        _("file"), upload_to=event_document_storage_name, max_length=255, blank=True
+    )
+    # A CharField with the URL validator (not URLField): only http and https, one error.
+    url = models.CharField(
+        _("link"), max_length=1000, blank=True, validators=[URLValidator(schemes=["http", "https"])]
+    )
+    original_name = models.CharField(_("file name"), max_length=255, blank=True)
+    content_type = models.CharField(_("content type"), max_length=100, blank=True)
+    size = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    uploaded_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    created = models.DateTimeField(_("added"), default=dj_timezone.now)
+
+    class Meta:
+        ordering = ["event", "position", "pk"]
+        verbose_name = _("event document")
+        verbose_name_plural = _("event documents")
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(file="") & ~Q(url="")) | (~Q(file="") & Q(url="")),
+                name="event_document_file_xor_url",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_link(self) -> bool:
+        return bool(self.url)

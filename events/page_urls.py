@@ -32,4 +32,26 @@ urlpatterns = [
         views.agenda_item_delete,
         name="agenda_item_delete",
     ),
+    path(
+        "events/<int:event_id>/agenda/<int:item_id>/documents/",
+        views.agenda_item_documents,
+        name="agenda_item_documents",
+    ),
+    path("events/<int:event_id>/documents/", views.event_documents, name="event_documents"),
+    path(
+        "events/<int:event_id>/documents/<int:document_id>/",
+        views.document_download,
+        name="event_document",
+    ),
+    path(
+        "events/<int:event_id>/documents/<int:document_id>/delete/",
+        views.document_delete,
+        name="event_document_delete",
+    ),
+    path("events/<int:event_id>/live-room/", views.live_room_create, name="event_live_room"),
+    path(
+        "events/<int:event_id>/dates/<str:key>/",
+        views.occurrence_change,
+        name="event_occurrence_change",
+    ),
 ]

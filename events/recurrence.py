@@ -163,6 +163,53 @@ class Occurrence:
     def is_first(self) -> bool:
         return self.original_start == self.event.starts_at
 
+    @property
+    def key(self) -> str:
+        """The occurrence in a URL (`?occurrence=20260318T130000Z`): its original start, UTC."""
+        return occurrence_key(self.original_start)
+
+
+OCCURRENCE_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def occurrence_key(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime(OCCURRENCE_KEY_FORMAT)
+
+
+def parse_occurrence_key(value: str | None) -> datetime | None:
+    """The original start an `occurrence_key` names, or None for anything else."""
+    if not value or len(value) != len("20260318T130000Z"):
+        return None
+    try:
+        return datetime.strptime(value, OCCURRENCE_KEY_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def occurrence_of(event: Event, original: datetime) -> Occurrence | None:
+    """The occurrence of `event` whose original start is `original` (None if there is none,
+    or it was excluded), moved or cancelled as its override says."""
+    original = original.astimezone(UTC)
+    if original in {parse_exdate(x) for x in event.exdates or []}:
+        return None
+    if not is_occurrence(event, original):
+        return None
+    cancelled_event = event.status == "cancelled"
+    for override in event.overrides.all():
+        if override.original_start.astimezone(UTC) != original:
+            continue
+        if override.cancelled:
+            return Occurrence(event, original, original, original + event.duration, True)
+        return Occurrence(
+            event,
+            original,
+            override.starts_at,  # type: ignore[arg-type]
+            override.ends_at,  # type: ignore[arg-type]
+            cancelled_event,
+            moved=True,
+        )
+    return Occurrence(event, original, original, original + event.duration, cancelled_event)
+
 
 def exdate_key(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat()

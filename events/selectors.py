@@ -24,7 +24,10 @@ Signatures (for the calendar pages):
     registrations_for_organizer(*, event) -> QuerySet[Registration]
         Not withdrawn, ordered by constituency, organization, name (the list "by delegation").
     registrations_csv(*, event) -> str
-    agenda_for(*, event) -> QuerySet[AgendaItem]
+    agenda_for(*, event) -> QuerySet[AgendaItem]   (speakers and linked documents prefetched)
+    documents_for(*, event) -> QuerySet[EventDocument]
+    document_for_member(*, event_id, document_id, member) -> EventDocument
+        Access function: Http404 unless the document's event is visible to `member`.
     reminder_offsets(*, member) -> list[int]   minutes before, defaults [1440, 60]
     calendar_feed_url(*, member, base_url) -> str | None   the member's private feed URL
     feed_member_for_token(raw) -> User | None
@@ -55,6 +58,7 @@ from .models import (
     AgendaItem,
     CalendarFeedToken,
     Event,
+    EventDocument,
     Registration,
     ReminderPreference,
 )
@@ -278,7 +282,23 @@ def _csv_safe(value: str) -> str:
 
 
 def agenda_for(*, event: Event) -> QuerySet[AgendaItem]:
-    return event.agenda_items.prefetch_related("speaker_members").order_by("position", "starts_at")
+    return event.agenda_items.prefetch_related("speaker_members", "documents").order_by(
+        "position", "starts_at"
+    )
+
+
+def documents_for(*, event: Event) -> QuerySet[EventDocument]:
+    return event.documents.order_by("position", "pk")
+
+
+def document_for_member(*, event_id: int, document_id: int, member: User | None) -> EventDocument:
+    """Access function: the document if its event is visible to `member`, else Http404."""
+    event = event_for_member(event_id=event_id, member=member)
+    document = EventDocument.objects.filter(pk=document_id, event=event).first()
+    if document is None:
+        raise Http404
+    document.event = event
+    return document
 
 
 def reminder_offsets(*, member: User) -> list[int]:

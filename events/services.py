@@ -24,6 +24,12 @@ PermissionDenied):
     agenda_item_create(*, event, actor, title, starts_at, ends_at, speakers="",
                        speaker_members=(), position=None) -> AgendaItem
     agenda_item_delete(*, item, actor) -> None
+    agenda_item_documents_set(*, item, actor, documents) -> AgendaItem
+    document_add(*, event, actor, title, uploaded_file=None, url="") -> EventDocument
+        Codes: file_or_link, too_large, unsupported_type, invalid (file, url).
+    document_delete(*, document, actor) -> None
+    live_room_create(*, event, actor) -> Room
+        Codes: live_room_exists, live_room_visibility, event_cancelled.
     registration_create(*, event, member, now=None) -> Registration
         Codes: already_registered, registration_closed, event_cancelled, observers_not_allowed
         (PermissionDenied for an event the member may not see).
@@ -41,19 +47,24 @@ e-mail of its own: notifications turns the signals into inbox rows and e-mails t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext as _
 
 from community import policy
 from community.models import Topic, User, WorkingGroup, available_timezones
+from forums import attachments
+from forums import services as forum_services
 from forums.models import Room
 from forums.rendering import render_markdown
 
@@ -63,6 +74,7 @@ from .models import (
     AgendaItem,
     CalendarFeedToken,
     Event,
+    EventDocument,
     EventOccurrenceOverride,
     Registration,
     ReminderDelivery,
@@ -329,6 +341,19 @@ def event_update(
         locked.exdates = _normalize_exdates(locked, exdates)
     if "capacity" in data:
         _check_capacity(locked)
+    if (
+        locked.visibility != Event.Visibility.PUBLIC
+        and locked.room_id is not None
+        and Room.objects.filter(pk=locked.room_id, slug=live_room_slug(locked)).exists()
+    ):
+        raise _error(
+            "visibility",
+            _(
+                "This event has its own live room, which every member of the network can read; "
+                "it stays visible to all members."
+            ),
+            "live_room_visibility",
+        )
     _validate_topics(list(topics or ()), locked.working_group)
     _render(locked)
     changed = sorted(f for f in SEQUENCE_FIELDS if getattr(locked, f) != before[f])
@@ -474,8 +499,15 @@ def _override(
 ) -> EventOccurrenceOverride:
     locked = Event.objects.select_for_update().get(pk=event.pk)
     _require_organizer(actor, locked.working_group_id)
+    if locked.is_cancelled:
+        raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
     original = original_start.astimezone(UTC)
-    if not locked.is_recurring or not recurrence.is_occurrence(locked, original):
+    excluded = {recurrence.parse_exdate(x) for x in locked.exdates}
+    if (
+        not locked.is_recurring
+        or original in excluded
+        or not recurrence.is_occurrence(locked, original)
+    ):
         raise _error(
             "original_start",
             _("%(when)s is not an occurrence of this event.")
@@ -493,9 +525,15 @@ def _override(
     override.full_clean()
     override.save()
     Event.objects.filter(pk=locked.pk).update(sequence=F("sequence") + 1, updated=dj_timezone.now())
-    ReminderDelivery.objects.filter(
-        registration__event=locked, occurrence_start=original, sent_at__isnull=True
-    ).delete()
+    deliveries = ReminderDelivery.objects.filter(
+        registration__event=locked, occurrence_start=original
+    )
+    if cancelled:
+        deliveries.filter(sent_at__isnull=True).delete()
+    else:
+        # A moved date is reminded of again at its new time, as a rescheduled one-off event is
+        # (its reminders are keyed by the new start): the rows of the old time go.
+        deliveries.delete()
     locked.refresh_from_db()
     _copy_into(event, locked)
     event_id, actor_id = event.pk, actor.pk
@@ -520,6 +558,8 @@ def _override(
                 changed=["occurrence"],
                 message=message,
                 sequence_bumped=True,
+                original_start=original,
+                starts_at=starts_at,
             )
         )
     return override
@@ -562,7 +602,8 @@ def event_duplicate(*, event: Event, actor: User, starts_at: datetime) -> Event:
     """A new event like `event` (no registrations, exdates or overrides) at `starts_at`.
 
     `starts_at` aware or naive-local in the event's zone; the duration is kept. The
-    registration window moves by the same amount. Side effects: those of event_create.
+    registration window moves by the same amount. A linked topic room is kept; the event's own
+    live room is not (the copy gets its own on request). Side effects: those of event_create.
     """
     start_i = starts_at if starts_at.tzinfo else recurrence.to_instant(starts_at, event.timezone)
     delta = start_i - event.starts_at
@@ -581,7 +622,9 @@ def event_duplicate(*, event: Event, actor: User, starts_at: datetime) -> Event:
         city=event.city,
         country=str(event.country.code) if event.country else "",
         online=event.online,
-        room=event.room,
+        # A topic room is shared; the event's own live room stays with it (the copy may ask
+        # for its own).
+        room=event.room if event.room and event.room.slug != live_room_slug(event) else None,
         capacity=event.capacity,
         registration_opens_at=(
             event.registration_opens_at + delta if event.registration_opens_at else None
@@ -619,9 +662,15 @@ def agenda_item_create(
     speakers: str = "",
     speaker_members: Iterable[User] = (),
     position: int | None = None,
+    documents: Iterable[EventDocument] = (),
 ) -> AgendaItem:
-    """Add an agenda item (times aware or naive-local in the event's zone). No signals."""
+    """Add an agenda item (times aware or naive-local in the event's zone). No signals.
+
+    `documents`: documents of the same event it links (code document_outside_event).
+    """
     _require_organizer(actor, event.working_group_id)
+    chosen_documents = list(documents)
+    _check_documents_of(event.pk, chosen_documents)
     if starts_at.tzinfo is None:
         starts_at = recurrence.to_instant(starts_at, event.timezone)
     if ends_at.tzinfo is None:
@@ -639,6 +688,7 @@ def agenda_item_create(
     item.full_clean()
     item.save()
     item.speaker_members.set(list(speaker_members))
+    item.documents.set(chosen_documents)
     return item
 
 
@@ -879,18 +929,209 @@ def reminders_send_due(*, now: datetime | None = None) -> list[ReminderDelivery]
             registration__event__status=Event.Status.SCHEDULED,
         ).select_related("registration")
     )
+    # A moved date is announced at its new time; the delivery keeps the original as its key.
+    moved = (
+        {
+            (event_id, original.astimezone(UTC)): start
+            for event_id, original, start in EventOccurrenceOverride.objects.filter(
+                event_id__in={d.registration.event_id for d in pending}, cancelled=False
+            ).values_list("event_id", "original_start", "starts_at")
+        }
+        if pending
+        else {}
+    )
     sent: list[ReminderDelivery] = []
     for delivery in pending:
+        event_id = delivery.registration.event_id
+        original = delivery.occurrence_start.astimezone(UTC)
         signals.event_reminder_due.send(
             sender=ReminderDelivery,
             delivery_id=delivery.pk,
             registration_id=delivery.registration_id,
-            event_id=delivery.registration.event_id,
+            event_id=event_id,
             member_id=delivery.registration.member_id,
-            occurrence_start=delivery.occurrence_start,
+            occurrence_start=moved.get((event_id, original), delivery.occurrence_start),
+            original_start=delivery.occurrence_start,
             offset_minutes=delivery.offset_minutes,
         )
         ReminderDelivery.objects.filter(pk=delivery.pk).update(sent_at=now)
         delivery.sent_at = now
         sent.append(delivery)
     return sent
+
+
+# --- Documents --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def document_add(
+    *,
+    event: Event,
+    actor: User,
+    title: str,
+    uploaded_file: File | None = None,
+    url: str = "",
+) -> EventDocument:
+    """Add a document to `event`: an uploaded file or a link (exactly one of them).
+
+    The file's type is sniffed from its content with the forum attachments' allow-list
+    (forums.attachments.sniff), never taken from its name or the client; the size limit is
+    FORUMS_ATTACHMENT_MAX_BYTES, checked before anything is read and again while hashing.
+    Codes: required (title), file_or_link, too_large, unsupported_type, invalid (empty file),
+    invalid (url: only http and https). A refused file is never stored.
+    Side effects: writes the file to default storage under a generated name and one row (the
+    file is deleted again if the row cannot be written). No signals.
+    """
+    _require_organizer(actor, event.working_group_id)
+    url = (url or "").strip()
+    if (uploaded_file is None) == (not url):
+        raise _error(
+            "file",
+            _("Give either a file or a link, not both and not neither."),
+            "file_or_link",
+        )
+    document = EventDocument(
+        event=event,
+        title=_plain(title).strip(),
+        url=url,
+        uploaded_by=actor,
+        position=event.documents.count(),
+    )
+    if uploaded_file is None:
+        document.full_clean(exclude=["file"])
+        document.save()
+        return document
+    content_type, size, digest = _check_document_file(uploaded_file)
+    document.original_name = attachments.clean_name(str(uploaded_file.name or ""), content_type)
+    document.content_type, document.size, document.sha256 = content_type, size, digest
+    document.full_clean(exclude=["file", "url"])
+    try:
+        with transaction.atomic():
+            # The storage write comes first so the row never names a file that is not there.
+            document.file.save(document.original_name, uploaded_file, save=False)
+            document.save(force_insert=True)
+    except BaseException:
+        if document.file.name:
+            document.file.storage.delete(document.file.name)
+        raise
+    return document
+
+
+def _check_document_file(uploaded_file: File) -> tuple[str, int, str]:
+    """(sniffed content type, size, SHA-256) of an upload, or the ValidationError refusing it."""
+    limit = attachments.max_bytes()
+    too_large = _error(
+        "file",
+        _("The file is too large: at most %(size)s.") % {"size": filesizeformat(limit)},
+        "too_large",
+    )
+    if uploaded_file.size is not None and uploaded_file.size > limit:
+        raise too_large
+    if not uploaded_file.size:
+        raise _error("file", _("The file is empty."), "invalid")
+    content_type = attachments.sniff(uploaded_file, name=str(uploaded_file.name or ""))
+    if content_type is None:
+        raise _error(
+            "file",
+            _(
+                "This kind of file cannot be added. Add PDF, PNG, JPEG, GIF or WebP images, "
+                "plain text or CSV, or Office / OpenDocument documents (without macros)."
+            ),
+            "unsupported_type",
+        )
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in uploaded_file.chunks():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        digest.update(chunk)
+    uploaded_file.seek(0)
+    return content_type, size, digest.hexdigest()
+
+
+@transaction.atomic
+def document_delete(*, document: EventDocument, actor: User) -> None:
+    """Remove a document (and its links from agenda items).
+
+    Side effects: deletes the row; the stored file is deleted after commit (a rollback keeps
+    both). No signals.
+    """
+    _require_organizer(actor, document.event.working_group_id)
+    name = document.file.name if document.file else ""
+    storage = document.file.storage
+    document.delete()
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+@transaction.atomic
+def agenda_item_documents_set(
+    *, item: AgendaItem, actor: User, documents: Iterable[EventDocument]
+) -> AgendaItem:
+    """Replace the documents linked from an agenda item (documents of its own event). No signals."""
+    _require_organizer(actor, item.event.working_group_id)
+    chosen = list(documents)
+    _check_documents_of(item.event_id, chosen)
+    item.documents.set(chosen)
+    return item
+
+
+def _check_documents_of(event_id: int, documents: Sequence[EventDocument]) -> None:
+    if any(d.event_id != event_id for d in documents):
+        raise _error(
+            "documents",
+            _("An agenda item links only documents of its own event."),
+            "document_outside_event",
+        )
+
+
+# --- The live room ----------------------------------------------------------------------------
+
+
+def live_room_slug(event: Event) -> str:
+    return f"event-{event.pk}"
+
+
+@transaction.atomic
+def live_room_create(*, event: Event, actor: User) -> Room:
+    """Create the event's own forum room for its live part and link it (`Event.room`).
+
+    The room (slug `event-<id>`, the event's title, in the event's working group) follows the
+    forum rules: every participant reads it; members of the group post, its chairs and the
+    secretariat moderate (a network-wide event's room: every participant but observers posts).
+    Because every participant reads every room, an event visible to its working group only gets
+    no room of its own (`live_room_visibility`): its organizers link one of the group's topic
+    rooms instead. A room `event-<id>` left from before is linked again, not duplicated.
+    Codes: event_cancelled, live_room_exists, live_room_visibility.
+    Side effects: locks the event row; writes the room (forums.services.room_create) and the
+    event's `room`; `sequence` is unchanged (the feeds do not carry the room). No signals.
+    """
+    locked = Event.objects.select_for_update().get(pk=event.pk)
+    _require_organizer(actor, locked.working_group_id)
+    if locked.is_cancelled:
+        raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
+    if locked.room_id is not None:
+        raise _error("room", _("This event already has a live room."), "live_room_exists")
+    if locked.visibility != Event.Visibility.PUBLIC:
+        raise _error(
+            "room",
+            _(
+                "Every member of the network can read a forum room, and this event is visible "
+                "to its working group only: link one of the group's topic rooms instead."
+            ),
+            "live_room_visibility",
+        )
+    room = Room.objects.filter(slug=live_room_slug(locked)).first()
+    if room is None:
+        room = forum_services.room_create(
+            slug=live_room_slug(locked),
+            title=locked.title,
+            description=_("The live room of the event “%(title)s”.") % {"title": locked.title},
+            working_group=locked.working_group,
+        )
+    Event.objects.filter(pk=locked.pk).update(room=room, updated=dj_timezone.now())
+    locked.refresh_from_db()
+    _copy_into(event, locked)
+    event.room = room
+    return room

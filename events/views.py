@@ -19,28 +19,34 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST, require_safe
 
 from community import policy
 from community.models import User
+from forums import attachments
 
 from . import recurrence, selectors, services
 from .forms import (
+    AgendaItemDocumentsForm,
     AgendaItemForm,
     AttendanceForm,
     CalendarFilterForm,
     CancelForm,
+    DocumentForm,
     DuplicateForm,
     EventForm,
+    OccurrenceForm,
     RescheduleForm,
     event_initial,
 )
-from .models import AgendaItem, Event, Registration
+from .models import AgendaItem, Event, EventDocument, Registration
 from .recurrence import Occurrence
 
 LIST_DAYS = 56  # the agenda list shows eight weeks at a time
@@ -311,15 +317,43 @@ def _upcoming_occurrences(event: Event) -> list[Occurrence]:
     return found[:UPCOMING_OCCURRENCES]
 
 
+def _shown_occurrence(
+    event: Event, upcoming: list[Occurrence], param: str | None
+) -> tuple[Occurrence | None, str | None]:
+    """The date of a series the page is about: the one `?occurrence=` names, else the next one.
+
+    Returns (occurrence or None for a one-off event, an error to show for a bad parameter).
+    """
+    if not event.is_recurring:
+        return None, None
+    if param:
+        original = recurrence.parse_occurrence_key(param)
+        found = recurrence.occurrence_of(event, original) if original else None
+        if found is not None:
+            return found, None
+        error = _("“%(value)s” is not a date of this event. Showing the next date.") % {
+            "value": param
+        }
+    else:
+        error = None
+    following = next((o for o in upcoming if not o.cancelled), None)
+    return following or (upcoming[0] if upcoming else None), error
+
+
 @login_required
 def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
     member = _member(request)
     event = selectors.event_for_member(event_id=event_id, member=member)
+    upcoming = _upcoming_occurrences(event)
+    shown, occurrence_error = _shown_occurrence(event, upcoming, request.GET.get("occurrence"))
     context = {
         "event": event,
         "state": selectors.registration_state(event=event, member=member),
         "agenda": selectors.agenda_for(event=event),
-        "occurrences": _upcoming_occurrences(event),
+        "documents": list(selectors.documents_for(event=event)),
+        "occurrences": upcoming,
+        "shown": shown,
+        "occurrence_error": occurrence_error,
         "can_organize": selectors.can_organize(member, event),
         "organizers": list(event.organizers.all()),
         "topics": list(event.topics.all()),
@@ -575,21 +609,31 @@ def event_agenda(request: HttpRequest, event_id: int) -> HttpResponse:
     event = _organizer_event(request, event_id)
     form = AgendaItemForm(
         request.POST or None,
+        event=event,
         initial={
             "starts_at": recurrence.local_start(event),
             "ends_at": recurrence.to_local(event.ends_at, event.timezone),
         },
     )
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.agenda_item_create(event=event, actor=member, **form.cleaned_data)
-        except ValidationError as error:
-            add_service_errors(form, error)
-        else:
-            messages.success(request, _("Agenda item added."))
-            return redirect("event_agenda", event_id=event.pk)
-    context = {"event": event, "form": form, "agenda": selectors.agenda_for(event=event)}
-    return render(request, "events/event_agenda.html", context)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.agenda_item_create(event=event, actor=member, **form.cleaned_data)
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                messages.success(request, _("Agenda item added."))
+                return redirect("event_agenda", event_id=event.pk)
+        status = 400
+    documents = list(selectors.documents_for(event=event))
+    context = {
+        "event": event,
+        "form": form,
+        "agenda": selectors.agenda_for(event=event),
+        "documents": documents,
+    }
+    return render(request, "events/event_agenda.html", context, status=status)
 
 
 @login_required
@@ -601,3 +645,208 @@ def agenda_item_delete(request: HttpRequest, event_id: int, item_id: int) -> Htt
     services.agenda_item_delete(item=item, actor=member)
     messages.success(request, _("Agenda item removed."))
     return HttpResponseRedirect(reverse("event_agenda", kwargs={"event_id": event.pk}))
+
+
+@login_required
+@require_POST
+def agenda_item_documents(request: HttpRequest, event_id: int, item_id: int) -> HttpResponse:
+    member = _member(request)
+    event = _organizer_event(request, event_id)
+    item = get_object_or_404(AgendaItem, pk=item_id, event=event)
+    form = AgendaItemDocumentsForm(request.POST, event=event)
+    if form.is_valid():
+        try:
+            services.agenda_item_documents_set(
+                item=item, actor=member, documents=form.cleaned_data["documents"]
+            )
+        except ValidationError as error:
+            messages.error(request, _error_text(error))
+        else:
+            messages.success(
+                request, _("Documents linked from “%(title)s” saved.") % {"title": item.title}
+            )
+    else:
+        messages.error(request, _("Choose documents of this event."))
+    return HttpResponseRedirect(reverse("event_agenda", kwargs={"event_id": event.pk}))
+
+
+# --- Documents --------------------------------------------------------------------------------
+
+
+def _upload_refused_page(request: HttpRequest, limits: attachments.UploadLimits) -> HttpResponse:
+    return render(
+        request,
+        "forums/upload_refused.html",
+        {"max_size": filesizeformat(limits.max_bytes), "max_files": limits.max_files},
+        status=413,
+    )
+
+
+# CSRF is checked inside limit_uploads (csrf_protect): the upload handler has to be in place
+# before anything parses the body, and the CSRF middleware would parse it first.
+@csrf_exempt
+@attachments.limit_uploads(1, refuse=_upload_refused_page)
+@csrf_protect
+@login_required
+def event_documents(request: HttpRequest, event_id: int) -> HttpResponse:
+    """The organizers' page of an event's documents: the list, add a file or a link, remove."""
+    member = _member(request)
+    event = _organizer_event(request, event_id)
+    form = DocumentForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        limits: attachments.UploadLimits = request.upload_limits  # type: ignore[attr-defined]
+        if limits.too_large:
+            form.add_error(
+                "file",
+                _("The file is too large: at most %(size)s.")
+                % {"size": filesizeformat(limits.max_bytes)},
+            )
+            status = 413
+        elif form.is_valid():
+            try:
+                services.document_add(
+                    event=event,
+                    actor=member,
+                    title=form.cleaned_data["title"],
+                    uploaded_file=form.cleaned_data["file"],
+                    url=form.cleaned_data["url"] or "",
+                )
+            except ValidationError as error:
+                add_service_errors(form, error)
+                status = 413 if "too_large" in _codes(error) else 400
+            else:
+                messages.success(request, _("Document added."))
+                return redirect("event_documents", event_id=event.pk)
+        else:
+            status = 400
+    context = {
+        "event": event,
+        "form": form,
+        "documents": list(selectors.documents_for(event=event)),
+        "max_size": filesizeformat(attachments.max_bytes()),
+    }
+    return render(request, "events/event_documents.html", context, status=status)
+
+
+def _codes(error: ValidationError) -> set[str]:
+    items = (
+        [e for errors in error.error_dict.values() for e in errors]
+        if hasattr(error, "error_dict")
+        else error.error_list
+    )
+    return {str(e.code) for e in items}
+
+
+@login_required
+@require_POST
+def document_delete(request: HttpRequest, event_id: int, document_id: int) -> HttpResponse:
+    member = _member(request)
+    event = _organizer_event(request, event_id)
+    document = get_object_or_404(EventDocument, pk=document_id, event=event)
+    services.document_delete(document=document, actor=member)
+    messages.success(request, _("Document “%(title)s” removed.") % {"title": document.title})
+    return HttpResponseRedirect(reverse("event_documents", kwargs={"event_id": event.pk}))
+
+
+@login_required
+@require_safe
+def document_download(request: HttpRequest, event_id: int, document_id: int) -> HttpResponse:
+    """The file, to members who may see the event; 404 for everyone else and anything missing.
+
+    Always a download (`attachment`), with the sniffed type, `nosniff` and a sandboxing CSP, as
+    forum attachments are, so a file is never rendered as a page of this site. A link document
+    redirects to where it lives.
+    """
+    document = selectors.document_for_member(
+        event_id=event_id, document_id=document_id, member=_member(request)
+    )
+    if document.is_link:
+        return HttpResponseRedirect(document.url)
+    try:
+        handle = document.file.storage.open(document.file.name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404 from exc
+    content_type = document.content_type
+    if content_type.startswith("text/"):
+        content_type += "; charset=utf-8"
+    response = FileResponse(
+        handle, as_attachment=True, filename=document.original_name, content_type=content_type
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+# --- The live room ----------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def live_room_create(request: HttpRequest, event_id: int) -> HttpResponse:
+    member = _member(request)
+    event = _organizer_event(request, event_id)
+    try:
+        room = services.live_room_create(event=event, actor=member)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(
+            request,
+            _("The live room %(slug)s is open; it is linked from this page.") % {"slug": room.slug},
+        )
+    return redirect("event_detail", event_id=event.pk)
+
+
+# --- One date of a series ---------------------------------------------------------------------
+
+
+@login_required
+def occurrence_change(request: HttpRequest, event_id: int, key: str) -> HttpResponse:
+    """Move or cancel one date of a series (the organizers' page behind "Change this date")."""
+    member = _member(request)
+    event = _organizer_event(request, event_id)
+    original = recurrence.parse_occurrence_key(key)
+    occurrence = recurrence.occurrence_of(event, original) if original else None
+    if occurrence is None or not event.is_recurring:
+        raise Http404
+    form = OccurrenceForm(
+        request.POST or None,
+        initial={
+            "action": "move",
+            "starts_at": recurrence.to_local(occurrence.starts_at, event.timezone),
+            "ends_at": recurrence.to_local(occurrence.ends_at, event.timezone),
+        },
+    )
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                if data["action"] == "cancel":
+                    services.occurrence_cancel(
+                        event=event,
+                        actor=member,
+                        original_start=occurrence.original_start,
+                        message=data["message"],
+                    )
+                    done = _("The date is cancelled; registrants are told.")
+                else:
+                    services.occurrence_reschedule(
+                        event=event,
+                        actor=member,
+                        original_start=occurrence.original_start,
+                        starts_at=data["starts_at"],
+                        ends_at=data["ends_at"],
+                    )
+                    done = _("The date is moved; registrants are told.")
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                messages.success(request, done)
+                url = reverse("event_detail", kwargs={"event_id": event.pk})
+                return HttpResponseRedirect(f"{url}?occurrence={occurrence.key}")
+        status = 400
+    context = {"event": event, "occurrence": occurrence, "form": form}
+    return render(request, "events/occurrence_change.html", context, status=status)

@@ -843,3 +843,26 @@ def attachments_purge(*, unposted_before: datetime) -> int:
 
         transaction.on_commit(delete_files)
     return len(rows)
+
+
+# --- Rooms made on request (an event's live room) ---------------------------------------------
+
+
+@transaction.atomic
+def room_create(
+    *, slug: str, title: str, description: str = "", working_group: Any = None
+) -> Room:
+    """A new open room outside the topic rooms, e.g. an event's live room (events.services).
+
+    The caller checks who may ask for it. Codes: the model's (slug taken: `unique`).
+    Side effects: writes the room; nothing is published (it has no subscribers yet).
+    """
+    room = Room(
+        slug=slug,
+        title=" ".join(str(title).split()),
+        description=description,
+        working_group=working_group,
+    )
+    room.full_clean()
+    room.save()
+    return room

@@ -135,3 +135,70 @@ def test_reminders_due_task_runs_sweep(workshop: Event, member: User) -> None:
     register_early(workshop, member)
     # The task sweeps at the real "now": in 2026 nothing of a 2030 event is due yet.
     assert tasks.reminders_due_task.delay().get() == 0
+
+
+def test_reminders_moved_date_due_and_announced_at_new_time(
+    make_event: Callable[..., Event], chair: User, member: User, due: list[dict[str, Any]]
+) -> None:
+    # Arrange: the second date of a weekly series moves one day later.
+    series = make_event(recurrence="FREQ=WEEKLY;COUNT=3")
+    register_early(series, member)
+    second = FUTURE + timedelta(weeks=1)
+    moved = second + timedelta(days=1)
+    services.occurrence_reschedule(
+        event=series,
+        actor=chair,
+        original_start=second,
+        starts_at=moved,
+        ends_at=moved + timedelta(hours=2),
+    )
+
+    # Act: the old time's reminder hour passes, then the new time's day and hour.
+    at_old = services.reminders_send_due(now=second - timedelta(minutes=59))
+    day = services.reminders_send_due(now=moved - timedelta(hours=23))
+    hour = services.reminders_send_due(now=moved - timedelta(minutes=59))
+
+    # Assert
+    assert (len(at_old), len(day), len(hour)) == (0, 1, 1)
+    assert [(c["occurrence_start"], c["original_start"], c["offset_minutes"]) for c in due] == [
+        (moved, second, 1440),
+        (moved, second, 60),
+    ]
+
+
+def test_reminders_cancelled_date_has_none(
+    make_event: Callable[..., Event], chair: User, member: User, due: list[dict[str, Any]]
+) -> None:
+    series = make_event(recurrence="FREQ=WEEKLY;COUNT=3")
+    register_early(series, member)
+    second = FUTURE + timedelta(weeks=1)
+    services.occurrence_cancel(event=series, actor=chair, original_start=second)
+
+    sent = services.reminders_send_due(now=second - timedelta(minutes=59))
+
+    assert (sent, due) == ([], [])
+
+
+def test_reminders_moved_date_reminded_again_after_a_sent_one(
+    make_event: Callable[..., Event], chair: User, member: User, due: list[dict[str, Any]]
+) -> None:
+    # Arrange: the 24-hour reminder of the second date went out, then the date moved a week.
+    series = make_event(recurrence="FREQ=WEEKLY;COUNT=3")
+    register_early(series, member)
+    second = FUTURE + timedelta(weeks=1)
+    services.reminders_send_due(now=second - timedelta(hours=23))
+    moved = second + timedelta(days=3)
+    services.occurrence_reschedule(
+        event=series,
+        actor=chair,
+        original_start=second,
+        starts_at=moved,
+        ends_at=moved + timedelta(hours=2),
+    )
+
+    # Act
+    again = services.reminders_send_due(now=moved - timedelta(hours=23))
+
+    # Assert
+    assert len(again) == 1
+    assert [c["occurrence_start"] for c in due] == [second, moved]
