@@ -53,8 +53,16 @@ def _revoke_session(sender: Any, request: Any, user: Any, **kwargs: Any) -> None
 
 
 def _revoke_deactivated(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    if not created and not instance.is_active:
+    """Deactivation closes every socket of the member; so does a new password (set_password()
+    then save(), whichever page or command did it): every session's auth hash is stale, and the
+    session that changed it got a new key, so no open socket's credential stands any more."""
+    if created:
+        return
+    if not instance.is_active:
         _publish_revoked(instance.pk, "deactivated", None)
+    elif getattr(instance, "_password", None) is not None:
+        # AbstractBaseUser.save() clears `_password` only after post_save has run.
+        _publish_revoked(instance.pk, "password_changed", None)
 
 
 def _revoke_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

@@ -1,8 +1,9 @@
 """Origin and session: hostile handshakes are refused, revoked credentials close open sockets.
 
 Origins are checked before the gateway runs (minga.realtime.OriginPolicy over ALLOWED_HOSTS);
-revocation goes through the bus frame `session.revoked` that forums.apps publishes on logout and
-deactivation (docs/realtime-protocol.md §10).
+revocation goes through the bus frame `session.revoked` that forums.apps publishes on logout,
+deactivation, password change and token revocation (docs/realtime-protocol.md §10); a membership
+change goes through `access.changed`, and every frame is checked against the database.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.urls import reverse
 
-from community.models import User
+from community.models import ApiToken, User
+from community.services import api_token_create
 from forums.models import Message, Room, Thread
+from tests.factories import PASSWORD
 from tests.forums.factories import ThreadFactory, member_in
 from tests.reliability.support import (
     close_code,
     member_socket,
     open_socket,
+    recv,
     recv_until,
     report,
     send,
@@ -39,6 +45,7 @@ HOSTILE_ORIGINS = (
 )
 # Same host, other scheme or port: another origin in the browser's sense.
 MISMATCHED_ORIGINS = (b"https://localhost", b"http://localhost:9999", b"ws://localhost")
+NEW_PASSWORD = "a-new-and-long-passphrase-7"
 
 
 def _cookie(user: User) -> tuple[Client, tuple[bytes, bytes]]:
@@ -108,28 +115,81 @@ def _deactivate(user: User) -> None:
     user.save()
 
 
-@pytest.mark.parametrize("revocation", ["logout", "deactivation"])
+def _change_password(client: Client) -> int:
+    """The real password-change page (allauth): the old password, the new one twice."""
+    response = client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    return response.status_code
+
+
+def _revoke_token_on_page(client: Client, token_id: int) -> int:
+    return client.post(reverse("api_token_revoke", args=[token_id])).status_code
+
+
+def _leave_group(client: Client) -> int:
+    return client.post(reverse("working_group_leave", args=["wg1"])).status_code
+
+
+def _token(member: User) -> tuple[int, tuple[bytes, bytes]]:
+    token, key = api_token_create(member=member, name="revocation test")
+    return token.pk, (b"authorization", f"Token {key}".encode())
+
+
+def _password_is(member: User, password: str) -> bool:
+    member.refresh_from_db()
+    return member.check_password(password)
+
+
+def _token_revoked(token_id: int) -> bool:
+    return ApiToken.objects.get(pk=token_id).revoked_at is not None
+
+
+async def _quiet(ws: WebsocketCommunicator) -> None:
+    """Drain presence frames until the socket has been silent for a moment."""
+    while not await ws.receive_nothing(timeout=0.3):
+        await ws.receive_output(timeout=1)
+
+
+@pytest.mark.parametrize(
+    "revocation", ["logout", "deactivation", "password_change", "token_revocation"]
+)
 async def test_revocation_closes_socket_and_later_posts_do_not_reach_it(
     member: User, revocation: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The credential that opened the socket stops counting: the socket is closed with 4403
+    within 5 s (a bounded wait on the close, not a measurement), and a message posted after
+    that reaches a bystander in the room but never the closed socket."""
     bystander = await database_sync_to_async(member_in)("wg1")
     thread = await database_sync_to_async(_thread)(bystander)
     client, cookie = await database_sync_to_async(_cookie)(member)
-    victim, connected = await open_socket([(b"origin", b"http://localhost"), cookie])
+    headers = [(b"origin", b"http://localhost"), cookie]
+    token_id = 0
+    if revocation == "token_revocation":
+        token_id, authorization = await database_sync_to_async(_token)(member)
+        headers = [authorization]  # a program: no Origin, the token alone speaks
+    victim, connected = await open_socket(headers)
     assert connected
     async with member_socket(bystander) as other:
         await send(victim, {"type": "subscribe", "room": "wg1-a", "after": None})
         await recv_until(victim, "subscribed")
         await send(other, {"type": "subscribe", "room": "wg1-a", "after": None})
         await recv_until(other, "subscribed")
-        while not await victim.receive_nothing(timeout=0.3):
-            await victim.receive_output(timeout=1)  # presence frames
+        await _quiet(victim)
 
         if revocation == "logout":
-            await database_sync_to_async(_logout)(client)
-        else:
+            done = await database_sync_to_async(_logout)(client) == 302
+        elif revocation == "deactivation":
             await database_sync_to_async(_deactivate)(member)
-        code = await close_code(victim)
+            done = True
+        elif revocation == "password_change":
+            await database_sync_to_async(_change_password)(client)
+            done = await database_sync_to_async(_password_is)(member, NEW_PASSWORD)
+        else:
+            await database_sync_to_async(_revoke_token_on_page)(client, token_id)
+            done = await database_sync_to_async(_token_revoked)(token_id)
+        code = await close_code(victim, seconds=5)
         status = await database_sync_to_async(_post_over_api)(bystander, thread, "after revocation")
         bystander_got = (await recv_until(other, "message.created"))["message"]["body"]
         victim_silent = await victim.receive_nothing(timeout=0.5)
@@ -138,12 +198,73 @@ async def test_revocation_closes_socket_and_later_posts_do_not_reach_it(
     report(
         capsys,
         f"REVOCATION ({revocation})",
-        f"socket closed with {code}; post after revocation {status}, "
-        f"reached bystander: {bystander_got == 'after revocation'}, reached revoked socket: "
-        f"{not victim_silent}",
+        f"revoked: {done}; socket closed with {code} (waited at most 5 s); post after "
+        f"revocation {status}, reached bystander: {bystander_got == 'after revocation'}, "
+        f"reached revoked socket: {not victim_silent}",
     )
-    assert (code, status, bystander_got, victim_silent) == (4403, 201, "after revocation", True)
+    assert (done, code, status, bystander_got, victim_silent) == (
+        True,
+        4403,
+        201,
+        "after revocation",
+        True,
+    )
     assert await database_sync_to_async(_count)("after revocation") == 1
+
+
+async def test_removal_from_the_group_revokes_posting_on_the_open_socket(
+    plan: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Leaving wg1 (the real page) takes posting in wg1-a away at once on the open socket: the
+    next `message.send` is refused `forbidden` and stores nothing. Reading stays: topic rooms
+    are readable by every participant (docs/permissions.md), so the server's re-check after the
+    membership change (`access.changed`) keeps the subscription, sends no `unsubscribed`, and the
+    bystander's later message still reaches both."""
+    removed = await database_sync_to_async(member_in)("wg1")
+    bystander = await database_sync_to_async(member_in)("wg1")
+    thread = await database_sync_to_async(_thread)(bystander)
+    client, cookie = await database_sync_to_async(_cookie)(removed)
+    victim, connected = await open_socket([(b"origin", b"http://localhost"), cookie])
+    assert connected
+    async with member_socket(bystander) as other:
+        for ws in (victim, other):
+            await send(ws, {"type": "subscribe", "room": "wg1-a", "after": None})
+            await recv_until(ws, "subscribed")
+        await _quiet(victim)
+
+        left = await database_sync_to_async(_leave_group)(client)
+        client_id = str(uuid.uuid4())
+        send_frame = {
+            "type": "message.send",
+            "room": "wg1-a",
+            "thread": thread.pk,
+            "body": "after removal",
+            "client_id": client_id,
+        }
+        await send(victim, send_frame)
+        refused = await recv_until(victim, "error", seconds=5)
+        status = await database_sync_to_async(_post_over_api)(bystander, thread, "after leaving")
+        bystander_got = (await recv_until(other, "message.created"))["message"]["body"]
+        frames = []
+        while True:
+            frame = await recv(victim, 5)
+            frames.append(frame["type"])
+            if frame["type"] == "message.created":
+                break
+    await victim.disconnect()
+
+    stored = await database_sync_to_async(_count)("after removal")
+    report(
+        capsys,
+        "REVOCATION (removal from the group)",
+        f"left wg1: {left}; next message.send answered {refused['code']!r} within 5 s, stored "
+        f"{stored}; unsubscribed frames: {frames.count('unsubscribed')} (every participant "
+        f"reads topic rooms); bystander's later post reached bystander: "
+        f"{bystander_got == 'after leaving'}, reached the removed member: "
+        f"{frames[-1] == 'message.created'}",
+    )
+    assert (left, refused["client_id"], refused["code"], stored) == (302, client_id, "forbidden", 0)
+    assert (status, bystander_got, "unsubscribed" in frames) == (201, "after leaving", False)
 
 
 async def test_logout_leaves_the_members_other_session_connected(member: User) -> None:

@@ -1,27 +1,42 @@
 """Permission matrix: every role x every action x every transport, from ONE table.
 
-`POLICY` below is the table of docs/permissions.md (read room, post in room, moderate room) plus
-the message rules of forums.services (only the author edits a message; the author or a room
-moderator deletes one). Each cell is asked three ways where the transport offers the action (the
-HTML pages, the JSON API, the websocket) and must match the table, and policy.py must agree with
-the table too. Denials must not reveal existence: a forbidden thing and a missing one get the
-same answer.
+The table is `tests/reliability/permission_table.py` (`ALLOWED`), and docs/permissions.md shows
+it verbatim (`test_permissions_page_shows_the_matrix_table`). Each cell is asked over every
+transport that offers the action (the HTML pages, the JSON API, the calendar feeds, the
+websocket) and must match the table; the room rules are also asked of community/policy.py. A
+write counts as done only if the database changed. Denials must not reveal existence: where the
+thing is private to the role, the answer for it is the answer for a missing one (same status,
+same redirect path, same API error code).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.http import HttpResponse
 from django.test import Client
+from django.utils import timezone
 
 from community import policy
-from community.models import Role, User
-from forums.models import Message, Room, Thread
+from community.models import Membership, Role, User, WorkingGroup
+from events import services as event_services
+from events.models import Event, Registration
+from forums.models import REACTION_EMOJI, Attachment, Message, Reaction, Room, Thread
+from notifications.models import Notification
 from tests.factories import MembershipFactory, UserFactory
 from tests.forums.factories import MessageFactory, ThreadFactory
+from tests.reliability import permission_table
+from tests.reliability.permission_table import ACTIONS, ALLOWED, ROLES
 from tests.reliability.support import (
     ORIGIN,
     open_socket,
@@ -32,33 +47,19 @@ from tests.reliability.support import (
     session_headers,
 )
 
-ROLES = (
-    "anonymous",
-    "unverified",
-    "observer",
-    "member",
-    "room_moderator",  # chair of the room's working group
-    "secretariat",
-    "deactivated",
-)
-
-# The one table: action -> roles allowed, for the open room wg1-a and a message by someone else.
-POLICY: dict[str, frozenset[str]] = {
-    "read": frozenset({"observer", "member", "room_moderator", "secretariat"}),
-    "post": frozenset({"member", "room_moderator", "secretariat"}),
-    "edit_other": frozenset(),
-    "delete_other": frozenset({"room_moderator", "secretariat"}),
-    "moderate": frozenset({"room_moderator", "secretariat"}),
-}
+MISSING = 999_999
+FUTURE = datetime(2030, 3, 12, 14, 0, tzinfo=UTC)
 POLICY_FUNCTION = {
-    "read": policy.can_read_room,
+    "read_room": policy.can_read_room,
     "post": policy.can_post_in_room,
     "moderate": policy.can_moderate_room,
 }
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
 
 
 def make_role(role: str) -> User | None:
-    """A user in `role` for wg1 (None for anonymous). `deactivated` was a wg1 member."""
+    """A user in `role` for wg1 (None for anonymous); `deactivated` is deactivated later, by
+    `logged_in`, after its session exists."""
     if role == "anonymous":
         return None
     if role == "unverified":
@@ -68,8 +69,15 @@ def make_role(role: str) -> User | None:
     if role == "secretariat":
         return UserFactory(is_staff=True)
     user = UserFactory()
-    wg_role = {"observer": Role.OBSERVER, "room_moderator": Role.CHAIR}.get(role, Role.MEMBER)
+    wg_role = {
+        "observer": Role.OBSERVER,
+        "room_moderator": Role.VICE_CHAIR,
+        "chair": Role.CHAIR,
+    }.get(role, Role.MEMBER)
     MembershipFactory(member=user, role=wg_role)
+    if role == "removed":
+        Membership.objects.filter(member=user).delete()
+        policy.forget_roles(user)
     return user
 
 
@@ -84,107 +92,547 @@ def logged_in(user: User | None, role: str) -> Client:
     return client
 
 
-def fresh_message(thread: Thread, author: User) -> Message:
-    return MessageFactory(thread=thread, author=author)
+@dataclass
+class World:
+    """What every role is asked about: wg1-a's thread, a public event of wg1, files, feeds."""
+
+    author: User
+    thread: Thread
+    seed: Message
+    event: Event
+    api_event: Event
+    attachment: Attachment
+    unposted: Attachment
+    notification: Notification
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def unique(self, text: str) -> str:
+        self.counter[0] += 1
+        return f"{text} {self.counter[0]}"
 
 
-def html_cells(client: Client, thread: Thread, author: User) -> dict[str, bool]:
-    """What the pages let this client do (True = done)."""
-    cells: dict[str, bool] = {}
-    cells["read"] = client.get("/rooms/wg1-a/").status_code == 200
+def _event(actor: User, title: str) -> Event:
+    return event_services.event_create(
+        actor=actor,
+        title=title,
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        starts_at=FUTURE,
+        ends_at=FUTURE + timedelta(hours=2),
+        timezone="America/Port_of_Spain",
+    )
+
+
+def _file(room: Room, uploader: User, message: Message | None) -> Attachment:
+    name = default_storage.save(f"attachments/matrix/{uuid.uuid4().hex}", ContentFile(b"x" * 10))
+    return Attachment.objects.create(
+        message=message,
+        room=room,
+        uploader=uploader,
+        file=name,
+        original_name="plan.txt",
+        content_type="text/plain",
+        size=10,
+        sha256="0" * 64,
+    )
+
+
+def _notification(recipient: User, actor: User) -> Notification:
+    return Notification.objects.create(
+        recipient=recipient,
+        kind="mention",
+        actor=actor,
+        target_type="message",
+        target_id=1,
+        url="/rooms/wg1-a/",
+        title="You were mentioned",
+        snippet="private words",
+        created=timezone.now(),
+        occurrence_key=f"matrix:{uuid.uuid4().hex}",
+    )
+
+
+def make_world() -> World:
+    author = UserFactory()
+    MembershipFactory(member=author, role=Role.MEMBER)
+    chair = UserFactory()
+    MembershipFactory(member=chair, role=Role.CHAIR)
+    room = Room.objects.get(slug="wg1-a")
+    thread = ThreadFactory(room=room, author=author)
+    seed = MessageFactory(thread=thread, author=author)
+    return World(
+        author=author,
+        thread=thread,
+        seed=seed,
+        event=_event(chair, "Labor inspection workshop"),
+        api_event=_event(chair, "Youth employment workshop"),
+        attachment=_file(room, author, seed),
+        unposted=_file(room, author, None),
+        notification=_notification(author, chair),
+    )
+
+
+@dataclass
+class Own:
+    """What a role owns: a message, a notification, its calendar feed's token."""
+
+    message: Message | None
+    notification: Notification | None
+    feed_token: str
+
+
+def make_own(user: User | None, world: World) -> Own:
+    if user is None:
+        return Own(None, None, "not-a-token")
+    _token, raw = event_services.feed_token_regenerate(member=user)
+    return Own(
+        MessageFactory(thread=world.thread, author=user),
+        _notification(user, world.author),
+        raw,
+    )
+
+
+def signature(response: HttpResponse) -> tuple[int, str, str]:
+    """What a denial shows: status, redirect path (no query) and the API's error code."""
+    location = response.get("Location", "").split("?")[0]
+    code = ""
+    if response.get("Content-Type", "").startswith("application/json"):
+        body = response.json()
+        code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    return response.status_code, location, code
+
+
+@dataclass
+class Probe:
+    role: str
+    transport: str
+    cells: dict[str, bool] = field(default_factory=dict)
+    oracles: list[tuple[str, str, str, tuple[Any, ...], tuple[Any, ...]]] = field(
+        default_factory=list
+    )
+
+    def same_as_missing(
+        self, action: str, private: bool, existing: HttpResponse, missing: Callable[[], Any]
+    ) -> None:
+        """Where the thing is private to this role and was refused, it must look missing."""
+        if not private or self.cells.get(action):
+            return
+        seen, absent = signature(existing), signature(missing())
+        if seen != absent:
+            self.oracles.append((self.role, self.transport, action, seen, absent))
+
+
+def _reader(role: str) -> bool:
+    return role in ALLOWED["read_room"]
+
+
+def html_cells(client: Client, role: str, world: World, own: Own) -> Probe:
+    probe = Probe(role, "html")
+    cells = probe.cells
+    hidden = not _reader(role)  # wg1-a and its things are private to non-readers
+    thread = world.thread
+
+    response = client.get("/rooms/wg1-a/")
+    cells["read_room"] = response.status_code == 200
+    probe.same_as_missing("read_room", hidden, response, lambda: client.get("/rooms/wg9-z/"))
+
+    newest = Message.objects.filter(thread=thread).latest("seq")
+    response = client.get(f"/threads/{thread.pk}/")
+    cells["read_history"] = response.status_code == 200 and f'id="m-{newest.pk}"' in response.text
+    probe.same_as_missing(
+        "read_history", hidden, response, lambda: client.get(f"/threads/{MISSING}/")
+    )
+
     before = Message.objects.filter(thread=thread).count()
-    client.post(f"/threads/{thread.pk}/", {"body": "form post", "client_id": str(uuid.uuid4())})
+    body = {"body": "form post", "client_id": str(uuid.uuid4())}
+    response = client.post(f"/threads/{thread.pk}/", body)
     cells["post"] = Message.objects.filter(thread=thread).count() == before + 1
-    target = fresh_message(thread, author)
-    client.post(f"/messages/{target.pk}/edit/", {"body": "edited by someone else"})
+    probe.same_as_missing(
+        "post", hidden, response, lambda: client.post(f"/threads/{MISSING}/", body)
+    )
+
+    if own.message is None:
+        cells["edit_own"] = False
+    else:
+        client.post(f"/messages/{own.message.pk}/edit/", {"body": "edited by its author"})
+        own.message.refresh_from_db()
+        cells["edit_own"] = own.message.body == "edited by its author"
+
+    target = MessageFactory(thread=thread, author=world.author)
+    response = client.post(f"/messages/{target.pk}/edit/", {"body": "edited by someone else"})
     target.refresh_from_db()
     cells["edit_other"] = target.body == "edited by someone else"
-    target = fresh_message(thread, author)
-    client.post(f"/messages/{target.pk}/delete/")
+    probe.same_as_missing(
+        "edit_other",
+        hidden,
+        response,
+        lambda: client.post(f"/messages/{MISSING}/edit/", {"body": "x"}),
+    )
+
+    target = MessageFactory(thread=thread, author=world.author)
+    response = client.post(f"/messages/{target.pk}/delete/")
     target.refresh_from_db()
     cells["delete_other"] = target.deleted_at is not None
-    target = fresh_message(thread, author)
-    client.post(f"/messages/{target.pk}/hide/", {"reason": "off topic"})
+    probe.same_as_missing(
+        "delete_other", hidden, response, lambda: client.post(f"/messages/{MISSING}/delete/")
+    )
+
+    emoji = {"emoji": REACTION_EMOJI[0]}
+    response = client.post(f"/messages/{world.seed.pk}/react/", emoji)
+    cells["react"] = Reaction.objects.filter(
+        message=world.seed, member_id=getattr(own.message, "author_id", None)
+    ).exists()
+    probe.same_as_missing(
+        "react", hidden, response, lambda: client.post(f"/messages/{MISSING}/react/", emoji)
+    )
+
+    target = MessageFactory(thread=thread, author=world.author)
+    response = client.post(f"/messages/{target.pk}/hide/", {"reason": "off topic"})
     target.refresh_from_db()
     cells["moderate"] = target.hidden_at is not None
-    return cells
+    probe.same_as_missing(
+        "moderate",
+        hidden,
+        response,
+        lambda: client.post(f"/messages/{MISSING}/hide/", {"reason": "off topic"}),
+    )
+
+    title = world.unique("Matrix event (page)")
+    client.post("/events/new/", event_form(title=title))
+    cells["create_event"] = Event.objects.filter(title=title).exists()
+
+    title = world.unique("Renamed on the page")
+    client.post(f"/events/{world.event.pk}/edit/", event_form(title=title))
+    cells["edit_event"] = Event.objects.filter(pk=world.event.pk, title=title).exists()
+
+    client.post(f"/events/{world.event.pk}/register/")
+    cells["register"] = _registered(world.event, own)
+
+    response = client.get(f"/events/{world.event.pk}/registrations/")
+    cells["attendee_list"] = response.status_code == 200
+    response = client.get(f"/events/{world.event.pk}/registrations.csv")
+    probe.cells["attendee_list"] = cells["attendee_list"] and response.status_code == 200
+
+    if own.notification is None:
+        cells["inbox_own"] = False
+    else:
+        client.post(f"/notifications/{own.notification.pk}/open/")
+        own.notification.refresh_from_db()
+        cells["inbox_own"] = own.notification.read_at is not None
+
+    other = _notification(world.author, world.author)
+    response = client.post(f"/notifications/{other.pk}/open/")
+    other.refresh_from_db()
+    cells["inbox_other"] = other.read_at is not None or "private words" in response.text
+    probe.same_as_missing(
+        "inbox_other", True, response, lambda: client.post(f"/notifications/{MISSING}/open/")
+    )
+
+    response = Client().get(f"/events/feeds/{own.feed_token}.ics")
+    cells["feed_own"] = response.status_code == 200 and b"BEGIN:VCALENDAR" in response.content
+    probe.same_as_missing(
+        "feed_own",
+        True,
+        response,
+        lambda: Client().get(f"/events/feeds/{uuid.uuid4().hex}.ics"),
+    )
+
+    response = client.get("/events/feeds/wg/wg1.ics")
+    cells["feed_group"] = response.status_code == 200
+    probe.same_as_missing(
+        "feed_group", True, response, lambda: client.get("/events/feeds/wg/wg9.ics")
+    )
+    response = client.get("/events/feeds/wg/wg2.ics")
+    cells["feed_other"] = response.status_code == 200
+    probe.same_as_missing(
+        "feed_other", True, response, lambda: client.get("/events/feeds/wg/wg9.ics")
+    )
+
+    response = client.get(f"/attachments/{world.attachment.pk}/")
+    cells["attachment"] = response.status_code == 200
+    _close_file(response)
+    probe.same_as_missing(
+        "attachment", hidden, response, lambda: client.get(f"/attachments/{MISSING}/")
+    )
+    response = client.get(f"/attachments/{world.unposted.pk}/")
+    cells["attachment_unposted"] = response.status_code == 200
+    _close_file(response)
+    probe.same_as_missing(
+        "attachment_unposted", True, response, lambda: client.get(f"/attachments/{MISSING}/")
+    )
+    return probe
 
 
-def api_cells(client: Client, thread: Thread, author: User) -> dict[str, bool]:
-    cells: dict[str, bool] = {}
+def _close_file(response: Any) -> None:
+    """Read a FileResponse to its end: the test client then closes its file (response.close()
+    itself would also close the test's database connection)."""
+    if getattr(response, "streaming", False):
+        b"".join(response.streaming_content)
+
+
+def _registered(event: Event, own: Own) -> bool:
+    if own.message is None:
+        return False
+    return Registration.objects.filter(event=event, member_id=own.message.author_id).exists()
+
+
+def event_form(**overrides: str) -> dict[str, str]:
+    data = {
+        "title": "Focus session on labor inspection",
+        "kind": "focus_session",
+        "working_group": "wg1",
+        "description": "",
+        "starts_at": "2030-04-09T10:00",
+        "ends_at": "2030-04-09T12:00",
+        "timezone": "America/Port_of_Spain",
+        "recurrence": "",
+        "venue": "",
+        "city": "",
+        "country": "",
+        "capacity": "",
+        "registration_opens_at": "",
+        "registration_closes_at": "",
+        "visibility": "public",
+    }
+    data.update(overrides)
+    return data
+
+
+def api_cells(client: Client, role: str, world: World, own: Own) -> Probe:
+    probe = Probe(role, "api")
+    cells = probe.cells
+    hidden = not _reader(role)
+    thread = world.thread
+    json = "application/json"
+
     rooms = client.get("/api/v1/rooms/")
     listed = rooms.status_code == 200 and "wg1-a" in {r["slug"] for r in rooms.json()}
-    history = client.get(f"/api/v1/threads/{thread.pk}/messages/")
-    cells["read"] = listed and history.status_code == 200
-    posted = client.post(
-        f"/api/v1/threads/{thread.pk}/messages/",
-        {"body": "api post", "client_id": str(uuid.uuid4())},
-        content_type="application/json",
+    response = client.get("/api/v1/rooms/wg1-a/threads/")
+    cells["read_room"] = listed and response.status_code == 200
+    probe.same_as_missing(
+        "read_room", hidden, response, lambda: client.get("/api/v1/rooms/wg9-z/threads/")
     )
-    cells["post"] = posted.status_code == 201
-    target = fresh_message(thread, author)
-    client.patch(
-        f"/api/v1/messages/{target.pk}/", {"body": "edited"}, content_type="application/json"
+
+    response = client.get(f"/api/v1/threads/{thread.pk}/messages/")
+    cells["read_history"] = response.status_code == 200
+    probe.same_as_missing(
+        "read_history",
+        hidden,
+        response,
+        lambda: client.get(f"/api/v1/threads/{MISSING}/messages/"),
     )
+
+    body = {"body": world.unique("api post"), "client_id": str(uuid.uuid4())}
+    response = client.post(f"/api/v1/threads/{thread.pk}/messages/", body, content_type=json)
+    cells["post"] = (
+        response.status_code == 201
+        and Message.objects.filter(thread=thread, body=body["body"]).exists()
+    )
+    probe.same_as_missing(
+        "post",
+        hidden,
+        response,
+        lambda: client.post(f"/api/v1/threads/{MISSING}/messages/", body, content_type=json),
+    )
+
+    if own.message is None:
+        cells["edit_own"] = False
+    else:
+        client.patch(
+            f"/api/v1/messages/{own.message.pk}/",
+            {"body": "edited over the API"},
+            content_type=json,
+        )
+        own.message.refresh_from_db()
+        cells["edit_own"] = own.message.body == "edited over the API"
+
+    target = MessageFactory(thread=thread, author=world.author)
+    edit = {"body": "edited"}
+    response = client.patch(f"/api/v1/messages/{target.pk}/", edit, content_type=json)
     target.refresh_from_db()
     cells["edit_other"] = target.body == "edited"
-    target = fresh_message(thread, author)
-    client.delete(f"/api/v1/messages/{target.pk}/")
+    probe.same_as_missing(
+        "edit_other",
+        hidden,
+        response,
+        lambda: client.patch(f"/api/v1/messages/{MISSING}/", edit, content_type=json),
+    )
+
+    target = MessageFactory(thread=thread, author=world.author)
+    response = client.delete(f"/api/v1/messages/{target.pk}/")
     target.refresh_from_db()
     cells["delete_other"] = target.deleted_at is not None
-    return cells
+    probe.same_as_missing(
+        "delete_other", hidden, response, lambda: client.delete(f"/api/v1/messages/{MISSING}/")
+    )
+
+    target = MessageFactory(thread=thread, author=world.author)
+    emoji = {"emoji": REACTION_EMOJI[0]}
+    response = client.post(f"/api/v1/messages/{target.pk}/reactions/", emoji, content_type=json)
+    cells["react"] = Reaction.objects.filter(message=target).exists()
+    probe.same_as_missing(
+        "react",
+        hidden,
+        response,
+        lambda: client.post(f"/api/v1/messages/{MISSING}/reactions/", emoji, content_type=json),
+    )
+
+    title = world.unique("Matrix event (API)")
+    client.post(
+        "/api/v1/events/",
+        {
+            "title": title,
+            "kind": "focus_session",
+            "working_group": "wg1",
+            "starts_at": "2030-05-06T10:00:00",
+            "ends_at": "2030-05-06T12:00:00",
+            "timezone": "America/Lima",
+        },
+        content_type=json,
+    )
+    cells["create_event"] = Event.objects.filter(title=title).exists()
+
+    title = world.unique("Renamed over the API")
+    client.patch(f"/api/v1/events/{world.api_event.pk}/", {"title": title}, content_type=json)
+    cells["edit_event"] = Event.objects.filter(pk=world.api_event.pk, title=title).exists()
+
+    client.put(f"/api/v1/events/{world.api_event.pk}/registration/")
+    cells["register"] = _registered(world.api_event, own)
+
+    listed_ids: set[int] = set()
+    response = client.get("/api/v1/notifications/")
+    if response.status_code == 200:
+        listed_ids = {n["id"] for n in response.json()["results"]}
+    cells["inbox_own"] = own.notification is not None and own.notification.pk in listed_ids
+
+    other = _notification(world.author, world.author)
+    response = client.post("/api/v1/notifications/read/", {"ids": [other.pk]}, content_type=json)
+    other.refresh_from_db()
+    cells["inbox_other"] = other.read_at is not None or other.pk in listed_ids
+    probe.same_as_missing(
+        "inbox_other",
+        True,
+        response,
+        lambda: client.post("/api/v1/notifications/read/", {"ids": [MISSING]}, content_type=json),
+    )
+    return probe
 
 
-def mismatches(
-    role: str, transport: str, cells: dict[str, bool]
-) -> list[tuple[str, str, str, bool]]:
+def mismatches(probe: Probe) -> list[tuple[str, str, str, bool]]:
     return [
-        (role, transport, action, done)
-        for action, done in cells.items()
-        if done != (role in POLICY[action])
+        (probe.role, probe.transport, action, done)
+        for action, done in probe.cells.items()
+        if done != permission_table.allowed(probe.role, action)
     ]
+
+
+def policy_mismatches(role: str, user: User | None, room: Room) -> list[tuple[str, str, str, bool]]:
+    wrong = []
+    member: Any = user if user is not None else AnonymousUser()
+    for action, check in POLICY_FUNCTION.items():
+        if role == "deactivated":
+            member.is_active = False
+        allowed = check(member, room)
+        if role == "deactivated":
+            member.is_active = True
+        if allowed != permission_table.allowed(role, action):
+            wrong.append((role, "policy.py", action, allowed))
+    return wrong
 
 
 @pytest.mark.django_db
 def test_permission_matrix_html_and_api_match_policy_table(
-    plan: None, capsys: pytest.CaptureFixture[str]
+    plan: None, settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    world = make_world()
+    room = Room.objects.get(slug="wg1-a")
+    wrong: list[tuple[str, str, str, bool]] = []
+    oracles: list[tuple[str, str, str, tuple[Any, ...], tuple[Any, ...]]] = []
+    cells = 0
+    for role in ROLES:
+        user = make_role(role)
+        wrong.extend(policy_mismatches(role, user, room))
+        cells += len(POLICY_FUNCTION)
+        own = make_own(user, world)
+        client = logged_in(user, role)
+        for cells_of in (html_cells, api_cells):
+            probe = cells_of(client, role, world, own)
+            cells += len(probe.cells)
+            wrong.extend(mismatches(probe))
+            oracles.extend(probe.oracles)
+
+    offered = {(a, t) for a, (_label, ts) in ACTIONS.items() for t in ts if t != "socket"}
+    report(
+        capsys,
+        "PERMISSION-MATRIX (policy.py+HTML+API+feeds)",
+        f"{len(ROLES)} roles x {len(ACTIONS)} actions, {cells} cells, "
+        f"{cells - len(wrong)}/{cells} match docs/permissions.md; "
+        f"private denials that differ from 'missing': {len(oracles)}",
+    )
+    assert wrong == [], wrong
+    assert oracles == [], oracles
+    assert offered  # every non-socket transport of the table is asked above
+
+
+@pytest.mark.django_db
+def test_room_states_match_policy(plan: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Posting in a locked and an archived wg1-a, for every role, over the page and the API
+    (and policy.py): only the room's moderators post in a locked room, nobody in an archived
+    one; the room stays readable (its thread page answers 200) to every reader."""
     author = UserFactory()
     MembershipFactory(member=author, role=Role.MEMBER)
     room = Room.objects.get(slug="wg1-a")
     thread = ThreadFactory(room=room, author=author)
-    MessageFactory(thread=thread, author=author)
     wrong: list[tuple[str, str, str, bool]] = []
     cells = 0
-    for role in ROLES:
-        user = make_role(role)
-        for action, check in POLICY_FUNCTION.items():
-            allowed = check(user if user is not None else _anonymous(), room)
-            if role == "deactivated":
-                user.is_active = False  # type: ignore[union-attr]
-                allowed = check(user, room)
-                user.is_active = True  # type: ignore[union-attr]
-            if allowed != (role in POLICY[action]):
-                wrong.append((role, "policy.py", action, allowed))
-            cells += 1
-        client = logged_in(user, role)
-        for transport, cells_of in (("html", html_cells), ("api", api_cells)):
-            found = cells_of(client, thread, author)
-            cells += len(found)
-            wrong.extend(mismatches(role, transport, found))
+    for state in ("locked", "archived"):
+        Room.objects.filter(pk=room.pk).update(state=state)
+        room.refresh_from_db()
+        for role in ROLES:
+            user = make_role(role)
+            member: Any = user if user is not None else AnonymousUser()
+            client = logged_in(user, role)
+            expected = role in permission_table.POST_BY_STATE[state]
+            before = Message.objects.filter(thread=thread).count()
+            client.post(f"/threads/{thread.pk}/", {"body": "form", "client_id": str(uuid.uuid4())})
+            page = Message.objects.filter(thread=thread).count() == before + 1
+            response = client.post(
+                f"/api/v1/threads/{thread.pk}/messages/",
+                {"body": "api", "client_id": str(uuid.uuid4())},
+                content_type="application/json",
+            )
+            api = response.status_code == 201
+            read = client.get(f"/threads/{thread.pk}/").status_code == 200
+            found = {
+                "post (policy.py)": policy.can_post_in_room(member, room),
+                "post (html)": page,
+                "post (api)": api,
+                "read (html)": read,
+            }
+            wanted = dict.fromkeys(found, expected)
+            wanted["read (html)"] = role in ALLOWED["read_room"]
+            for cell, done in found.items():
+                cells += 1
+                if done != wanted[cell]:
+                    wrong.append((role, state, cell, done))
 
     report(
         capsys,
-        "PERMISSION-MATRIX (policy.py+HTML+API)",
-        f"{len(ROLES)} roles, {cells} cells, {cells - len(wrong)}/{cells} match docs/permissions.md",
+        "PERMISSION-MATRIX (room states)",
+        f"locked and archived x {len(ROLES)} roles, {cells} cells, {cells - len(wrong)}/{cells} "
+        "match docs/permissions.md",
     )
-    assert wrong == []
+    assert wrong == [], wrong
 
 
-def _anonymous() -> Any:
-    from django.contrib.auth.models import AnonymousUser
+def test_permissions_page_shows_the_matrix_table() -> None:
+    """docs/permissions.md carries exactly the table the matrix asks (regenerate with
+    `.venv/bin/python -m tests.reliability.permission_table`)."""
+    text = DOCS.read_text(encoding="utf-8")
+    start, end = "<!-- matrix:start -->\n", "<!-- matrix:end -->"
+    shown = text[text.index(start) + len(start) : text.index(end)]
 
-    return AnonymousUser()
+    assert shown.strip() == permission_table.markdown().strip()
 
 
 @pytest.mark.django_db
@@ -226,9 +674,11 @@ def test_html_denial_same_for_missing_and_forbidden_room(plan: None) -> None:
 # --- The socket ---------------------------------------------------------------------------------
 
 
-async def socket_cells(user: User | None, role: str, thread: Thread) -> dict[str, bool]:
-    """Subscribe and message.send over the gateway (the protocol has no edit, delete or
-    moderation frame: those are HTML and API only)."""
+async def socket_cells(
+    user: User | None, role: str, thread: Thread, seed: Message
+) -> dict[str, bool]:
+    """`subscribe` (with `after: 0`, so the history is replayed) and `message.send` over the
+    gateway (the protocol has no edit, delete, reaction or moderation frame)."""
     if user is None:
         headers = [ORIGIN]
     else:
@@ -236,15 +686,16 @@ async def socket_cells(user: User | None, role: str, thread: Thread) -> dict[str
         if role == "deactivated":
             await database_sync_to_async(_deactivate)(user)
     ws, connected = await open_socket(headers)
-    cells = {"read": False, "post": False}
+    cells = {"subscribe": False, "post": False}
     try:
         if not connected:
             return cells
-        await send(ws, {"type": "subscribe", "room": "wg1-a", "after": None})
+        await send(ws, {"type": "subscribe", "room": "wg1-a", "after": 0})
         first = await ws.receive_output(timeout=10)
-        if first["type"] == "websocket.close":
+        if first["type"] == "websocket.close" or '"subscribed"' not in first.get("text", ""):
             return cells
-        cells["read"] = '"subscribed"' in first.get("text", "")
+        replayed = await recv_until(ws, "message.created")
+        cells["subscribe"] = replayed["message"]["id"] == seed.pk
         client_id = str(uuid.uuid4())
         await send(
             ws,
@@ -271,21 +722,26 @@ def _deactivate(user: User) -> None:
     user.save()
 
 
+def _socket_world() -> tuple[Thread, Message]:
+    author = UserFactory()
+    MembershipFactory(member=author, role=Role.MEMBER)
+    thread = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=author)
+    return thread, MessageFactory(thread=thread, author=author)
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_permission_matrix_socket_matches_policy_table(
     plan: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    author = await database_sync_to_async(UserFactory)()
-    await database_sync_to_async(MembershipFactory)(member=author, role=Role.MEMBER)
-    room = await database_sync_to_async(Room.objects.get)(slug="wg1-a")
-    thread = await database_sync_to_async(ThreadFactory)(room=room, author=author)
+    thread, seed = await database_sync_to_async(_socket_world)()
     wrong: list[tuple[str, str, str, bool]] = []
     cells = 0
     for role in ROLES:
         user = await database_sync_to_async(make_role)(role)
-        found = await socket_cells(user, role, thread)
+        found = await socket_cells(user, role, thread, seed)
         cells += len(found)
-        wrong.extend(mismatches(role, "socket", found))
+        probe = Probe(role, "socket", found)
+        wrong.extend(mismatches(probe))
 
     report(
         capsys,

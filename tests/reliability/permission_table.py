@@ -1,0 +1,122 @@
+"""The permission matrix of issue 7 as data: role x action -> allowed, and where each is asked.
+
+docs/permissions.md shows this table verbatim between its `matrix` markers;
+`test_permission_matrix.py` asks every cell over every transport that offers the action and
+checks that the page shows exactly `markdown()`. After changing the table, regenerate the
+page's section with
+
+    .venv/bin/python -m tests.reliability.permission_table
+
+and paste it between the markers. No Django import here: the table is plain data.
+
+The setting: working group wg1, its open topic room wg1-a, a thread there by another member of
+wg1, a public event of wg1, a notification of another member, a file posted in wg1-a.
+"""
+
+from __future__ import annotations
+
+# role -> who that is (for wg1 and its room wg1-a)
+ROLES: dict[str, str] = {
+    "anonymous": "not signed in",
+    "unverified": "signed in, email not verified (a member of wg1)",
+    "observer": "observer of wg1",
+    "member": "member of wg1",
+    "room_moderator": "vice-chair of wg1 (Minga's room moderators are its group's organizers)",
+    "chair": "chair of wg1",
+    "secretariat": "staff, no role in wg1",
+    "deactivated": "a member of wg1, deactivated while signed in",
+    "removed": "was a member of wg1, membership deleted (a participant without a role in wg1)",
+}
+
+# action -> (what it is, the transports that offer it)
+ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "read_room": ("read room wg1-a (its page, its thread list)", ("html", "api")),
+    "read_history": ("read a thread's messages", ("html", "api")),
+    "subscribe": ("subscribe to wg1-a and get its history replayed", ("socket",)),
+    "post": ("post a message", ("html", "api", "socket")),
+    "edit_own": ("edit one's own message", ("html", "api")),
+    "edit_other": ("edit another member's message", ("html", "api")),
+    "delete_other": ("delete another member's message", ("html", "api")),
+    "react": ("react to a message", ("html", "api")),
+    "moderate": ("hide a message (moderation)", ("html",)),
+    "create_event": ("create an event of wg1", ("html", "api")),
+    "edit_event": ("edit an event of wg1", ("html", "api")),
+    "register": (
+        "register for a public event of wg1 (observers not admitted: the default)",
+        ("html", "api"),
+    ),
+    "attendee_list": ("see the event's attendee list", ("html", "csv")),
+    "inbox_own": ("read one's own notification", ("html", "api")),
+    "inbox_other": ("read another member's notification", ("html", "api")),
+    "feed_own": ("fetch one's own private calendar feed (its token URL)", ("ics",)),
+    "feed_group": ("fetch wg1's calendar feed (signed in)", ("ics",)),
+    "feed_other": ("fetch the feed of wg2, a group one has no role in", ("ics",)),
+    "attachment": ("download a file posted in wg1-a", ("html",)),
+    "attachment_unposted": ("download another member's file not posted yet", ("html",)),
+}
+
+_READERS = frozenset({"observer", "member", "room_moderator", "chair", "secretariat", "removed"})
+_POSTERS = frozenset({"member", "room_moderator", "chair", "secretariat"})
+_ORGANIZERS = frozenset({"room_moderator", "chair", "secretariat"})
+
+# The one table: action -> the roles allowed. Everything else is refused.
+ALLOWED: dict[str, frozenset[str]] = {
+    "read_room": _READERS,
+    "read_history": _READERS,
+    "subscribe": _READERS,
+    "post": _POSTERS,
+    "edit_own": _POSTERS,
+    "edit_other": frozenset(),
+    "delete_other": _ORGANIZERS,
+    "react": _POSTERS,
+    "moderate": _ORGANIZERS,
+    "create_event": _ORGANIZERS,
+    "edit_event": _ORGANIZERS,
+    "register": _POSTERS,  # a member without a role anywhere counts as an observer
+    "attendee_list": _ORGANIZERS,
+    "inbox_own": _READERS,
+    "inbox_other": frozenset(),
+    "feed_own": _READERS,
+    "feed_group": _READERS - {"removed"},
+    "feed_other": frozenset({"secretariat"}),
+    "attachment": _READERS,
+    "attachment_unposted": frozenset(),
+}
+
+# Posting by the room's state (docs/permissions.md, "Room states"): the roles that may post.
+POST_BY_STATE: dict[str, frozenset[str]] = {
+    "open": _POSTERS,
+    "locked": _ORGANIZERS,
+    "archived": frozenset(),
+}
+
+# The short column names of the page's table.
+_COLUMN = {
+    "anonymous": "anon.",
+    "unverified": "unverif.",
+    "observer": "observer",
+    "member": "member",
+    "room_moderator": "vice-chair",
+    "chair": "chair",
+    "secretariat": "secr.",
+    "deactivated": "deact.",
+    "removed": "removed",
+}
+
+
+def allowed(role: str, action: str) -> bool:
+    return role in ALLOWED[action]
+
+
+def markdown() -> str:
+    """The table as docs/permissions.md shows it (between its `matrix` markers)."""
+    head = ["action", "transports", *(_COLUMN[r] for r in ROLES)]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for action, (label, transports) in ACTIONS.items():
+        marks = ("yes" if allowed(role, action) else "no" for role in ROLES)
+        lines.append(f"| {label} | {', '.join(transports)} | " + " | ".join(marks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
