@@ -54,10 +54,14 @@ setup: install
 	$(PY) manage.py migrate --noinput -v 0
 
 .PHONY: run
+# run_periodic: reminders, the email sweep, digests and the attachment purge (celery beat's job
+# in production) run beside the server, and stop with it.
 run: setup
 	$(PY) manage.py seed_demo
 	@echo "Minga: http://127.0.0.1:8000"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@$(PY) manage.py run_periodic & periodic=$$!; \
+	  trap 'kill $$periodic 2>/dev/null' EXIT; \
+	  $(PY) manage.py runserver 127.0.0.1:8000
 
 .PHONY: chromium
 chromium:

@@ -10,6 +10,8 @@ committed, through `send_robust`: one failing receiver is logged and does not st
 - message_deleted(message: Message, actor: User)
 - reaction_changed(message: Message, member: User, emoji: str, added: bool)
 - thread_read(read_state: ReadState)
+- reports_resolved(message: Message, actor_id: int, outcome: str, reporter_ids: list[int],
+  resolved_at: datetime)                                     a moderator closed reports of a message
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ message_edited = Signal()
 message_deleted = Signal()
 reaction_changed = Signal()
 thread_read = Signal()
+reports_resolved = Signal()
 
 
 def send_on_commit(signal: Signal, sender: type, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from community.models import User
 
@@ -373,9 +374,17 @@ def build_digest(
             "inbox_url": absolute(reverse("notifications:inbox")),
         }
         subject = (
-            _("[Minga] Your weekly digest: %(count)s notifications")
+            ngettext(
+                "[Minga] Your weekly digest: %(count)s notification",
+                "[Minga] Your weekly digest: %(count)s notifications",
+                len(rows),
+            )
             if mode == EmailMode.WEEKLY
-            else _("[Minga] Your daily digest: %(count)s notifications")
+            else ngettext(
+                "[Minga] Your daily digest: %(count)s notification",
+                "[Minga] Your daily digest: %(count)s notifications",
+                len(rows),
+            )
         ) % {"count": len(rows)}
         text = render_to_string("notifications/email/digest.txt", context)
         html = render_to_string("notifications/email/digest.html", context)

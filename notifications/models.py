@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
+
+# What the inbox, the API and the live frame show of a row: its snippet and the start of its note.
+PREVIEW_CHARS = 240
 
 
 class Kind(models.TextChoices):
@@ -61,6 +65,9 @@ class Notification(models.Model):
     group_label = models.CharField(max_length=200, blank=True)
     title = models.CharField(_("title"), max_length=300)
     snippet = models.CharField(_("snippet"), max_length=500, blank=True)
+    # The actor's own words to the recipients, in full (an organizer's message with a change or
+    # a cancellation): the email carries all of it, the inbox the start (`preview`).
+    note = models.TextField(_("note"), blank=True)
     created = models.DateTimeField(_("created"), db_index=True)
     read_at = models.DateTimeField(_("read at"), null=True, blank=True)
     # False when the member turned the kind off in the app but not by email: the row exists
@@ -105,6 +112,15 @@ class Notification(models.Model):
     @property
     def is_read(self) -> bool:
         return self.read_at is not None
+
+    @property
+    def preview(self) -> str:
+        """The snippet followed by the start of the note, on one line."""
+        note = " ".join(self.note.split())
+        if not note:
+            return self.snippet
+        text = f"{self.snippet} · {note}" if self.snippet else note
+        return Truncator(text).chars(PREVIEW_CHARS)
 
 
 class NotificationPreference(models.Model):

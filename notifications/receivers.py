@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery import shared_task
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import strip_tags
 
@@ -69,7 +70,7 @@ def _text(body_html: str) -> str:
 def _message_context(message: Any) -> dict[str, Any]:
     room = message.room
     thread = message.thread
-    group = str(room.working_group) if room.working_group_id else ""
+    group = services.group_name(room.working_group) if room.working_group_id else ""
     return {
         "actor": message.author.name or message.author.handle,
         "thread": thread.title,
@@ -80,11 +81,49 @@ def _message_context(message: Any) -> dict[str, Any]:
 
 
 def on_message_posted(sender: Any, *, message: Any, mentioned_ids: list[int], **_: Any) -> None:
-    """Mentions, the replied-to author, room followers (a new thread), thread followers."""
+    """Hand the message's notifications to a worker (`message_posted_task`).
+
+    The signal arrives after commit on the poster's thread; for a socket post that is the
+    gateway process's one database thread, where the recipient queries and inbox writes would
+    delay every other post, subscribe and delivery of the process (docs/performance.md, item 4).
+    Runs in-process where tasks are eager (no broker: development, tests); when the broker
+    cannot take the task (Redis away, failing fast), the work runs here instead: nothing lost.
+    """
     if message.deleted_at is not None or message.hidden_at is not None:
         return
+    work = {"message_id": int(message.pk), "mentioned_ids": [int(i) for i in mentioned_ids]}
+    if message_posted_task.app.conf.task_always_eager:
+        message_posted_notify(**work)
+        return
+    try:
+        message_posted_task.delay(**work)
+    except Exception:
+        logger.warning("message_posted_task not queued; notifying inline", exc_info=True)
+        message_posted_notify(**work)
+
+
+@shared_task(name="notifications.message_posted_task", acks_late=True)
+def message_posted_task(*, message_id: int, mentioned_ids: list[int]) -> None:
+    """`message_posted_notify` in a worker; safe to run twice (one row per member and message)."""
+    message_posted_notify(message_id=message_id, mentioned_ids=mentioned_ids)
+
+
+def message_posted_notify(*, message_id: int, mentioned_ids: list[int]) -> None:
+    """Mentions, the replied-to author, room followers (a new thread), thread followers.
+
+    The message is read again (one query, with everything the notification shows): a task runs
+    later, and a message deleted or hidden meanwhile notifies no one."""
     from forums.models import Message
 
+    message = (
+        Message.objects.select_related(
+            "thread", "room", "room__working_group", "author", "author__organization"
+        )
+        .filter(pk=message_id)
+        .first()
+    )
+    if message is None or message.deleted_at is not None or message.hidden_at is not None:
+        return
     author_id = message.author_id
     first = (
         Message.objects.filter(thread_id=message.thread_id)
@@ -167,6 +206,49 @@ def on_message_edited(
         )
 
 
+def on_reports_resolved(
+    sender: Any,
+    *,
+    message: Any,
+    actor_id: int,
+    outcome: str,
+    reporter_ids: list[int],
+    resolved_at: dt.datetime,
+    **_: Any,
+) -> None:
+    """The members whose reports a moderator closed: the outcome and where, nothing more.
+
+    Neither the moderator's name nor a reason: a hidden message's reason is for moderators, and
+    when several members reported it, it may be another reporter's words.
+    """
+    from forums.models import Message
+
+    ids = recipients.filter_participants(
+        list(reporter_ids), exclude=actor_id, room_id=message.room_id
+    )
+    if not ids:
+        return
+    fresh = Message.objects.select_related("room__working_group", "thread").get(pk=message.pk)
+    room = fresh.room
+    group = services.group_name(room.working_group) if room.working_group_id else ""
+    services.notify(
+        kind=Kind.MODERATION,
+        # No actor: the reporter learns the outcome; who moderated is the moderators' business.
+        actor=None,
+        target_type="forums.message",
+        target_id=fresh.pk,
+        url=_thread_url(fresh.thread_id, fresh.pk),
+        occurrence_key=f"report:{fresh.pk}:{outcome}:{_stamp(resolved_at)}",
+        recipient_ids=ids,
+        context={
+            "outcome": outcome,
+            "thread": fresh.thread.title,
+            "room": room.title,
+            "group_label": f"{group} · {room.title}" if group else room.title,
+        },
+    )
+
+
 # --- Events -------------------------------------------------------------------------------------
 
 
@@ -176,7 +258,7 @@ def _event_context(event: Any, *, starts_at: dt.datetime | None = None, **extra:
         "event": event.title,
         "starts_at": start.isoformat() if start else None,
         "location": event.location,
-        "group_label": str(event.working_group) if event.working_group_id else "",
+        "group_label": services.group_name(event.working_group) if event.working_group_id else "",
         **extra,
     }
 
@@ -224,7 +306,10 @@ def on_event_changed(
         url=_event_url(event_id),
         occurrence_key=f"event:{event_id}:changed:{event.sequence}:{_stamp(event.updated)}",
         recipient_ids=recipients.registrants(event_id=event_id, exclude=actor_id),
-        context=_event_context(event, body=kwargs.get("message") or ""),
+        # A moved date of a series carries its new start; a change to the series has none.
+        context=_event_context(
+            event, starts_at=kwargs.get("starts_at"), note=kwargs.get("message") or ""
+        ),
     )
 
 
@@ -246,7 +331,7 @@ def on_event_cancelled(
         url=_event_url(event_id),
         occurrence_key=f"event:{event_id}:cancelled:{_stamp(original_start)}",
         recipient_ids=recipients.registrants(event_id=event_id, exclude=actor_id),
-        context=_event_context(event, starts_at=original_start, body=kwargs.get("message") or ""),
+        context=_event_context(event, starts_at=original_start, note=kwargs.get("message") or ""),
     )
 
 
@@ -338,6 +423,7 @@ def connect() -> list[str]:
         for name, receiver in (
             ("message_posted", on_message_posted),
             ("message_edited", on_message_edited),
+            ("reports_resolved", on_reports_resolved),
         ):
             signal = getattr(forum_signals, name, None)
             if signal is not None:

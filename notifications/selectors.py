@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from community import policy
 from community.models import User
 
 from .models import EmailMode, Kind, Notification, NotificationPreference, NotificationSettings
@@ -97,6 +98,10 @@ def unread_counts(*, member_ids: Iterable[int]) -> dict[int, int]:
 def inbox(
     *, member: User, unread: bool = False, kinds: Iterable[str] | None = None
 ) -> QuerySet[Notification]:
+    if not policy.is_participant(member):
+        # An unverified or deactivated account reads nothing, its own inbox included: the
+        # snippets quote rooms it may not read (docs/permissions.md).
+        return Notification.objects.none()
     qs = Notification.objects.filter(recipient=member, in_app=True).select_related("actor")
     if unread:
         qs = qs.filter(read_at__isnull=True)
@@ -112,7 +117,7 @@ def notification_payload(row: Notification) -> dict[str, Any]:
         "id": row.pk,
         "kind": row.kind,
         "title": row.title,
-        "snippet": row.snippet,
+        "snippet": row.preview,
         "url": row.url,
         "created_at": row.created.isoformat(),
         "read": row.read_at is not None,

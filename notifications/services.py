@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone, translation
@@ -38,6 +39,8 @@ INLINE_FANOUT_MAX = 200
 # Rows per INSERT and per batch of live frames.
 BATCH_SIZE = 1000
 SNIPPET_CHARS = 200
+# An organizer's message kept in full on the row (Notification.note) for the email.
+NOTE_CHARS = 5000
 
 
 # --- Rendering ----------------------------------------------------------------------------------
@@ -59,7 +62,9 @@ def render(kind: str, context: Mapping[str, Any], *, tz_name: str) -> tuple[str,
     """(title, snippet) of a notification in the active language, times in `tz_name`.
 
     `context` holds JSON-safe names captured when the happening was announced: actor, thread,
-    room, event, starts_at (ISO), location, status, position, body, title, outcome.
+    room, event, starts_at (ISO), location, status, position, body, title, outcome (a report's:
+    "hidden" or "dismissed"), note (the organizer's message; not part of the snippet,
+    see `Notification.note`).
     """
     c = {k: ("" if v is None else v) for k, v in context.items()}
     actor = c.get("actor", "") or _("Someone")
@@ -94,7 +99,7 @@ def render(kind: str, context: Mapping[str, Any], *, tz_name: str) -> tuple[str,
         "room": c.get("room", ""),
         "event": event,
         "position": c.get("position", ""),
-        "outcome": c.get("outcome", ""),
+        "outcome": _outcome_label(str(c.get("outcome", ""))),
         "title": c.get("title", ""),
     }
     rendered_title = Truncator(title % params).chars(300)
@@ -106,9 +111,26 @@ def render(kind: str, context: Mapping[str, Any], *, tz_name: str) -> tuple[str,
         Kind.REGISTRATION,
     }:
         snippet = event_snippet
+    elif kind == Kind.MODERATION:
+        snippet = _moderation_snippet(c)
     else:
         snippet = str(c.get("body", ""))
     return rendered_title, Truncator(" ".join(snippet.split())).chars(SNIPPET_CHARS)
+
+
+def _outcome_label(outcome: str) -> str:
+    labels = {
+        "hidden": _("the message is now hidden"),
+        "dismissed": _("the message stays as it is"),
+    }
+    return labels.get(outcome, outcome)
+
+
+def _moderation_snippet(c: Mapping[str, Any]) -> str:
+    return _("“%(thread)s” in %(room)s") % {
+        "thread": c.get("thread", ""),
+        "room": c.get("room", ""),
+    }
 
 
 # --- Quiet hours --------------------------------------------------------------------------------
@@ -260,6 +282,7 @@ def _write_batch(
     )
     rendered: dict[tuple[str, str], tuple[str, str]] = {}
     rows: list[Notification] = []
+    note = str(context.get("note") or "").strip()[:NOTE_CHARS]
     for member in members:
         if member.pk in done:
             continue
@@ -296,6 +319,7 @@ def _write_batch(
                 group_label=str(context.get("group_label", ""))[:200],
                 title=title,
                 snippet=snippet,
+                note=note,
                 created=now,
                 read_at=None,
                 in_app=in_app,
@@ -348,6 +372,16 @@ def _write_batch(
     return len(new)
 
 
+def group_name(working_group: WorkingGroup) -> str:
+    """The group's short name ("WG1") in the site's language, whoever is active.
+
+    It is stored on inbox rows (`group_label`) and the digest groups rows by it, so it must not
+    depend on the language of whoever happened to trigger the notification.
+    """
+    with translation.override(settings.LANGUAGE_CODE):
+        return str(working_group)
+
+
 def announce(*, actor: User, working_group: WorkingGroup, title: str, body: str, url: str) -> int:
     """Tell every participant of `working_group` (the actor excepted) about an announcement.
 
@@ -382,7 +416,7 @@ def announce(*, actor: User, working_group: WorkingGroup, title: str, body: str,
         recipient_ids=recipients.working_group_members(
             working_group_id=working_group.pk, exclude=actor.pk
         ),
-        context={"title": title, "body": body, "group_label": str(working_group)},
+        context={"title": title, "body": body, "group_label": group_name(working_group)},
         now=now,
     )
 

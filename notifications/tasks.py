@@ -1,7 +1,7 @@
 """Celery tasks of notifications: heavy fan-out, immediate email, the sweep and the digests.
 
-Beat schedule (registered here on the project's Celery app): the email sweep every 5 minutes,
-the digests every hour at :05 (each member's digest goes at their local morning).
+Beat schedule (CELERY_BEAT_SCHEDULE in settings): the email sweep every 5 minutes, the digests
+every hour at :05 (each member's digest goes at their local morning).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import datetime as dt
 from typing import Any
 
 from celery import shared_task
-from celery.schedules import crontab
-from minga.celery import app
 
 from . import email, services
 
@@ -71,16 +69,3 @@ def email_sweep_task(now: str | None = None) -> dict[str, int]:
 @shared_task(name="notifications.digest_task")
 def digest_task(now: str | None = None) -> dict[str, int]:
     return email.digests_due(now=_when(now))
-
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "notifications-email-sweep": {
-        "task": "notifications.email_sweep_task",
-        "schedule": crontab(minute="*/5"),
-    },
-    "notifications-digests": {
-        "task": "notifications.digest_task",
-        "schedule": crontab(minute=5),
-    },
-}

@@ -101,7 +101,7 @@ def test_database_url_selects_postgresql_with_the_pool() -> None:
 def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
     found = probe({"REDIS_URL": "redis://cache.internal:6379/2"})
 
-    assert found["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert found["layer"] == "minga.channels_redis_bounded.BoundedPubSubChannelLayer"
     assert found["cache"] == "minga.cache.ResilientRedisCache"
     assert found["broker"] == "redis://cache.internal:6379/2"
     assert found["eager"] is False

@@ -217,13 +217,31 @@ else:
 DATABASES = {"default": default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Seconds. Redis answers in well under a millisecond; these only bound the wait on a Redis that
+# is paused, overloaded or unreachable (tests/reliability/test_faults.py measures them).
+REDIS_SOCKET_TIMEOUT = 1.0
+REDIS_CONNECT_TIMEOUT = 1.0
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # Why pub/sub and not the core layer: docs/decisions/0003-channel-layer.md.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Why pub/sub and not the core layer: docs/decisions/0003-channel-layer.md. The
+            # subclass bounds a publish's whole wait, queue for the connection included. Its
+            # path names channels_redis: forums.presence keeps presence in Redis for such layers.
+            "BACKEND": "minga.channels_redis_bounded.BoundedPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 2}],
+                "publish_timeout": 2 * REDIS_SOCKET_TIMEOUT,
+                "breaker_seconds": 1.0,
+                # Timeouts bound what a paused or unreachable Redis costs: a publish (after a
+                # commit, inside the request) waits at most REDIS_SOCKET_TIMEOUT, then is
+                # logged and dropped; clients catch up by seq (docs/operations.md, "Redis").
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                    }
+                ],
                 # Pub/sub is not scoped by database number: deployments (or test runs) that share
                 # one Redis keep apart by prefix.
                 "prefix": os.environ.get("REDIS_PREFIX", "minga"),
@@ -237,7 +255,10 @@ if REDIS_URL:
             "BACKEND": "minga.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "minga",
-            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+            "OPTIONS": {
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+            },
         },
     }
 else:
@@ -257,9 +278,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Enqueueing happens after a commit, inside the request: with Redis away it must fail fast (the
+# email sweep sends what was not enqueued). socket_timeout stays above the worker's 1 s BRPOP.
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_timeout": 2.0,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
 CELERY_TIMEZONE = "UTC"
+# The periodic work: `celery -A minga beat` in production (Procfile); under `make run` (no
+# broker) `python manage.py run_periodic` runs the same schedule inside its own process.
+from celery.schedules import crontab  # noqa: E402 - next to the only setting that needs it
+
 CELERY_BEAT_SCHEDULE = {
     "events-reminders": {"task": "events.reminders_due_task", "schedule": 60.0},
+    # Immediate emails whose task was lost, held by quiet hours, or due for a retry.
+    "notifications-email-sweep": {
+        "task": "notifications.email_sweep_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    # Hourly: each member's digest goes at their local morning (notifications.email).
+    "notifications-digests": {"task": "notifications.digest_task", "schedule": crontab(minute=5)},
+    # Uploads never posted and the files of deleted messages.
+    "forums-attachments-purge": {
+        "task": "forums.attachments_purge_task",
+        "schedule": crontab(minute=30, hour=3),
+    },
 }
 
 # --- Accounts ---------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_weekly_digest_on_the_chosen_day(plan: None) -> None:
 
     # Assert
     assert (tuesday, wednesday) == ({"empty": 1}, {"sent": 1})
-    assert mail.outbox[0].subject == "[Minga] Your weekly digest: 1 notifications"
+    assert mail.outbox[0].subject == "[Minga] Your weekly digest: 1 notification"
 
 
 def test_digest_of_only_read_items_sends_nothing(plan: None) -> None:

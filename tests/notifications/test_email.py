@@ -357,3 +357,39 @@ def test_switched_to_daily_after_row_written_waits_for_digest(
         EmailState.SENT,
         1,
     )
+
+
+def test_one_click_unsubscribe_from_the_header_as_a_mail_client_posts_it(
+    plan: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    """RFC 8058: the client POSTs `List-Unsubscribe=One-Click` to the header's URL, with no
+    cookie and no CSRF token; the kind's email is off, and the next mention sends nothing."""
+    from django.test import Client
+
+    from notifications.models import NotificationPreference
+
+    # Arrange
+    member = UserFactory(email="rosa@example.org")
+    with django_capture_on_commit_callbacks(execute=True):
+        _mention(member, key="message:1")
+    header = mail.outbox[0].extra_headers["List-Unsubscribe"]
+    path = header.strip("<>").removeprefix(email.base_url())
+    mail_client = Client(enforce_csrf_checks=True)
+
+    # Act
+    response = mail_client.post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _mention(member, key="message:2")
+
+    # Assert
+    pref = NotificationPreference.objects.get(member=member, kind="mention")
+    second = Notification.objects.get(recipient=member, occurrence_key="message:2")
+    assert (response.status_code, pref.email, pref.in_app, len(mail.outbox)) == (
+        200,
+        "off",
+        True,
+        1,
+    )
+    assert (second.email_state, second.in_app) == (EmailState.SKIPPED, True)

@@ -226,3 +226,142 @@ def test_email_links_use_minga_site_url(
         f"https://minga.example.org/events/{workshop.pk}/",
         "https://minga.example.org",
     )
+
+
+# --- The organizer's message with a change or a cancellation ----------------------------------
+
+NOTE = "Moved to May <b>because</b> of the\nministers' summit & elections."
+
+
+def test_cancel_message_reaches_inbox_and_both_email_parts_escaped(
+    workshop: Event, chair: User, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Arrange
+    member = delegate("rosa")
+    event_services.registration_create(event=workshop, member=member)
+    mail.outbox.clear()
+    client.force_login(chair)
+
+    # Act: the organizer cancels through the page, with a message to registrants.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/events/{workshop.pk}/cancel/", {"message": NOTE})
+
+    # Assert: in full on the row and in the email, the start in the inbox's preview.
+    row = Notification.objects.get(recipient=member, kind=Kind.EVENT_CANCELLED)
+    [message] = mail.outbox
+    [(html, _mime)] = message.alternatives
+    assert response.status_code == 302
+    assert row.note == NOTE
+    assert row.preview.endswith(
+        "· Moved to May <b>because</b> of the ministers' summit & elections."
+    )
+    assert row.preview.startswith(row.snippet)
+    assert "Message from the organizer:\n" + NOTE in message.body
+    assert (
+        "<blockquote>Moved to May &lt;b&gt;because&lt;/b&gt; of the<br>"
+        "ministers&#x27; summit &amp; elections.</blockquote>"
+    ) in html
+    assert "<b>because</b>" not in html
+
+
+def test_reschedule_message_in_frame_api_and_email(
+    workshop: Event, chair: User, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from notifications import selectors
+
+    # Arrange
+    member = delegate("rosa")
+    event_services.registration_create(event=workshop, member=member)
+    mail.outbox.clear()
+
+    # Act
+    with django_capture_on_commit_callbacks(execute=True):
+        event_services.event_reschedule(
+            event=workshop,
+            actor=chair,
+            starts_at=START + dt.timedelta(days=1),
+            ends_at=START + dt.timedelta(days=1, hours=2),
+            message="Same room, one day later.",
+        )
+
+    # Assert
+    row = Notification.objects.get(recipient=member, kind=Kind.EVENT_CHANGED)
+    client.force_login(member)
+    listed = client.get("/api/v1/notifications/").json()["results"]
+    [message] = mail.outbox
+    assert selectors.notification_payload(row)["snippet"] == (
+        f"{row.snippet} · Same room, one day later."
+    )
+    assert [r["snippet"] for r in listed if r["id"] == row.pk] == [row.preview]
+    assert "Same room, one day later." in message.body
+    assert "Same room, one day later." in message.alternatives[0][0]
+
+
+def test_cancel_without_message_has_no_organizer_block(
+    workshop: Event, chair: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    member = delegate("rosa")
+    event_services.registration_create(event=workshop, member=member)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event_services.event_cancel(event=workshop, actor=chair)
+
+    row = Notification.objects.get(recipient=member, kind=Kind.EVENT_CANCELLED)
+    [message] = mail.outbox
+    assert (row.note, row.preview == row.snippet) == ("", True)
+    assert "Message from the organizer" not in message.body
+    assert "blockquote" not in message.alternatives[0][0]
+
+
+def test_long_cancel_message_is_cut_in_the_preview_kept_whole_in_the_email(
+    workshop: Event, chair: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    member = delegate("rosa")
+    event_services.registration_create(event=workshop, member=member)
+    mail.outbox.clear()
+    long_note = " ".join(f"word{i}" for i in range(300))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event_services.event_cancel(event=workshop, actor=chair, message=long_note)
+
+    row = Notification.objects.get(recipient=member, kind=Kind.EVENT_CANCELLED)
+    assert (len(row.preview), row.preview.endswith("…"), long_note in mail.outbox[0].body) == (
+        240,
+        True,
+        True,
+    )
+
+
+def test_moved_date_of_a_series_tells_registrants_the_new_time(
+    chair: User, plan: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Arrange: a weekly series; its second date moves a day later, to 10:00 in Port of Spain.
+    series = event_services.event_create(
+        actor=chair,
+        title="Weekly focus session",
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        starts_at=START,
+        ends_at=START + dt.timedelta(hours=2),
+        timezone="America/Port_of_Spain",
+        recurrence="FREQ=WEEKLY;COUNT=3",
+    )
+    member = delegate("rosa")
+    event_services.registration_create(event=series, member=member)
+    second = START + dt.timedelta(weeks=1)
+    moved = second + dt.timedelta(days=1)
+
+    # Act
+    with django_capture_on_commit_callbacks(execute=True):
+        event_services.occurrence_reschedule(
+            event=series,
+            actor=chair,
+            original_start=second,
+            starts_at=moved,
+            ends_at=moved + dt.timedelta(hours=2),
+        )
+
+    # Assert: the change row names the moved date, not the series' first one.
+    row = Notification.objects.get(recipient=member, kind=Kind.EVENT_CHANGED)
+    assert "March 20, 2030" in row.snippet
+    assert "March 12" not in row.snippet

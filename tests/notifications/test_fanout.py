@@ -315,3 +315,95 @@ def test_write_notifications_in_batches_writes_every_recipient(
         5,
         ids,
     )
+
+
+# --- Query counts for every kind, live frames and email enqueue included ----------------------
+
+KIND_CONTEXTS: dict[str, dict[str, Any]] = {
+    "mention": {"actor": "Ana", "thread": "Inspection data", "body": "@all have a look"},
+    "reply": {"actor": "Ana", "thread": "Inspection data", "body": "Agreed."},
+    "new_thread": {"actor": "Ana", "thread": "Inspection data", "room": "WG1 a"},
+    "thread_message": {"actor": "Ana", "thread": "Inspection data", "body": "More figures."},
+    "event_scheduled": {"event": "Workshop", "starts_at": "2030-03-12T14:00:00+00:00"},
+    "event_changed": {
+        "event": "Workshop",
+        "starts_at": "2030-03-13T14:00:00+00:00",
+        "note": "A day later.",
+    },
+    "event_cancelled": {
+        "event": "Workshop",
+        "starts_at": "2030-03-12T14:00:00+00:00",
+        "note": "Postponed.",
+    },
+    "event_reminder": {"event": "Workshop", "starts_at": "2030-03-12T14:00:00+00:00"},
+    "registration": {"event": "Workshop", "status": "registered"},
+    "moderation": {
+        "outcome": "hidden",
+        "thread": "Inspection data",
+        "room": "WG1 a",
+    },
+    "announcement": {"title": "Plenary", "body": "On Friday."},
+}
+
+
+@pytest.fixture
+def broker_configured() -> Any:
+    """Celery as with REDIS_URL: `delay()` publishes to the broker instead of running here."""
+    from minga.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = before
+
+
+def test_fanout_queries_do_not_grow_with_recipients_for_any_kind(
+    plan: None,
+    broker_configured: None,
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from notifications.models import Kind
+    from notifications.selectors import IMMEDIATE_BY_DEFAULT
+    from notifications.tasks import send_email_task
+
+    assert sorted(KIND_CONTEXTS) == sorted(Kind.values)
+    ids = _members(1000)
+    enqueued: list[int] = []
+    real_delay = send_email_task.delay
+
+    def delay(pk: int) -> Any:
+        enqueued.append(pk)
+        return real_delay(pk)  # published to the (in-memory) broker: no query here
+
+    monkeypatch.setattr(send_email_task, "delay", delay)
+    seen: list[tuple[str, int, int, int]] = []
+    for kind, context in KIND_CONTEXTS.items():
+        for count in (1, 10, 1000):
+            enqueued.clear()
+            # Act: the fan-out as the task runs it, then what runs after its commit (the live
+            # frames and the email tasks). Members (1), preferences (1), existing rows (1),
+            # INSERT (1), rows back (1), unread counts (1), the batch's savepoint pair (2).
+            with (
+                django_assert_num_queries(8),
+                django_capture_on_commit_callbacks(execute=True),
+            ):
+                written = services.write_notifications(
+                    kind=kind,
+                    actor_id=None,
+                    target_type="tests.target",
+                    target_id=1,
+                    url="/",
+                    occurrence_key=f"{kind}:{count}",
+                    recipient_ids=ids[:count],
+                    context=context,
+                )
+            seen.append((kind, count, written, len(enqueued)))
+
+    # Assert: every recipient written; immediate kinds enqueue one email task per row.
+    assert seen == [
+        (kind, count, count, count if kind in IMMEDIATE_BY_DEFAULT else 0)
+        for kind in KIND_CONTEXTS
+        for count in (1, 10, 1000)
+    ]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.utils import timezone
 
 from community.models import Role, User, WorkingGroup
@@ -293,3 +294,222 @@ def test_mention_links_to_the_message_in_its_thread(
         "Ana Autora mentioned you in “Labour inspection”",
         "Over to you, @someone.",
     )
+
+
+# --- Moderation outcome on my report --------------------------------------------------------------
+
+MODERATION_TABLE = [
+    # (scenario, position, outcome, expected kinds)
+    ("reporter, message hidden", "reporter", "hidden", ["moderation"]),
+    ("reporter, report dismissed", "reporter", "dismissed", ["moderation"]),
+    ("unverified reporter", "unverified reporter", "hidden", []),
+    ("deactivated reporter", "deactivated reporter", "hidden", []),
+    ("observer reporter", "observer reporter", "dismissed", ["moderation"]),
+    ("member who did not report", "bystander", "hidden", []),
+    ("author of the reported message", "author", "hidden", []),
+]
+
+
+@pytest.mark.parametrize("case", MODERATION_TABLE, ids=[row[0] for row in MODERATION_TABLE])
+def test_moderation_outcome_recipients_by_position(
+    *,
+    case: tuple[str, str, str, list[str]],
+    make_member: Callable[..., User],
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from forums import moderation
+
+    # Arrange: `someone` holds the position; a second member reports in every scenario, so
+    # that a bystander or the author is left out of a resolution that does notify someone.
+    _scenario, position, outcome, expected = case
+    message = post(author=author, room=room, body="Off-topic advertising.")
+    other = make_member("other")
+    reports = [moderation.report_create(message=message, reporter=other, reason="Spam")]
+    if position == "author":
+        someone = author
+    else:
+        someone = make_member(
+            "someone",
+            role=Role.OBSERVER if position == "observer reporter" else Role.MEMBER,
+            verified=position != "unverified reporter",
+        )
+        if position != "bystander":
+            # Reporting needs a participant: the verification is undone after the report.
+            if position == "unverified reporter":
+                EmailAddress.objects.filter(user=someone).update(verified=True)
+            reports.append(
+                moderation.report_create(message=message, reporter=someone, reason="Advertising")
+            )
+            if position == "unverified reporter":
+                EmailAddress.objects.filter(user=someone).update(verified=False)
+            if position == "deactivated reporter":
+                User.objects.filter(pk=someone.pk).update(is_active=False)
+    Notification.objects.all().delete()
+
+    # Act: hiding closes every open report at once; dismissing closes each one.
+    with django_capture_on_commit_callbacks(execute=True):
+        if outcome == "hidden":
+            moderation.report_resolve(report=reports[0], actor=chair, outcome="hidden")
+        else:
+            for report in reports:
+                moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
+
+    # Assert
+    assert (_kinds(someone), _kinds(other), _kinds(chair)) == (expected, ["moderation"], [])
+
+
+def test_moderation_outcome_title_snippet_and_link(
+    *,
+    make_member: Callable[..., User],
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.urls import reverse
+
+    from forums import moderation
+
+    # Arrange
+    reporter = make_member("reporter")
+    message = post(author=author, room=room, body="Buy cheap watches", title="Inspection data")
+    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+
+    # Act
+    with django_capture_on_commit_callbacks(execute=True):
+        moderation.report_resolve(report=report, actor=chair, outcome="hidden")
+
+    # Assert: the outcome and where, not the moderator's name; the link goes to the message.
+    row = Notification.objects.get(recipient=reporter)
+    assert (row.kind, row.actor_id, row.title, row.snippet, row.url, row.email_mode) == (
+        "moderation",
+        None,
+        "A moderator reviewed your report: the message is now hidden",
+        f"“Inspection data” in {room.title}",
+        reverse("thread_detail", args=[message.thread_id]) + f"#m-{message.pk}",
+        "daily",
+    )
+
+
+def test_moderation_outcome_dismissed_says_the_message_stays(
+    *,
+    make_member: Callable[..., User],
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from forums import moderation
+
+    reporter = make_member("reporter")
+    message = post(author=author, room=room, body="A fair point", title="Inspection data")
+    report = moderation.report_create(message=message, reporter=reporter, reason="Rude")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
+
+    row = Notification.objects.get(recipient=reporter)
+    assert (row.title, row.snippet) == (
+        "A moderator reviewed your report: the message stays as it is",
+        f"“Inspection data” in {room.title}",
+    )
+
+
+def test_moderation_outcome_title_in_the_reporters_language(
+    *,
+    make_member: Callable[..., User],
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.utils import translation
+
+    from forums import moderation
+    from notifications.services import render
+
+    reporter = make_member("reporter", language="es")
+    message = post(author=author, room=room, body="Buy cheap watches", title="Inspection data")
+    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
+
+    row = Notification.objects.get(recipient=reporter)
+    with translation.override("es"):
+        expected = render(
+            "moderation",
+            {"outcome": "dismissed", "thread": "Inspection data", "room": room.title},
+            tz_name=reporter.timezone,
+        )
+    assert (row.title, row.snippet) == expected
+    assert row.title.startswith("Un moderador")
+
+
+def test_moderation_outcome_hiding_an_unreported_message_tells_nobody(
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from forums import moderation
+
+    message = post(author=author, room=room, body="Off-topic")
+    Notification.objects.all().delete()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        moderation.message_hide(message=message, actor=chair, reason="Off-topic")
+
+    assert (Notification.objects.count(), len(callbacks)) == (0, 1)  # only the live frame
+
+
+def test_moderation_outcome_not_sent_when_the_resolution_rolls_back(
+    *,
+    make_member: Callable[..., User],
+    author: User,
+    chair: User,
+    room: Room,
+    post: Callable[..., Message],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.db import transaction
+
+    from forums import moderation, signals
+
+    reporter = make_member("reporter")
+    message = post(author=author, room=room, body="Off-topic")
+    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+    sent: list[dict[str, Any]] = []
+
+    def capture(sender: Any, **kwargs: Any) -> None:
+        sent.append(kwargs)
+
+    signals.reports_resolved.connect(capture)
+    try:
+        # Act: one resolution rolls back, the next commits.
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            pytest.raises(RuntimeError),
+            transaction.atomic(),
+        ):
+            moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
+            raise RuntimeError("rolled back")
+        assert (sent, Notification.objects.filter(recipient=reporter).count()) == ([], 0)
+        with django_capture_on_commit_callbacks(execute=True):
+            moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
+    finally:
+        signals.reports_resolved.disconnect(capture)
+
+    # Assert: one signal, after commit, with the reporter and the outcome.
+    assert [(s["reporter_ids"], s["outcome"], s["actor_id"]) for s in sent] == [
+        ([reporter.pk], "dismissed", chair.pk)
+    ]
+    assert _kinds(reporter) == ["moderation"]
