@@ -26,6 +26,12 @@ class InWorkingGroup(Protocol):
 
 class RoomLike(InWorkingGroup, Protocol):
     state: str
+    visibility: str
+
+
+# Room visibilities (forums.models.Room.Visibility; community does not import forums).
+NETWORK_VISIBILITY = "network"
+WORKING_GROUP_VISIBILITY = "working_group"
 
 
 def is_participant(member: Any) -> bool:
@@ -80,17 +86,24 @@ def is_organizer(member: Any) -> bool:
 
 
 def can_read_room(member: Any, room: RoomLike) -> bool:
-    """Topic rooms are open to every participant of the network, archived ones included."""
-    return is_participant(member)
+    """A network room (every topic room, archived ones included) is open to every participant;
+    a working-group room to the members of its group (any role, observers included) and the
+    secretariat. Only a working-group room reads the member's roles (one query, then cached)."""
+    if not is_participant(member):
+        return False
+    if getattr(room, "visibility", NETWORK_VISIBILITY) != WORKING_GROUP_VISIBILITY:
+        return True
+    return bool(member.is_staff) or role_in(member, room.working_group_id) is not None
 
 
 def can_moderate_room(member: Any, room: RoomLike) -> bool:
+    # Moderators of a group read its rooms (organizer roles are roles in the group).
     return is_secretariat(member) or is_organizer_of(member, room.working_group_id)
 
 
 def can_post_in_room(member: Any, room: RoomLike) -> bool:
     """Members of the room's group post while it is open; moderators also when it is locked."""
-    if not is_participant(member) or room.state == "archived":
+    if not can_read_room(member, room) or room.state == "archived":
         return False
     if can_moderate_room(member, room):
         return True

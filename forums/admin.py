@@ -1,4 +1,9 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
+
+from notifications import bus
 
 from .models import (
     Attachment,
@@ -17,10 +22,25 @@ from .models import (
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "working_group", "state", "slow_mode_seconds", "last_seq"]
-    list_filter = ["working_group", "state"]
+    list_display = [
+        "slug",
+        "title",
+        "working_group",
+        "visibility",
+        "state",
+        "slow_mode_seconds",
+        "last_seq",
+    ]
+    list_filter = ["working_group", "visibility", "state"]
     search_fields = ["slug", "title"]
     readonly_fields = ["last_seq"]
+
+    def save_model(self, request: HttpRequest, obj: Room, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and {"visibility", "working_group"} & set(form.changed_data):
+            # Subscribed sockets re-check their rooms after commit, as with
+            # forums.services.room_visibility_set: one that may no longer read it leaves.
+            bus.publish_on_commit(bus.room_group(obj.pk), {"type": "access.changed"})
 
 
 @admin.register(Thread)

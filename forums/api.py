@@ -88,6 +88,10 @@ class RoomOut(Schema):
     working_group: str | None
     topic: str | None = Field(None, description="The topic's letter in its working group.")
     state: str = Field(description="open | locked | archived")
+    visibility: str = Field(
+        description="network (every participant reads it) | working_group (its group's "
+        "members and the secretariat)"
+    )
     slow_mode_seconds: int
     last_seq: int = Field(description="The room's newest message sequence number.")
     unread_count: int
@@ -196,6 +200,7 @@ def room_out(room: Any, member: Any) -> dict[str, Any]:
         "working_group": room.working_group.slug if room.working_group_id else None,
         "topic": room.topic.letter if room.topic_id else None,
         "state": room.state,
+        "visibility": room.visibility,
         "slow_mode_seconds": room.slow_mode_seconds,
         "last_seq": room.last_seq,
         "unread_count": getattr(room, "unread_count", 0),

@@ -16,17 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 # --- Limits -----------------------------------------------------------------------------------
 
 MAX_FRAME_BYTES = 64 * 1024  # a bigger frame closes the socket with 1009
 MAX_ROOMS_PER_SOCKET = 100  # subscriptions one socket may hold at once
 RESYNC_GAP = 500  # subscribe with a bigger gap than this gets `resync` instead of a replay
+# (the same bound applies to `last_change - changes_after`)
 REPLAY_BATCH = 100  # messages read from the database per query during a replay
 TYPING_INTERVAL_SECONDS = 3  # at most one `typing` broadcast per member per thread per interval
 FRAME_BURST = 30  # token bucket per socket: burst size ...
 FRAME_RATE = 10.0  # ... and sustained frames per second; excess gets `rate_limited`
 MAX_ID = 2**63 - 1
+MAX_ATTACHMENT_IDS = 10  # `message.send` attachments (forums.attachments.MAX_PER_MESSAGE)
 
 # --- Close codes ------------------------------------------------------------------------------
 
@@ -38,7 +41,17 @@ CLOSE_REVOKED = 4403
 
 # Server -> client frames the gateway itself writes.
 GATEWAY_FRAMES = frozenset(
-    {"subscribed", "unsubscribed", "resync", "presence", "typing", "ack", "error", "pong"}
+    {
+        "subscribed",
+        "unsubscribed",
+        "resync",
+        "caught_up",
+        "presence",
+        "typing",
+        "ack",
+        "error",
+        "pong",
+    }
 )
 # Bus kinds addressed to the gateway itself (user.<id> group): acted upon, never relayed.
 CONTROL_FRAMES = frozenset({"session.revoked", "access.changed"})
@@ -162,6 +175,25 @@ def _seq_or_null(value: Any, name: str) -> int | None:
     return None if value is None else _integer(value, name, minimum=0)
 
 
+def _ids(value: Any, name: str) -> list[int]:
+    """A list of ids (null or absent: none); duplicates are kept for the service to fold."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _FieldError("wrong_type", _("“%(name)s” must be a list of ids.") % {"name": name})
+    if len(value) > MAX_ATTACHMENT_IDS:
+        raise _FieldError(
+            "invalid",
+            ngettext(
+                "“%(name)s” holds at most %(count)s id.",
+                "“%(name)s” holds at most %(count)s ids.",
+                MAX_ATTACHMENT_IDS,
+            )
+            % {"name": name, "count": MAX_ATTACHMENT_IDS},
+        )
+    return [_id(item, name) for item in value]
+
+
 def _uuid(value: Any, name: str) -> str:
     text = _check_text(value, name)
     try:
@@ -184,7 +216,12 @@ ID = Field(_id)
 # send newer fields to an older server); absent optional fields are null.
 SCHEMAS: dict[str, dict[str, Field]] = {
     "ping": {},
-    "subscribe": {"room": SLUG, "after": Field(_seq_or_null, required=False)},
+    "subscribe": {
+        "room": SLUG,
+        "after": Field(_seq_or_null, required=False),
+        # Extension: the last change number the client applied (replay of changes, §4).
+        "changes_after": Field(_seq_or_null, required=False),
+    },
     "unsubscribe": {"room": SLUG},
     "message.send": {
         "room": SLUG,
@@ -192,6 +229,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "body": Field(_check_text),
         "client_id": Field(_uuid),
         "reply_to": Field(_id_or_null, required=False),
+        # Ids from the upload endpoint (POST /api/v1/rooms/{slug}/attachments/).
+        "attachments": Field(_ids, required=False),
     },
     "typing": {"room": SLUG, "thread": ID},
     "read": {"room": SLUG, "thread": ID, "message_id": ID},

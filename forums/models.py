@@ -4,6 +4,12 @@ The database is the source of truth; the socket is a fast path over it. Each roo
 sequence (`Room.last_seq`): a message takes the next number under a row lock on its room in the
 transaction that inserts it, so `seq` order is commit order per room and a client that has seen
 seq N has seen everything up to N (forums.services.message_post).
+
+Changes to what a client already shows (an edit, a delete, a reaction, hiding, a thread pinned or
+locked) take a number from a second per-room counter, `Room.last_change`, under the same row lock
+and in the same transaction as the change: `change` order is commit order too, so a client that
+reconnects with the last change it applied gets every later one replayed (forums.consumers).
+`seq` stays gapless and is taken only by new messages.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from community.models import Topic, WorkingGroup
 
@@ -24,9 +32,15 @@ MAX_BODY_CHARS = 20_000
 
 class Room(models.Model):
     class State(models.TextChoices):
-        OPEN = "open", _("Open")
-        LOCKED = "locked", _("Locked")
-        ARCHIVED = "archived", _("Archived")
+        OPEN = "open", pgettext_lazy("room state", "Open")
+        LOCKED = "locked", pgettext_lazy("room state", "Locked")
+        ARCHIVED = "archived", pgettext_lazy("room state", "Archived")
+
+    class Visibility(models.TextChoices):
+        # Who reads the room (community.policy.can_read_room): every participant of the network,
+        # or the members of the room's working group (any role) and the secretariat.
+        NETWORK = "network", pgettext_lazy("room visibility", "Whole network")
+        WORKING_GROUP = "working_group", pgettext_lazy("room visibility", "Working group only")
 
     slug = models.SlugField(_("slug"), max_length=50, unique=True)
     title = models.CharField(_("title"), max_length=200)
@@ -38,11 +52,24 @@ class Room(models.Model):
         Topic, on_delete=models.PROTECT, related_name="room", null=True, blank=True
     )
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
+    visibility = models.CharField(
+        _("visibility"),
+        max_length=20,
+        choices=Visibility.choices,
+        default=Visibility.NETWORK,
+        help_text=_(
+            "Who may read the room: every participant of the network, or only the members of "
+            "its working group and the secretariat."
+        ),
+    )
     slow_mode_seconds = models.PositiveIntegerField(_("slow mode interval (seconds)"), default=0)
     created = models.DateTimeField(auto_now_add=True)
     # The room's sequence counter: the seq of its newest message. Only message_post changes it,
     # under select_for_update() of this row.
     last_seq = models.PositiveBigIntegerField(_("last sequence number"), default=0, editable=False)
+    # The room's change counter: the number of its newest change to a message or thread. Taken
+    # like last_seq, under select_for_update() of this row (next_change below).
+    last_change = models.PositiveBigIntegerField(_("last change number"), default=0, editable=False)
 
     class Meta:
         ordering = ["slug"]
@@ -51,6 +78,18 @@ class Room(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        super().clean()
+        if self.visibility == self.Visibility.WORKING_GROUP and self.working_group_id is None:
+            raise ValidationError(
+                {
+                    "visibility": ValidationError(
+                        _("A room readable by its working group only needs a working group."),
+                        code="visibility_needs_group",
+                    )
+                }
+            )
 
 
 class Thread(models.Model):
@@ -66,6 +105,8 @@ class Thread(models.Model):
     locked = models.BooleanField(_("locked"), default=False)
     last_activity_at = models.DateTimeField(_("last activity"), default=timezone.now)
     message_count = models.PositiveIntegerField(_("messages"), default=0)
+    # The room change number of the newest pin / lock change (0: never changed).
+    change = models.PositiveBigIntegerField(_("change number"), default=0, editable=False)
 
     class Meta:
         ordering = ["-pinned", "-last_activity_at", "-id"]
@@ -79,6 +120,15 @@ class Thread(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ContentChange(models.TextChoices):
+    """What the newest content change of a message was (the frame a replay sends for it)."""
+
+    EDITED = "edited", _("Edited")
+    DELETED = "deleted", _("Deleted")
+    HIDDEN = "hidden", _("Hidden")
+    UNHIDDEN = "unhidden", _("Unhidden")
 
 
 class Message(models.Model):
@@ -103,6 +153,22 @@ class Message(models.Model):
     deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True)
     hidden_at = models.DateTimeField(_("hidden"), null=True, blank=True)
     hidden_reason = models.CharField(_("reason for hiding"), max_length=500, blank=True)
+    # The room change number of the newest change of any kind (edit, delete, reaction, hide,
+    # unhide); 0 for a message never changed since it was posted.
+    change = models.PositiveBigIntegerField(_("change number"), default=0, editable=False)
+    # The change number and kind of the newest edit, delete, hide or unhide (reactions move only
+    # `change`): a replay sends the whole message when this is new to the client, else only
+    # the reaction counts.
+    content_change = models.PositiveBigIntegerField(
+        _("content change number"), default=0, editable=False
+    )
+    content_kind = models.CharField(
+        _("content change kind"),
+        max_length=10,
+        choices=ContentChange.choices,
+        blank=True,
+        editable=False,
+    )
 
     class Meta:
         ordering = ["room", "seq"]
@@ -118,6 +184,8 @@ class Message(models.Model):
             models.Index(fields=["thread", "seq"], name="message_thread_seq"),
             # Flood control and slow mode: a member's recent messages in a room.
             models.Index(fields=["room", "author", "created_at"], name="message_room_author_time"),
+            # Change replay: a room's messages changed after a given change number.
+            models.Index(fields=["room", "change"], name="message_room_change"),
         ]
 
     def __str__(self) -> str:
@@ -230,8 +298,8 @@ class Follow(models.Model):
     """A member follows or mutes a room or a thread (exactly one of them); notifications read it."""
 
     class Level(models.TextChoices):
-        FOLLOW = "follow", _("Follow")
-        MUTE = "mute", _("Mute")
+        FOLLOW = "follow", pgettext_lazy("follow level", "Follow")
+        MUTE = "mute", pgettext_lazy("follow level", "Mute")
 
     member = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="forum_follows"
@@ -379,3 +447,15 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+
+def next_change(room: Room) -> int:
+    """Take `room`'s next change number and return it.
+
+    The caller holds the room's row lock (select_for_update in the transaction that makes the
+    change), so change numbers follow commit order as seqs do, and a rollback gives the number
+    back. One query.
+    """
+    room.last_change += 1
+    Room.objects.filter(pk=room.pk).update(last_change=room.last_change)
+    return room.last_change

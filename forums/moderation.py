@@ -6,14 +6,17 @@ vice-chairs, the secretariat). Every write is keyword-only, checks that permissi
 one transaction and schedules its live frame with `notifications.bus.publish_on_commit`, so
 nothing is announced for a write that rolled back. Frames added here (docs/events.md):
 
-- `thread.updated`   room group: {"type", "room", "seq", "thread": THREAD}   (pinned / locked)
+- `thread.updated`   room group: {"type", "room", "seq", "change", "thread": THREAD} (pin / lock)
 - `room.updated`     room group: {"type", "room", "seq", "state", "slow_mode_seconds"}
-- `message.hidden`   room group: {"type", "room", "seq", "message": MESSAGE} (body emptied)
-- `message.unhidden` room group: {"type", "room", "seq", "message": MESSAGE}
+- `message.hidden`   room group: {"type", "room", "seq", "change", "message": MESSAGE} (no body)
+- `message.unhidden` room group: {"type", "room", "seq", "change", "message": MESSAGE}
 - `member.muted`     the muted member's user group: {"type", "room", "until", "reason"}
 - `member.unmuted`   the member's user group: {"type", "room"}
 
-`seq` is the room's current last_seq: these frames do not consume a seq.
+`seq` is the room's current last_seq: these frames do not consume a seq. `change` is the room's
+change number the write took (models.next_change, under the room's row lock, taken before the
+thread's or message's lock as every forum write does); a reconnecting client gets these
+changes replayed from it (docs/realtime-protocol.md §4).
 
 Muting is enforced where messages are written: `check_not_muted(member=..., room=...)` raises
 for a member muted in the room, and the posting rules of forums.services call it, so every
@@ -35,8 +38,9 @@ from community import policy
 from community.models import User
 from notifications import bus
 
-from .models import Message, Report, Room, RoomMute, Thread
+from .models import ContentChange, Message, Report, Room, RoomMute, Thread, next_change
 from .selectors import message_payload, thread_payload
+from .signals import reports_resolved, send_on_commit
 
 MAX_REASON_CHARS = 500
 # A mute lasts at least a minute and at most 90 days.
@@ -76,8 +80,9 @@ def clean_reason(reason: Any, *, required: bool = True) -> str:
     return text
 
 
-def _room_seq(room_id: int) -> int:
-    return int(Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get())
+def _lock_room(room_id: int) -> Room:
+    # The room row first, always (as forums.services): it orders the room's change numbers.
+    return Room.objects.select_for_update().get(pk=room_id)
 
 
 # --- Mutes ------------------------------------------------------------------------------------
@@ -178,13 +183,28 @@ def mutes_in_force(*, room: Room) -> QuerySet[RoomMute]:
 # --- Threads and rooms ------------------------------------------------------------------------
 
 
+def _lock_thread(thread: Thread) -> Thread:
+    room = _lock_room(thread.room_id)
+    locked = (
+        Thread.objects.select_for_update(of=("self",))
+        .select_related("author", "author__organization")
+        .get(pk=thread.pk)
+    )
+    locked.room = room
+    return locked
+
+
 def _thread_changed(thread: Thread) -> None:
+    """Take the room's next change number for `thread` (saved) and announce it after commit."""
+    thread.change = next_change(thread.room)
+    thread.save(update_fields=["change"])
     bus.publish_on_commit(
         bus.room_group(thread.room_id),
         {
             "type": "thread.updated",
             "room": thread.room.slug,
-            "seq": _room_seq(thread.room_id),
+            "seq": thread.room.last_seq,
+            "change": thread.change,
             "thread": thread_payload(thread),
         },
     )
@@ -194,13 +214,10 @@ def _thread_changed(thread: Thread) -> None:
 def thread_pin_set(*, thread: Thread, actor: User, pinned: bool) -> Thread:
     """Pin `thread` on top of its room, or unpin it. Setting the current value changes nothing.
 
-    Side effects: writes `pinned`; after commit publishes `thread.updated` to the room's group.
+    Side effects: locks the room row, then the thread's; writes `pinned` and takes the room's
+    next change number; after commit publishes `thread.updated` to the room's group.
     """
-    locked = (
-        Thread.objects.select_for_update(of=("self",))
-        .select_related("room", "author", "author__organization")
-        .get(pk=thread.pk)
-    )
+    locked = _lock_thread(thread)
     _refuse_unless_moderator(actor, locked.room)
     if locked.pinned != pinned:
         locked.pinned = pinned
@@ -214,13 +231,10 @@ def thread_pin_set(*, thread: Thread, actor: User, pinned: bool) -> Thread:
 def thread_lock_set(*, thread: Thread, actor: User, locked: bool) -> Thread:
     """Lock `thread` (only moderators post in it) or unlock it.
 
-    Side effects: writes `locked`; after commit publishes `thread.updated` to the room's group.
+    Side effects: locks the room row, then the thread's; writes `locked` and takes the room's
+    next change number; after commit publishes `thread.updated` to the room's group.
     """
-    row = (
-        Thread.objects.select_for_update(of=("self",))
-        .select_related("room", "author", "author__organization")
-        .get(pk=thread.pk)
-    )
+    row = _lock_thread(thread)
     _refuse_unless_moderator(actor, row.room)
     if row.locked != locked:
         row.locked = locked
@@ -279,30 +293,62 @@ def room_settings_set(*, room: Room, actor: User, state: str, slow_mode_seconds:
 
 
 def _lock_message(message: Message) -> Message:
+    room = _lock_room(message.room_id)
     locked = (
         Message.objects.select_for_update(of=("self",))
-        .select_related("room", "thread", "author", "author__organization")
+        .select_related("thread", "author", "author__organization")
         .get(pk=message.pk)
     )
-    prefetch_related_objects([locked], "reactions", "mentions")
+    locked.room = room
+    prefetch_related_objects([locked], "reactions", "mentions", "attachments")
     return locked
 
 
-def _message_changed(kind: str, message: Message) -> None:
+def _message_changed(kind: str, message: Message, content: ContentChange) -> list[str]:
+    """Take the room's next change number for `message` and announce `kind` after commit; the
+    fields the caller saves."""
+    change = next_change(message.room)
+    message.change = change
+    message.content_change = change
+    message.content_kind = content
     bus.publish_on_commit(
         bus.room_group(message.room_id),
         {
             "type": kind,
             "room": message.room.slug,
-            "seq": _room_seq(message.room_id),
+            "seq": message.room.last_seq,
+            "change": change,
             "message": message_payload(message),
         },
     )
+    return ["change", "content_change", "content_kind"]
 
 
 def _resolve_open_reports(message: Message, actor: User, outcome: str, now: datetime) -> int:
-    return Report.objects.filter(message=message, resolved_at__isnull=True).update(
+    resolved = Report.objects.filter(message=message, resolved_at__isnull=True).update(
         resolved_at=now, resolved_by=actor, outcome=outcome
+    )
+    if resolved:
+        _announce_resolved(message, actor, outcome, now)
+    return resolved
+
+
+def _announce_resolved(message: Message, actor: User, outcome: str, now: datetime) -> None:
+    """`reports_resolved` after commit, to the reporters of the reports closed at `now`."""
+    # Read back after the UPDATE (same transaction): exactly the rows this resolution closed.
+    reporter_ids = sorted(
+        Report.objects.filter(
+            message=message, resolved_at=now, resolved_by=actor, outcome=outcome
+        ).values_list("reporter_id", flat=True)
+    )
+    send_on_commit(
+        reports_resolved,
+        Report,
+        message=message,
+        actor_id=actor.pk,
+        outcome=outcome,
+        reporter_ids=reporter_ids,
+        resolved_at=now,
     )
 
 
@@ -310,9 +356,10 @@ def _resolve_open_reports(message: Message, actor: User, outcome: str, now: date
 def message_hide(*, message: Message, actor: User, reason: str) -> Message:
     """Hide `message` from everyone but the room's moderators, with a reason they see.
 
-    Hiding a hidden message changes nothing. Side effects: writes hidden_at / hidden_reason;
+    Hiding a hidden message changes nothing. Side effects: locks the room row, then the
+    message's; writes hidden_at / hidden_reason and takes the room's next change number;
     resolves the message's open reports as "hidden"; after commit publishes `message.hidden`
-    (without body) to the room's group.
+    (without body) to the room's group and sends `reports_resolved` when reports were open.
     """
     locked = _lock_message(message)
     _refuse_unless_moderator(actor, locked.room)
@@ -324,8 +371,8 @@ def message_hide(*, message: Message, actor: User, reason: str) -> Message:
     if locked.hidden_at is None:
         locked.hidden_at = now
         locked.hidden_reason = text
-        locked.save(update_fields=["hidden_at", "hidden_reason"])
-        _message_changed("message.hidden", locked)
+        changed = _message_changed("message.hidden", locked, ContentChange.HIDDEN)
+        locked.save(update_fields=["hidden_at", "hidden_reason", *changed])
     message.hidden_at = locked.hidden_at
     message.hidden_reason = locked.hidden_reason
     return message
@@ -333,15 +380,16 @@ def message_hide(*, message: Message, actor: User, reason: str) -> Message:
 
 @transaction.atomic
 def message_unhide(*, message: Message, actor: User) -> Message:
-    """Show a hidden message again. Side effects: clears hidden_at / hidden_reason; after commit
-    publishes `message.unhidden` (with body) to the room's group."""
+    """Show a hidden message again. Side effects: locks the room row, then the message's; clears
+    hidden_at / hidden_reason and takes the room's next change number; after commit publishes
+    `message.unhidden` (with body) to the room's group."""
     locked = _lock_message(message)
     _refuse_unless_moderator(actor, locked.room)
     if locked.hidden_at is not None:
         locked.hidden_at = None
         locked.hidden_reason = ""
-        locked.save(update_fields=["hidden_at", "hidden_reason"])
-        _message_changed("message.unhidden", locked)
+        changed = _message_changed("message.unhidden", locked, ContentChange.UNHIDDEN)
+        locked.save(update_fields=["hidden_at", "hidden_reason", *changed])
     message.hidden_at = None
     message.hidden_reason = ""
     return message
@@ -386,8 +434,13 @@ def report_resolve(*, report: Report, actor: User, outcome: str) -> Report:
     """Close `report` as "dismissed", or as "hidden" by hiding its message (with the report's
     reason), which closes every open report of that message.
 
-    Side effects: writes the report(s); hiding publishes `message.hidden` (see message_hide).
+    Side effects: writes the report(s); hiding publishes `message.hidden` (see message_hide);
+    after commit sends `reports_resolved` (the reporters are notified).
     """
+    # One lock order everywhere (room, then message or report): message_hide locks the room
+    # and the message and then closes the reports, so taking the report first could deadlock.
+    room_id = Report.objects.filter(pk=report.pk).values_list("message__room_id", flat=True).get()
+    _lock_room(room_id)
     locked = (
         Report.objects.select_for_update(of=("self",))
         .select_related("message__room")
@@ -405,6 +458,7 @@ def report_resolve(*, report: Report, actor: User, outcome: str) -> Report:
         locked.resolved_by = actor
         locked.outcome = Report.Outcome.DISMISSED
         locked.save(update_fields=["resolved_at", "resolved_by", "outcome"])
+        _announce_resolved(locked.message, actor, Report.Outcome.DISMISSED, locked.resolved_at)
     locked.refresh_from_db()
     return locked
 

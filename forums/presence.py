@@ -11,9 +11,15 @@ Presence follows open sockets, not client frames: a delegate who only reads stay
 long as the tab is open (daphne's keepalive pings close a dead connection within ~50 s).
 
 A member is online in a room while at least one of their sockets is subscribed to it; `join`
-and `leave` say whether that changed, so the gateway broadcasts `presence` only on real
-changes. When the heartbeat finds expired entries of a member with no live one left (a crashed
-process's ghost) it calls the listener set with `on_change`, so rooms learn of it too.
+and `leave` say whether that changed, and the gateway then reports the change with `changed`.
+When the heartbeat finds expired entries of a member with no live one left (a crashed
+process's ghost) it reports them the same way, so rooms learn of it too.
+
+Broadcasts are coalesced per room (docs/decisions/0007-presence-coalesced-with-deltas.md): a
+change is announced at once when the room has had no announcement from this process for
+COALESCE_SECONDS, otherwise at the end of that interval, together with every other change of
+the interval, by one call of the listener set with `on_change` with the room's *current* online
+list. Without this, N members arriving in a room cost N^2/2 frames of up to N members each.
 
 Keys are namespaced by the database name: room ids are per database, and two deployments (or a
 test run next to a development server) may share one Redis.
@@ -27,7 +33,7 @@ import hashlib
 import logging
 import time
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,14 +44,21 @@ logger = logging.getLogger("forums.presence")
 
 TTL_SECONDS = 60.0
 HEARTBEAT_SECONDS = 20.0
+# At most one presence announcement per room per this many seconds from each process.
+COALESCE_SECONDS = 1.0
+# Rooms with more members online than this get `presence` deltas (joined, left, count) instead
+# of the whole list, and a `subscribed` list cut to this many (docs/realtime-protocol.md).
+FULL_LIST_MAX = 50
 
-Listener = Callable[[int, str, list[int]], Awaitable[None]]
+# listener(room_id, room_slug, online_ids, joined_ids, left_ids): online is the room's current
+# list; joined (still online) and left (no longer online) are the changes since the last call.
+Listener = Callable[[int, str, list[int], list[int], list[int]], Awaitable[None]]
 _listener: Listener | None = None
 
 
 def on_change(listener: Listener | None) -> None:
-    """Set the coroutine called as `listener(room_id, room_slug, online_member_ids)` when the
-    heartbeat removes the last entry of a member (the gateway broadcasts `presence`)."""
+    """Set the coroutine that announces a room's presence changes (the gateway publishes the
+    `presence` frame); called at most once per room per COALESCE_SECONDS by each process."""
     global _listener  # noqa: PLW0603 - one listener per process, set once at import of the gateway
     _listener = listener
 
@@ -187,11 +200,26 @@ class RedisStore:
         await self.redis.aclose()
 
 
+def _is_channels_redis(backend: str) -> bool:
+    """Whether the layer class is (a subclass of) one of channels_redis' layers."""
+    if not backend:
+        return False
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from django.utils.module_loading import import_string
+
+    try:
+        layer_class = import_string(backend)
+    except ImportError:
+        return False
+    return issubclass(layer_class, (RedisChannelLayer, RedisPubSubChannelLayer))
+
+
 def redis_url() -> str | None:
     """The Redis of the channel layer, or None when the layer is not Redis (presence follows
     the layer: it must reach exactly the processes the layer reaches)."""
     layer = settings.CHANNEL_LAYERS.get("default", {})
-    if "channels_redis" not in layer.get("BACKEND", ""):
+    if not _is_channels_redis(layer.get("BACKEND", "")):
         return None
     hosts = layer.get("CONFIG", {}).get("hosts") or []
     if hosts:
@@ -209,6 +237,13 @@ def key_prefix() -> str:
 
 
 @dataclass
+class _Changes:
+    slug: str
+    joined: set[int] = field(default_factory=set)
+    left: set[int] = field(default_factory=set)
+
+
+@dataclass
 class Presence:
     """The presence of this process's sockets, for one event loop."""
 
@@ -216,6 +251,9 @@ class Presence:
     # (room_id, entry) -> room slug: this process's live entries, refreshed by the heartbeat.
     local: dict[tuple[int, str], str] = field(default_factory=dict)
     heartbeat: asyncio.Task[None] | None = None
+    # room_id -> changes not announced yet; room_id -> the task announcing that room's changes.
+    pending: dict[int, _Changes] = field(default_factory=dict)
+    announcers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
     async def join(
         self, room_id: int, slug: str, member_id: int, socket: str
@@ -256,11 +294,53 @@ class Presence:
         for room_id, (expired, live) in result.items():
             online = _member_ids(live)
             gone = [m for m in _member_ids(expired) if m not in online]
-            if gone and _listener is not None:
+            if gone:
+                self.changed(room_id, slugs[room_id], left=gone)
+
+    def changed(
+        self,
+        room_id: int,
+        slug: str,
+        *,
+        joined: Iterable[int] = (),
+        left: Iterable[int] = (),
+    ) -> None:
+        """Note members who arrived in or left the room; the listener hears of it at once when
+        the room is quiet, else within COALESCE_SECONDS, merged with the interval's others."""
+        changes = self.pending.get(room_id)
+        if changes is None:
+            changes = self.pending[room_id] = _Changes(slug)
+        changes.slug = slug
+        changes.joined.update(joined)
+        changes.left.update(left)
+        if room_id not in self.announcers:
+            task = asyncio.get_running_loop().create_task(self._announce(room_id))
+            self.announcers[room_id] = task
+
+    async def _announce(self, room_id: int) -> None:
+        try:
+            while room_id in self.pending:
+                changes = self.pending.pop(room_id)
                 try:
-                    await _listener(room_id, slugs[room_id], online)
+                    online = await self.online(room_id)
+                    current = set(online)
+                    # Read now, after the interval: a member who came and went within it is
+                    # neither joined nor still online, and the list is the latest one.
+                    joined = sorted(changes.joined & current)
+                    left = sorted(changes.left - current)
+                    if _listener is not None:
+                        await _listener(room_id, changes.slug, online, joined, left)
                 except Exception:
-                    logger.warning("presence listener failed", exc_info=True)
+                    # Redis away: the next change (or the heartbeat) announces the room again.
+                    logger.warning("presence announcement failed", exc_info=True)
+                await asyncio.sleep(COALESCE_SECONDS)
+        finally:
+            self.announcers.pop(room_id, None)
+
+    async def settled(self) -> None:
+        """Wait until every pending announcement was made (tests; shutting down)."""
+        while self.announcers:
+            await asyncio.gather(*list(self.announcers.values()), return_exceptions=True)
 
     def _ensure_heartbeat(self) -> None:
         if self.heartbeat is None or self.heartbeat.done():
@@ -281,6 +361,11 @@ class Presence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.heartbeat
             self.heartbeat = None
+        for task in list(self.announcers.values()):
+            task.cancel()
+        await asyncio.gather(*list(self.announcers.values()), return_exceptions=True)
+        self.announcers.clear()
+        self.pending.clear()
         self.local.clear()
         await self.store.aclose()
 

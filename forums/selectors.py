@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import (
     Count,
+    Exists,
     F,
     FilteredRelation,
     IntegerField,
@@ -257,6 +258,46 @@ def room_last_seq(*, room_id: int) -> int:
     if value is None:
         raise Http404(_("No room %(id)s.") % {"id": room_id})
     return int(value)
+
+
+def room_marks(*, room_id: int) -> tuple[int, int]:
+    """(last_seq, last_change) of the room, read together; Http404 for an unknown room."""
+    row = Room.objects.filter(pk=room_id).values_list("last_seq", "last_change").first()
+    if row is None:
+        raise Http404(_("No room %(id)s.") % {"id": room_id})
+    return int(row[0]), int(row[1])
+
+
+def changed_since(
+    *, room_id: int, upto_seq: int, changes_after: int, upto_change: int
+) -> list[Message | Thread]:
+    """What changed in the room with a change number in (changes_after, upto_change], among the
+    messages with seq <= upto_seq and the threads opened at or before it, in change order.
+
+    Each row once, in its current state (a message edited twice is one row). Rows changed again
+    after `upto_change` are left out: their newer change has its own live frame. Five queries
+    (messages with reactions, mentions and attachments; threads), whatever the number of rows.
+    """
+    messages = list(
+        _messages().filter(
+            room_id=room_id,
+            seq__lte=upto_seq,
+            change__gt=changes_after,
+            change__lte=upto_change,
+        )
+    )
+    opened = Message.objects.filter(thread_id=OuterRef("pk"), seq__lte=upto_seq)
+    threads = list(
+        Thread.objects.filter(
+            Exists(opened),
+            room_id=room_id,
+            change__gt=changes_after,
+            change__lte=upto_change,
+        ).select_related("author", "author__organization", "room")
+    )
+    rows: list[Message | Thread] = [*messages, *threads]
+    rows.sort(key=lambda row: row.change)
+    return rows
 
 
 def read_state_of(*, member: User, thread: Thread) -> ReadState | None:

@@ -29,6 +29,7 @@ from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from community import policy
 from community.models import POSTING_ROLES, Topic, User
@@ -39,6 +40,7 @@ from .models import (
     MAX_BODY_CHARS,
     REACTION_EMOJI,
     Attachment,
+    ContentChange,
     Follow,
     Mention,
     Message,
@@ -47,6 +49,7 @@ from .models import (
     ReadState,
     Room,
     Thread,
+    next_change,
 )
 from .rendering import Rendered, candidate_handles, render
 from .selectors import message_payload, thread_payload
@@ -129,7 +132,11 @@ def rooms_ensure_for_topics() -> int:
     if taken:
         raise ValidationError(
             {
-                "slug": _("A room already uses the slug %(slugs)s.")
+                "slug": ngettext(
+                    "This room slug is already taken: %(slugs)s.",
+                    "These room slugs are already taken: %(slugs)s.",
+                    len(taken),
+                )
                 % {"slugs": ", ".join(sorted(taken))}
             }
         )
@@ -420,9 +427,9 @@ def message_post(
     and activity; after commit publishes `message.created` to the room's group and sends
     `message_posted`.
     """
-    existing = _existing_message(author, client_id)
-    if existing is not None:
-        return existing, False
+    # The idempotency check runs once, under the room lock below (a repeat is rare: a client's
+    # retry); checking before the lock as well cost every post a query on the process's
+    # database thread (docs/performance.md, item 4).
     wanted = _clean_attachment_ids(attachment_ids)
     clean = clean_body(body)
     # Rendered before the room lock is taken: the lock is held only for the insert.
@@ -461,16 +468,31 @@ def message_post(
     return message, True
 
 
-def _lock_message(message: Message) -> Message:
-    return (
+def _lock_message(message: Message) -> tuple[Room, Message]:
+    """Lock the message's room, then the message; returns both.
+
+    Room first, as message_post does: the room row orders every change of the room (its change
+    number is taken under this lock), and one lock order everywhere cannot deadlock (a post that
+    replies to a message takes a key-share lock on that message after its room lock).
+    """
+    room = _lock_room(message.room_id)
+    locked = (
         Message.objects.select_for_update(of=("self",))
-        .select_related("room", "thread", "author", "author__organization")
+        .select_related("thread", "author", "author__organization")
         .get(pk=message.pk)
     )
+    locked.room = room
+    return room, locked
 
 
-def _room_seq(room_id: int) -> int:
-    return int(Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get())
+def _mark_content_change(message: Message, room: Room, kind: str) -> list[str]:
+    """Give `message` the room's next change number as a content change of `kind`; the fields
+    to save."""
+    change = next_change(room)
+    message.change = change
+    message.content_change = change
+    message.content_kind = kind
+    return ["change", "content_change", "content_kind"]
 
 
 def _gone(message: Message) -> None:
@@ -484,12 +506,13 @@ def _gone(message: Message) -> None:
 def message_edit(*, message: Message, editor: User, body: str) -> Message:
     """Replace the body of the editor's own message, keeping the old body as a revision.
 
-    An unchanged body changes nothing and announces nothing. Side effects: locks the message
-    row; writes a MessageRevision, the new body and HTML and the new set of mentions; after
-    commit publishes `message.edited` to the room's group and sends `message_edited`.
+    An unchanged body changes nothing and announces nothing. Side effects: locks the room row
+    and the message row and takes the room's next change number; writes a MessageRevision, the
+    new body and HTML and the new set of mentions; after commit publishes `message.edited` to
+    the room's group and sends `message_edited`.
     """
     clean = clean_body(body)
-    locked = _lock_message(message)
+    room, locked = _lock_message(message)
     _gone(locked)
     if locked.author_id != editor.pk:
         raise Refused(_("Only the author may edit a message."))
@@ -510,14 +533,16 @@ def message_edit(*, message: Message, editor: User, body: str) -> Message:
     locked.body_html = rendered.html
     locked.edited_at = now
     locked.full_clean(validate_unique=False, validate_constraints=False)
-    locked.save(update_fields=["body", "body_html", "edited_at"])
+    changed = _mark_content_change(locked, room, ContentChange.EDITED)
+    locked.save(update_fields=["body", "body_html", "edited_at", *changed])
     _copy_state(locked, message)
     bus.publish_on_commit(
         bus.room_group(locked.room_id),
         {
             "type": "message.edited",
-            "room": locked.room.slug,
-            "seq": _room_seq(locked.room_id),
+            "room": room.slug,
+            "seq": room.last_seq,
+            "change": locked.change,
             "message": message_payload(_with_relations(locked)),
         },
     )
@@ -536,15 +561,15 @@ def message_delete(*, message: Message, actor: User) -> Message:
     """Delete a message, leaving a tombstone: the row, its seq and its place in replies stay.
 
     Authors delete their own (not in an archived room); room moderators delete anyone's.
-    Deleting a tombstone again changes nothing. Side effects: locks the message row; empties
-    body and HTML, removes its revisions, mentions and reactions; after commit publishes
-    `message.deleted` to the room's group and sends `message_deleted`.
+    Deleting a tombstone again changes nothing. Side effects: locks the room row and the message
+    row and takes the room's next change number; empties body and HTML, removes its revisions,
+    mentions and reactions; after commit publishes `message.deleted` to the room's group and
+    sends `message_deleted`.
     """
-    locked = _lock_message(message)
+    room, locked = _lock_message(message)
     if locked.deleted_at is not None:
         _copy_state(locked, message)
         return message
-    room = locked.room
     moderator = policy.can_moderate_room(actor, room)
     if not moderator:
         if not policy.is_participant(actor) or locked.author_id != actor.pk:
@@ -559,7 +584,8 @@ def message_delete(*, message: Message, actor: User) -> Message:
     locked.body = ""
     locked.body_html = ""
     locked.deleted_at = timezone.now()
-    locked.save(update_fields=["body", "body_html", "deleted_at"])
+    changed = _mark_content_change(locked, room, ContentChange.DELETED)
+    locked.save(update_fields=["body", "body_html", "deleted_at", *changed])
     _copy_state(locked, message)
     _prime(locked, "reactions", [], Reaction.objects.none())
     _prime(locked, "mentions", [], Mention.objects.none())
@@ -568,7 +594,8 @@ def message_delete(*, message: Message, actor: User) -> Message:
         {
             "type": "message.deleted",
             "room": room.slug,
-            "seq": _room_seq(locked.room_id),
+            "seq": room.last_seq,
+            "change": locked.change,
             "message": message_payload(locked),
         },
     )
@@ -587,7 +614,17 @@ def _copy_state(source: Message, target: Message) -> None:
     """Bring the caller's instance up to date with what was written through the locked copy."""
     if source is target:
         return
-    for field in ("body", "body_html", "edited_at", "deleted_at", "hidden_at", "hidden_reason"):
+    for field in (
+        "body",
+        "body_html",
+        "edited_at",
+        "deleted_at",
+        "hidden_at",
+        "hidden_reason",
+        "change",
+        "content_change",
+        "content_kind",
+    ):
         setattr(target, field, getattr(source, field))
     target.__dict__.pop("_prefetched_objects_cache", None)
 
@@ -596,8 +633,8 @@ def _copy_state(source: Message, target: Message) -> None:
 def reaction_toggle(*, message: Message, member: User, emoji: str) -> dict[str, int]:
     """Add `member`'s `emoji` reaction to `message`, or take it back; returns the counts after.
 
-    Side effects: locks the message row (toggles of one message are serial); writes or deletes
-    one Reaction; after commit publishes `reaction.changed` to the room's group and sends
+    Side effects: locks the room row (takes its next change number) and the message row
+    (toggles of one message are serial); writes or deletes one Reaction; after commit publishes `reaction.changed` to the room's group and sends
     `reaction_changed`.
     """
     if emoji not in REACTION_EMOJI:
@@ -605,9 +642,9 @@ def reaction_toggle(*, message: Message, member: User, emoji: str) -> dict[str, 
             _("Unknown reaction; use one of %(emoji)s.") % {"emoji": " ".join(REACTION_EMOJI)},
             code="invalid",
         )
-    locked = _lock_message(message)
+    room, locked = _lock_message(message)
     _gone(locked)
-    _check_can_post(member, locked.room, locked.thread)
+    _check_can_post(member, room, locked.thread)
     deleted, _rows = Reaction.objects.filter(message=locked, member=member, emoji=emoji).delete()
     added = not deleted
     if added:
@@ -620,13 +657,17 @@ def reaction_toggle(*, message: Message, member: User, emoji: str) -> dict[str, 
         .values_list("emoji", "n")
     )
     counts = {e: grouped[e] for e in REACTION_EMOJI if grouped.get(e)}
+    change = next_change(room)
+    Message.objects.filter(pk=locked.pk).update(change=change)
+    message.change = change
     message.__dict__.pop("_prefetched_objects_cache", None)
     bus.publish_on_commit(
         bus.room_group(locked.room_id),
         {
             "type": "reaction.changed",
-            "room": locked.room.slug,
-            "seq": _room_seq(locked.room_id),
+            "room": room.slug,
+            "seq": room.last_seq,
+            "change": change,
             "message_id": locked.pk,
             "reactions": counts,
         },
@@ -850,11 +891,17 @@ def attachments_purge(*, unposted_before: datetime) -> int:
 
 @transaction.atomic
 def room_create(
-    *, slug: str, title: str, description: str = "", working_group: Any = None
+    *,
+    slug: str,
+    title: str,
+    description: str = "",
+    working_group: Any = None,
+    visibility: str = Room.Visibility.NETWORK,
 ) -> Room:
     """A new open room outside the topic rooms, e.g. an event's live room (events.services).
 
-    The caller checks who may ask for it. Codes: the model's (slug taken: `unique`).
+    The caller checks who may ask for it. Codes: the model's (slug taken: `unique`; a
+    working-group room without a group: `visibility_needs_group`).
     Side effects: writes the room; nothing is published (it has no subscribers yet).
     """
     room = Room(
@@ -862,7 +909,32 @@ def room_create(
         title=" ".join(str(title).split()),
         description=description,
         working_group=working_group,
+        visibility=visibility,
     )
     room.full_clean()
     room.save()
     return room
+
+
+@transaction.atomic
+def room_visibility_set(*, room: Room, visibility: str, working_group: Any = None) -> Room:
+    """Set who reads `room` (and its working group, which a working-group room needs).
+
+    The caller checks who may ask for it (the secretariat in the admin, an event's organizers
+    for the event's own room). Codes: the model's (`invalid_choice`, `visibility_needs_group`).
+    Side effects: locks the room row; after commit, publishes `access.changed` to the room's
+    group so every subscribed socket re-checks its rooms and one that may no longer read this
+    one gets `unsubscribed` (reason `forbidden`) and nothing more of it.
+    """
+    locked = Room.objects.select_for_update().get(pk=room.pk)
+    if locked.visibility == visibility and locked.working_group_id == getattr(
+        working_group, "pk", None
+    ):
+        return locked
+    locked.visibility = visibility
+    locked.working_group = working_group
+    locked.full_clean()
+    locked.save(update_fields=["visibility", "working_group"])
+    bus.publish_on_commit(bus.room_group(locked.pk), {"type": "access.changed"})
+    room.visibility, room.working_group = locked.visibility, locked.working_group
+    return locked

@@ -28,6 +28,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
@@ -182,6 +183,8 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     # Read before the messages: frames above this seq may repeat messages on the page, and the
     # client drops repeats by id, while none can fall in between.
     room_seq = room.last_seq
+    # Likewise the change mark: a change after it is replayed (idempotent), none is missed.
+    room_change = room.last_change
     reply_to = _parse_seq(request.GET.get("reply_to"))
     form = MessageForm(request.POST or None, request.FILES or None, initial={"reply_to": reply_to})
     status = 200
@@ -273,6 +276,7 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "can_moderate": can_moderate,
         "mute": mute,
         "room_seq": room_seq,
+        "room_change": room_change,
         "emoji": REACTION_EMOJI,
         "forum_config": {"strings": _client_strings(), "urls": _client_urls()},
     }
@@ -289,7 +293,14 @@ def _check_dropped(limits: attachments.UploadLimits) -> None:
         )
     if limits.too_many:
         raise ValidationError(
-            {"files": _("At most %(count)s files per message.") % {"count": limits.max_files}},
+            {
+                "files": ngettext(
+                    "At most %(count)s file per message.",
+                    "At most %(count)s files per message.",
+                    limits.max_files,
+                )
+                % {"count": limits.max_files}
+            },
             code="invalid",
         )
 
@@ -347,8 +358,8 @@ def _client_strings() -> dict[str, str]:
         "live": _("Live"),
         "offline": _("Offline: new messages appear when the connection is back."),
         "resync": _("Reloading to catch up…"),
-        "pinned": _("Pinned"),
-        "locked": _("Locked"),
+        "pinned": pgettext("thread state", "Pinned"),
+        "locked": pgettext("thread state", "Locked"),
         "react_with": _("React with"),
         "send_failed": _("Your message was not sent: %(detail)s"),
         "loading": _("Loading…"),

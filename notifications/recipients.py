@@ -1,9 +1,11 @@
 """Who is told: recipient resolution in bulk (one query per rule, whatever the count).
 
 Rules (docs/events.md has the table):
-- Only participants are told (active, verified email): `community.policy.can_read_room` says every
-  participant reads every room, observers included, so no per-member policy call is needed; the
-  same condition is written here as a query.
+- Only participants are told (active, verified email), and about a room only those who may read
+  it (`community.policy.can_read_room`: every participant for a network room; the group's members,
+  observers included, and the secretariat for a working-group room). The same conditions are
+  written here as one query (`_reads_room`), so no per-member policy call is needed and a
+  follower who can no longer read a room is told nothing from it.
 - The author of what happened is never told about it.
 - A mute on the room or the thread silences new threads, thread messages and replies there;
   an @mention is addressed to the member by name and still reaches them unless they muted that
@@ -48,13 +50,36 @@ def _muting(*, room_id: int | None = None, thread_id: int | None = None) -> Q:
     return Q(Exists(follow.objects.filter(cond, member_id=OuterRef("pk"), level="mute")))
 
 
+def _reads_room(*, room_id: int | None = None, thread_id: int | None = None) -> Q:
+    """Members who may read the room (given, or the thread's): policy.can_read_room as a query
+    condition, evaluated inside the one query (participation is checked by `participants`)."""
+    from forums.models import Room
+
+    rooms = Room.objects.filter(pk=room_id) if room_id is not None else Room.objects.all()
+    if thread_id is not None:
+        rooms = rooms.filter(threads__pk=thread_id)
+    readable = Q(visibility=Room.Visibility.NETWORK) | Q(
+        Exists(
+            Membership.objects.filter(
+                member_id=OuterRef(OuterRef("pk")), working_group_id=OuterRef("working_group_id")
+            )
+        )
+    )
+    return Q(is_staff=True) | Q(Exists(rooms.filter(readable)))
+
+
 def _ids(qs: QuerySet[User]) -> list[int]:
     return list(qs.order_by("pk").values_list("pk", flat=True).distinct())
 
 
-def filter_participants(member_ids: list[int], *, exclude: int | None = None) -> list[int]:
-    """The participants among `member_ids`, without `exclude` (an author)."""
+def filter_participants(
+    member_ids: list[int], *, exclude: int | None = None, room_id: int | None = None
+) -> list[int]:
+    """The participants among `member_ids`, without `exclude` (an author); with `room_id`, only
+    those who may read that room."""
     qs = participants().filter(pk__in=member_ids)
+    if room_id is not None:
+        qs = qs.filter(_reads_room(room_id=room_id))
     if exclude is not None:
         qs = qs.exclude(pk=exclude)
     return _ids(qs)
@@ -62,7 +87,7 @@ def filter_participants(member_ids: list[int], *, exclude: int | None = None) ->
 
 def mentioned(*, member_ids: list[int], author_id: int | None, thread_id: int) -> list[int]:
     """Members @mentioned in a message; a thread mute silences it, a room mute does not."""
-    qs = participants().filter(pk__in=member_ids)
+    qs = participants().filter(pk__in=member_ids).filter(_reads_room(thread_id=thread_id))
     if author_id is not None:
         qs = qs.exclude(pk=author_id)
     return _ids(qs.exclude(_muting(thread_id=thread_id)))
@@ -75,7 +100,8 @@ def replied_to(
     from forums.models import Message
 
     qs = participants().filter(
-        Exists(Message.objects.filter(pk=reply_to_id, author_id=OuterRef("pk")))
+        Exists(Message.objects.filter(pk=reply_to_id, author_id=OuterRef("pk"))),
+        _reads_room(room_id=room_id),
     )
     if author_id is not None:
         qs = qs.exclude(pk=author_id)
@@ -92,7 +118,8 @@ def room_followers(*, room_id: int, author_id: int | None) -> list[int]:
             follow.objects.filter(
                 member_id=OuterRef("pk"), room_id=room_id, thread_id__isnull=True, level="follow"
             )
-        )
+        ),
+        _reads_room(room_id=room_id),
     )
     if author_id is not None:
         qs = qs.exclude(pk=author_id)
@@ -105,7 +132,10 @@ def thread_followers(*, thread_id: int, author_id: int | None) -> list[int]:
     if follow is None:
         return []
     qs = participants().filter(
-        Exists(follow.objects.filter(member_id=OuterRef("pk"), thread_id=thread_id, level="follow"))
+        Exists(
+            follow.objects.filter(member_id=OuterRef("pk"), thread_id=thread_id, level="follow")
+        ),
+        _reads_room(thread_id=thread_id),
     )
     if author_id is not None:
         qs = qs.exclude(pk=author_id)

@@ -65,6 +65,7 @@ def test_rooms_list_has_every_room_with_unread_counts(
         "working_group": "wg1",
         "topic": "a",
         "state": "open",
+        "visibility": "network",
         "slow_mode_seconds": 0,
         "last_seq": 1,
         "unread_count": 1,

@@ -181,6 +181,7 @@ async def test_subscribe_answers_subscribed_then_own_presence(member: User, thre
             "room": "wg1-a",
             "online": [me(member)],
             "last_seq": 2,
+            "last_change": 0,
         }
         assert presence == {"type": "presence", "room": "wg1-a", "online": [me(member)]}
         # after: null replays nothing.
@@ -238,7 +239,7 @@ async def test_subscribe_gap_over_limit_sends_resync(
         frame = await recv(ws)
         await recv(ws)  # own presence
 
-        assert frame == {"type": "resync", "room": "wg1-a", "last_seq": 4}
+        assert frame == {"type": "resync", "room": "wg1-a", "last_seq": 4, "last_change": 0}
         assert await ws.receive_nothing(timeout=0.2) is True
 
 
@@ -248,7 +249,7 @@ async def test_subscribe_after_beyond_last_seq_sends_resync(member: User, thread
         await subscribe(ws, after=7)
         frame = await recv(ws)
 
-    assert frame == {"type": "resync", "room": "wg1-a", "last_seq": 1}
+    assert frame == {"type": "resync", "room": "wg1-a", "last_seq": 1, "last_change": 0}
 
 
 async def test_subscribe_unknown_room_is_forbidden(member: User) -> None:
@@ -573,6 +574,52 @@ async def test_message_send_over_flood_limit_is_rate_limited_and_not_stored(
         lambda: list(Message.objects.filter(thread=thread).values_list("body", flat=True))
     )()
     assert (first["type"], second["code"], bodies) == ("ack", "rate_limited", ["one"])
+
+
+async def test_sends_after_a_rate_limit_are_refused_without_the_database_and_repeats_still_acked(
+    member: User, thread: Thread, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a limit of one message; count what reaches the database side.
+    settings.FORUMS_FLOOD_LIMIT = (1, 60)
+    calls: list[str] = []
+    real_post = consumers._post
+
+    def counting_post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        calls.append(data["body"])
+        return real_post(member_id, room_id, data)
+
+    monkeypatch.setattr(consumers, "_post", counting_post)
+    first_id = str(uuid.uuid4())
+
+    def post(body: str, client_id: str | None = None) -> dict[str, Any]:
+        return {
+            "type": "message.send",
+            "room": "wg1-a",
+            "thread": thread.pk,
+            "body": body,
+            "client_id": client_id or str(uuid.uuid4()),
+        }
+
+    async with socket(member) as ws:
+        await subscribe(ws)
+        await recv(ws)
+        await send(ws, post("one", first_id))
+        ack, _echo = await recv(ws), await recv(ws)
+        # Act: the limit refuses "two"; the flood after it; then a retry of the acked "one".
+        for body in ("two", "three", "four"):
+            await send(ws, post(body))
+        refusals = [await recv(ws) for _ in range(3)]
+        await send(ws, post("one", first_id))
+        repeat = await recv(ws)
+
+    # Assert: one database call per answer the service had to give, none for the flood.
+    bodies = await database_sync_to_async(
+        lambda: list(Message.objects.filter(thread=thread).values_list("body", flat=True))
+    )()
+    assert calls == ["one", "two"]
+    assert [f["code"] for f in refusals] == ["rate_limited"] * 3
+    assert len({f["detail"] for f in refusals}) == 1
+    assert (repeat, bodies) == (ack, ["one"])
 
 
 async def test_message_send_reply_to_unknown_message_is_refused(
@@ -936,6 +983,8 @@ async def test_bus_frames_skip_the_per_message_connection_cleanup(
     gateway.closing = False
     gateway.member_id = 1
     gateway.replayed = {}
+    gateway.changes_replayed = {}
+    gateway.forbidden_rooms = set()
 
     async def send(text_data: str) -> None:
         sent.append(text_data)

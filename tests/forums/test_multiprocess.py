@@ -107,6 +107,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **os.environ,
             "DATABASE_URL": db_url,
             "REDIS_URL": REDIS_URL,
+            # Its own channel-layer groups and task queue in the shared Redis.
+            "REDIS_PREFIX": name,
             "HTTPS": "0",
             "PYTHONUNBUFFERED": "1",
         }
@@ -166,7 +168,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                         stderr=subprocess.STDOUT,
                     )
                 )
-        for port, process, log in zip(ports, processes, logs, strict=True):
+        # A Celery worker, as in production (Procfile): notifications of a post run there.
+        worker_log = logs_dir / "worker.log"
+        logs.append(worker_log)
+        with worker_log.open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        str(VENV_BIN / "celery"),
+                        "-A",
+                        "minga",
+                        "worker",
+                        "--pool=solo",
+                        "--without-heartbeat",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel=WARNING",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for port, process, log in zip(ports, processes, logs, strict=False):
             _wait_for_port(port, process, log)
         yield Cluster(ports=ports, tokens=tokens, thread_id=thread_id, logs=logs)
     finally:

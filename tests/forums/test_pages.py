@@ -179,6 +179,22 @@ def test_thread_page_query_count_constant(
     assert len(response.context["messages_page"]) == count
 
 
+def test_thread_page_carries_the_room_marks_for_a_lossless_catch_up(
+    member: User, thread: Thread
+) -> None:
+    from forums import services
+
+    message = MessageFactory(thread=thread, author=member)
+    services.message_edit(message=message, editor=member, body="edited")
+    room = Room.objects.get(pk=thread.room_id)
+
+    page = signed_in(member).get(reverse("thread_detail", args=[thread.pk])).content.decode()
+
+    assert room.last_change > 0
+    assert f'data-after="{room.last_seq}"' in page
+    assert f'data-after-change="{room.last_change}"' in page
+
+
 def test_thread_page_post_creates_message(member: User, thread: Thread) -> None:
     response = post_message(signed_in(member), thread, "Hello **all**")
 

@@ -1,13 +1,15 @@
 """forums.presence: who is in a room, in-process and in Redis, with expiry instead of ghosts.
 
 The clock is forums.presence.now, replaced here: tests move time, they never wait for it.
+Announcements are coalesced over COALESCE_SECONDS of asyncio time, shortened here to 10 ms.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -37,12 +39,22 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-@pytest.fixture
-def changes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, list[int]]]:
-    seen: list[tuple[int, str, list[int]]] = []
+Announcement = tuple[int, str, list[int], list[int], list[int]]
 
-    async def listener(room_id: int, slug: str, online: list[int]) -> None:
-        seen.append((room_id, slug, online))
+
+@pytest.fixture(autouse=True)
+def short_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.01)
+
+
+@pytest.fixture
+def changes(monkeypatch: pytest.MonkeyPatch) -> list[Announcement]:
+    seen: list[Announcement] = []
+
+    async def listener(
+        room_id: int, slug: str, online: list[int], joined: list[int], left: list[int]
+    ) -> None:
+        seen.append((room_id, slug, online, joined, left))
 
     monkeypatch.setattr(presence, "_listener", listener)
     return seen
@@ -133,7 +145,7 @@ async def test_crashed_process_entries_expire(store: Any, clock: Clock) -> None:
 
 
 async def test_beat_reports_vanished_member_to_listener(
-    store: Any, clock: Clock, changes: list[tuple[int, str, list[int]]]
+    store: Any, clock: Clock, changes: list[Announcement]
 ) -> None:
     alive, crashed = process(store), process(store)
     await alive.join(1, "wg1-a", 7, "s1")
@@ -141,8 +153,109 @@ async def test_beat_reports_vanished_member_to_listener(
 
     clock.t += presence.TTL_SECONDS + 1
     await alive.beat()
+    await alive.settled()
 
-    assert changes == [(1, "wg1-a", [7])]
+    assert changes == [(1, "wg1-a", [7], [], [8])]
+
+
+# --- Coalesced announcements ------------------------------------------------------------------
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not met within ~5 s")
+
+
+async def _arrive(here: Presence, room_id: int, member_id: int) -> None:
+    """What the gateway does on subscribe: join, and report an arrival."""
+    _online, arrived = await here.join(room_id, f"room-{room_id}", member_id, f"s{member_id}")
+    if arrived:
+        here.changed(room_id, f"room-{room_id}", joined=[member_id])
+
+
+async def test_first_change_in_a_quiet_room_is_announced_at_once(
+    store: Any, clock: Clock, changes: list[Announcement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 60.0)  # _until gives up long before
+    here = process(store)
+
+    await _arrive(here, 1, 7)
+    await _until(lambda: bool(changes))
+
+    assert changes == [(1, "room-1", [7], [7], [])]
+    await here.aclose()
+
+
+async def test_changes_within_the_interval_make_one_announcement_with_the_latest_list(
+    store: Any, clock: Clock, changes: list[Announcement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.5)  # longer than the joins below
+    here = process(store)
+    await _arrive(here, 1, 7)
+    await _until(lambda: bool(changes))
+
+    for member_id in (8, 9, 10):
+        await _arrive(here, 1, member_id)
+    await here.settled()
+
+    assert changes == [
+        (1, "room-1", [7], [7], []),
+        (1, "room-1", [7, 8, 9, 10], [8, 9, 10], []),
+    ]
+
+
+async def test_member_who_came_and_went_within_the_interval_is_not_announced_as_joined(
+    store: Any, clock: Clock, changes: list[Announcement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.5)  # longer than the joins below
+    here = process(store)
+    await _arrive(here, 1, 7)
+    await _until(lambda: bool(changes))
+
+    await _arrive(here, 1, 8)
+    _online, left = await here.leave(1, 8, "s8")
+    here.changed(1, "room-1", left=[8] if left else [])
+    await here.settled()
+
+    assert changes[1:] == [(1, "room-1", [7], [], [8])]
+
+
+async def test_rooms_are_announced_separately(
+    store: Any, clock: Clock, changes: list[Announcement]
+) -> None:
+    here = process(store)
+
+    await _arrive(here, 1, 7)
+    await _arrive(here, 2, 8)
+    await here.settled()
+
+    assert sorted(changes) == [(1, "room-1", [7], [7], []), (2, "room-2", [8], [8], [])]
+
+
+async def test_failed_announcement_is_logged_and_the_next_change_announces_again(
+    store: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[int]] = []
+
+    async def flaky(
+        room_id: int, slug: str, online: list[int], joined: list[int], left: list[int]
+    ) -> None:
+        calls.append(online)
+        if len(calls) == 1:
+            raise ConnectionError("redis away")
+
+    monkeypatch.setattr(presence, "_listener", flaky)
+    here = process(store)
+    await _arrive(here, 1, 7)
+    await here.settled()
+
+    await _arrive(here, 1, 8)
+    await here.settled()
+
+    assert calls == [[7], [7, 8]]
 
 
 async def test_beat_keeps_live_entries_past_their_first_ttl(store: Any, clock: Clock) -> None:

@@ -173,11 +173,12 @@ def test_message_post_same_client_id_returns_existing(
 def test_message_post_integrity_race_returns_existing(
     thread: Thread, member: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A concurrent request committed the same client_id between our checks and our insert:
-    # both checks miss it, the unique constraint catches it, the stored message is returned.
+    # A concurrent request committed the same client_id between our check and our insert:
+    # the check (under the room lock) misses it, the unique constraint catches it, the stored
+    # message is returned.
     client_id = uuid.uuid4()
     first = post(thread, member, "Race", client_id=client_id)
-    monkeypatch.setattr(services, "_existing_message", _miss_then_find(2))
+    monkeypatch.setattr(services, "_existing_message", _miss_then_find(1))
 
     again, created = services.message_post(
         thread=thread, author=member, body="Race", client_id=client_id
@@ -472,9 +473,9 @@ def test_message_post_query_count(
 ) -> None:
     member.is_verified  # noqa: B018 - warm the per-request cache the way the API's auth does
     member.organization  # noqa: B018
-    # existing? + savepoint + lock room + existing again (under the lock) + thread + roles +
-    # mute + flood count + seq update + insert + thread update + release (no @handle: no lookup)
-    with django_assert_num_queries(12):
+    # savepoint + lock room + existing? (under the lock) + thread + roles + mute + flood count
+    # + seq update + insert + thread update + release (no @handle: no lookup)
+    with django_assert_num_queries(11):
         post(thread, member, "No mentions here")
 
 
@@ -583,6 +584,7 @@ def test_message_edit_keeps_revision_and_publishes(
                 "type": "message.edited",
                 "room": "wg1-a",
                 "seq": 2,
+                "change": 1,
                 "message": message_payload(message),
             },
         )
@@ -721,7 +723,13 @@ def test_message_delete_leaves_tombstone_and_publishes(
     assert frames == [
         (
             bus.room_group(thread.room_id),
-            {"type": "message.deleted", "room": "wg1-a", "seq": 1, "message": payload},
+            {
+                "type": "message.deleted",
+                "room": "wg1-a",
+                "seq": 1,
+                "change": 3,  # after the reaction (1) and the edit (2)
+                "message": payload,
+            },
         )
     ]
     assert received[-1] == (
@@ -811,6 +819,7 @@ def test_reaction_toggle_adds_and_publishes_counts(
                 "type": "reaction.changed",
                 "room": "wg1-a",
                 "seq": 1,
+                "change": 2,
                 "message_id": message.pk,
                 "reactions": {"👍": 1, "🎉": 1},
             },

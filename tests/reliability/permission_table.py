@@ -10,7 +10,9 @@ page's section with
 and paste it between the markers. No Django import here: the table is plain data.
 
 The setting: working group wg1, its open topic room wg1-a, a thread there by another member of
-wg1, a public event of wg1, a notification of another member, a file posted in wg1-a.
+wg1, a public event of wg1, a notification of another member, a file posted in wg1-a, and
+wg1-private, a room of wg1 readable by its working group only (visibility `working_group`, as an
+event visible to its group only gets).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ ROLES: dict[str, str] = {
 ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "read_room": ("read room wg1-a (its page, its thread list)", ("html", "api")),
     "read_history": ("read a thread's messages", ("html", "api")),
+    "read_group_room": (
+        "read wg1-private, a working-group-only room of wg1 (page, threads, subscribe)",
+        ("html", "api", "socket"),
+    ),
     "subscribe": ("subscribe to wg1-a and get its history replayed", ("socket",)),
     "post": ("post a message", ("html", "api", "socket")),
     "edit_own": ("edit one's own message", ("html", "api")),
@@ -56,6 +62,8 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _READERS = frozenset({"observer", "member", "room_moderator", "chair", "secretariat", "removed"})
+# A working-group room: the group's members (any role) and the secretariat; not the removed.
+_GROUP_READERS = _READERS - {"removed"}
 _POSTERS = frozenset({"member", "room_moderator", "chair", "secretariat"})
 _ORGANIZERS = frozenset({"room_moderator", "chair", "secretariat"})
 
@@ -63,6 +71,7 @@ _ORGANIZERS = frozenset({"room_moderator", "chair", "secretariat"})
 ALLOWED: dict[str, frozenset[str]] = {
     "read_room": _READERS,
     "read_history": _READERS,
+    "read_group_room": _GROUP_READERS,
     "subscribe": _READERS,
     "post": _POSTERS,
     "edit_own": _POSTERS,

@@ -91,6 +91,17 @@ def _thread(author: User) -> Thread:
     return ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=author)
 
 
+def _private_thread(author: User) -> Thread:
+    """A thread in wg1-private, a room of wg1 readable by its working group only."""
+    room = Room.objects.create(
+        slug="wg1-private",
+        title="Private room of wg1",
+        working_group=author.memberships.get().working_group,
+        visibility=Room.Visibility.WORKING_GROUP,
+    )
+    return ThreadFactory(room=room, author=author)
+
+
 def _post_over_api(author: User, thread: Thread, body: str) -> int:
     client = Client()
     client.force_login(author)
@@ -216,23 +227,28 @@ async def test_removal_from_the_group_revokes_posting_on_the_open_socket(
     plan: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Leaving wg1 (the real page) takes posting in wg1-a away at once on the open socket: the
-    next `message.send` is refused `forbidden` and stores nothing. Reading stays: topic rooms
-    are readable by every participant (docs/permissions.md), so the server's re-check after the
-    membership change (`access.changed`) keeps the subscription, sends no `unsubscribed`, and the
-    bystander's later message still reaches both."""
+    next `message.send` is refused `forbidden` and stores nothing. Reading wg1-a stays: topic
+    rooms are network rooms, readable by every participant (docs/permissions.md), so the
+    server's re-check after the membership change (`access.changed`) keeps that subscription
+    and the bystander's later message there still reaches both. wg1-private, a room of wg1
+    readable by its working group only, is taken away: `unsubscribed` (reason `forbidden`)
+    within 5 s, and the bystander's later post there never reaches the removed member."""
     removed = await database_sync_to_async(member_in)("wg1")
     bystander = await database_sync_to_async(member_in)("wg1")
     thread = await database_sync_to_async(_thread)(bystander)
+    private_thread = await database_sync_to_async(_private_thread)(bystander)
     client, cookie = await database_sync_to_async(_cookie)(removed)
     victim, connected = await open_socket([(b"origin", b"http://localhost"), cookie])
     assert connected
     async with member_socket(bystander) as other:
         for ws in (victim, other):
-            await send(ws, {"type": "subscribe", "room": "wg1-a", "after": None})
-            await recv_until(ws, "subscribed")
+            for slug in ("wg1-a", "wg1-private"):
+                await send(ws, {"type": "subscribe", "room": slug, "after": None})
+                await recv_until(ws, "subscribed")
         await _quiet(victim)
 
         left = await database_sync_to_async(_leave_group)(client)
+        gone = await recv_until(victim, "unsubscribed", seconds=5)
         client_id = str(uuid.uuid4())
         send_frame = {
             "type": "message.send",
@@ -243,28 +259,45 @@ async def test_removal_from_the_group_revokes_posting_on_the_open_socket(
         }
         await send(victim, send_frame)
         refused = await recv_until(victim, "error", seconds=5)
+        private_status = await database_sync_to_async(_post_over_api)(
+            bystander, private_thread, "private after leaving"
+        )
         status = await database_sync_to_async(_post_over_api)(bystander, thread, "after leaving")
-        bystander_got = (await recv_until(other, "message.created"))["message"]["body"]
-        frames = []
+        bystander_got = [
+            (await recv_until(other, "message.created"))["message"]["body"] for _ in range(2)
+        ]
+        frames: list[tuple[str, str | None]] = []
         while True:
             frame = await recv(victim, 5)
-            frames.append(frame["type"])
+            frames.append((frame["type"], frame.get("room")))
             if frame["type"] == "message.created":
                 break
+        while not await victim.receive_nothing(timeout=0.5):
+            frame = await recv(victim, 1)
+            frames.append((frame["type"], frame.get("room")))
     await victim.disconnect()
 
     stored = await database_sync_to_async(_count)("after removal")
+    private_frames = [f for f in frames if f[1] == "wg1-private"]
     report(
         capsys,
         "REVOCATION (removal from the group)",
-        f"left wg1: {left}; next message.send answered {refused['code']!r} within 5 s, stored "
-        f"{stored}; unsubscribed frames: {frames.count('unsubscribed')} (every participant "
-        f"reads topic rooms); bystander's later post reached bystander: "
-        f"{bystander_got == 'after leaving'}, reached the removed member: "
-        f"{frames[-1] == 'message.created'}",
+        f"left wg1: {left}; wg1-private (working group only) unsubscribed with reason "
+        f"{gone.get('reason')!r} within 5 s, its later frames reaching the removed member: "
+        f"{len(private_frames)}; next message.send answered {refused['code']!r} within 5 s, "
+        f"stored {stored}; wg1-a (a network room) stays subscribed, the bystander's later post "
+        f"reached the removed member: {('message.created', 'wg1-a') in frames}",
     )
-    assert (left, refused["client_id"], refused["code"], stored) == (302, client_id, "forbidden", 0)
-    assert (status, bystander_got, "unsubscribed" in frames) == (201, "after leaving", False)
+    assert (left, gone) == (
+        302,
+        {"type": "unsubscribed", "room": "wg1-private", "reason": "forbidden"},
+    )
+    assert (refused["client_id"], refused["code"], stored) == (client_id, "forbidden", 0)
+    assert (private_status, status) == (201, 201)
+    assert bystander_got == ["private after leaving", "after leaving"]
+    assert private_frames == []
+    assert ("message.created", "wg1-a") in frames
+    assert [f for f in frames if f[0] == "unsubscribed"] == []
 
 
 async def test_logout_leaves_the_members_other_session_connected(member: User) -> None:

@@ -104,6 +104,7 @@ class World:
     attachment: Attachment
     unposted: Attachment
     notification: Notification
+    group_room: Room
     counter: list[int] = field(default_factory=lambda: [0])
 
     def unique(self, text: str) -> str:
@@ -151,6 +152,18 @@ def _notification(recipient: User, actor: User) -> Notification:
     )
 
 
+def group_room(author: User) -> Room:
+    """wg1-private: a room of wg1 readable by its working group only, with one message."""
+    room = Room.objects.create(
+        slug="wg1-private",
+        title="Private room of wg1",
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        visibility=Room.Visibility.WORKING_GROUP,
+    )
+    MessageFactory(thread=ThreadFactory(room=room, author=author), author=author)
+    return room
+
+
 def make_world() -> World:
     author = UserFactory()
     MembershipFactory(member=author, role=Role.MEMBER)
@@ -168,6 +181,7 @@ def make_world() -> World:
         attachment=_file(room, author, seed),
         unposted=_file(room, author, None),
         notification=_notification(author, chair),
+        group_room=group_room(author),
     )
 
 
@@ -234,6 +248,15 @@ def html_cells(client: Client, role: str, world: World, own: Own) -> Probe:
     response = client.get("/rooms/wg1-a/")
     cells["read_room"] = response.status_code == 200
     probe.same_as_missing("read_room", hidden, response, lambda: client.get("/rooms/wg9-z/"))
+
+    response = client.get("/rooms/wg1-private/")
+    cells["read_group_room"] = response.status_code == 200
+    probe.same_as_missing(
+        "read_group_room",
+        not permission_table.allowed(role, "read_group_room"),
+        response,
+        lambda: client.get("/rooms/wg9-z/"),
+    )
 
     newest = Message.objects.filter(thread=thread).latest("seq")
     response = client.get(f"/threads/{thread.pk}/")
@@ -412,6 +435,16 @@ def api_cells(client: Client, role: str, world: World, own: Own) -> Probe:
         "read_room", hidden, response, lambda: client.get("/api/v1/rooms/wg9-z/threads/")
     )
 
+    listed = rooms.status_code == 200 and "wg1-private" in {r["slug"] for r in rooms.json()}
+    response = client.get("/api/v1/rooms/wg1-private/threads/")
+    cells["read_group_room"] = listed and response.status_code == 200
+    probe.same_as_missing(
+        "read_group_room",
+        not permission_table.allowed(role, "read_group_room"),
+        response,
+        lambda: client.get("/api/v1/rooms/wg9-z/threads/"),
+    )
+
     response = client.get(f"/api/v1/threads/{thread.pk}/messages/")
     cells["read_history"] = response.status_code == 200
     probe.same_as_missing(
@@ -539,6 +572,20 @@ def policy_mismatches(role: str, user: User | None, room: Room) -> list[tuple[st
     return wrong
 
 
+def group_room_policy_mismatches(
+    role: str, user: User | None, room: Room
+) -> list[tuple[str, str, str, bool]]:
+    member: Any = user if user is not None else AnonymousUser()
+    if role == "deactivated":
+        member.is_active = False
+    allowed = policy.can_read_room(member, room)
+    if role == "deactivated":
+        member.is_active = True
+    if allowed != permission_table.allowed(role, "read_group_room"):
+        return [(role, "policy.py", "read_group_room", allowed)]
+    return []
+
+
 @pytest.mark.django_db
 def test_permission_matrix_html_and_api_match_policy_table(
     plan: None, settings: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -553,6 +600,8 @@ def test_permission_matrix_html_and_api_match_policy_table(
         user = make_role(role)
         wrong.extend(policy_mismatches(role, user, room))
         cells += len(POLICY_FUNCTION)
+        wrong.extend(group_room_policy_mismatches(role, user, world.group_room))
+        cells += 1
         own = make_own(user, world)
         client = logged_in(user, role)
         for cells_of in (html_cells, api_cells):
@@ -686,7 +735,7 @@ async def socket_cells(
         if role == "deactivated":
             await database_sync_to_async(_deactivate)(user)
     ws, connected = await open_socket(headers)
-    cells = {"subscribe": False, "post": False}
+    cells = {"subscribe": False, "post": False, "read_group_room": False}
     try:
         if not connected:
             return cells
@@ -712,6 +761,16 @@ async def socket_cells(
             if frame.get("client_id") == client_id and frame["type"] in {"ack", "error"}:
                 cells["post"] = frame["type"] == "ack"
                 break
+        # Last, so wg1-private's replay cannot interleave with the frames above.
+        await send(ws, {"type": "subscribe", "room": "wg1-private", "after": 0})
+        while True:
+            frame = await recv(ws)
+            if frame["type"] == "subscribed" and frame["room"] == "wg1-private":
+                cells["read_group_room"] = True
+                break
+            if frame["type"] == "error":
+                assert frame["code"] == "forbidden", frame  # denial looks like "missing"
+                break
         return cells
     finally:
         await ws.disconnect()
@@ -725,6 +784,7 @@ def _deactivate(user: User) -> None:
 def _socket_world() -> tuple[Thread, Message]:
     author = UserFactory()
     MembershipFactory(member=author, role=Role.MEMBER)
+    group_room(author)
     thread = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=author)
     return thread, MessageFactory(thread=thread, author=author)
 
@@ -746,7 +806,7 @@ async def test_permission_matrix_socket_matches_policy_table(
     report(
         capsys,
         "PERMISSION-MATRIX (socket)",
-        f"{len(ROLES)} roles x 2 actions = {cells} cells, {cells - len(wrong)}/{cells} match",
+        f"{len(ROLES)} roles x 3 actions = {cells} cells, {cells - len(wrong)}/{cells} match",
     )
     assert wrong == []
 

@@ -3,7 +3,9 @@
 //
 // - Messages: `message.created` for this thread is added in seq order, once (ids already on the
 //   page or already rendered are skipped; realtime.js also drops repeats and orders by seq).
-//   Edits, deletions, hiding and reactions update the message in place.
+//   Edits, deletions, hiding and reactions update the message in place, live or replayed after a
+//   reconnect (realtime.js resubscribes with the last change applied; frames replace, so a
+//   replayed one is harmless).
 // - "New messages": a divider before the first message that arrives while the tab is hidden;
 //   the thread is marked read when the member sees the newest message.
 // - Compose: sent over the socket with the form's server-made client_id, so a fallback form
@@ -283,7 +285,10 @@ function start(root, config) {
     gw.addEventListener(kind, (event) => document.dispatchEvent(new CustomEvent("minga:frame", { detail: event.detail })));
   }
 
-  gw.subscribe(room, { after: Number(root.dataset.after) });
+  // data-after-change (the room's change number when the page was read) makes the catch-up
+  // lossless from the first subscribe; without it the client starts from `subscribed`.
+  const changesAfter = root.dataset.afterChange === undefined ? null : Number(root.dataset.afterChange);
+  gw.subscribe(room, { after: Number(root.dataset.after), changesAfter });
 
   // --- Read state -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@
 //   const gw = gateway({ memberId: 42 });   // the tab's one connection; later calls return it
 //   gw.addEventListener("message.created", (e) => renderMessage(e.detail.message));
 //   gw.addEventListener("resync", (e) => reloadThreadFromServer(e.detail.room));
-//   gw.subscribe("wg1-a", { after: 118 });  // seq of the newest message the page shows, or null
+//   gw.subscribe("wg1-a", { after: 118, changesAfter: 40 });  // the page's seq and change marks
 //   const ack = await gw.send({ room: "wg1-a", thread: 7, body: "Hola", replyTo: null });
 //   gw.typing("wg1-a", 7);                  // call on input; the client throttles to 1 per 3 s
 //   gw.read("wg1-a", 7, messageId);
@@ -14,17 +14,24 @@
 // API
 //   gateway(options?) -> Gateway     options (first call only): url (default ws[s]://host/ws/),
 //                                    memberId (drops own `typing` frames), pingSeconds (25).
-//   gw.subscribe(room, {after})      after: a seq -> the server replays every message above it,
-//                                    then streams live; null -> live only. Survives reconnects:
-//                                    the client re-subscribes with the last seq it delivered.
+//   gw.subscribe(room, {after, changesAfter})
+//                                    after: a seq -> the server replays every message above it,
+//                                    then streams live; null -> live only. changesAfter: the
+//                                    room's change number the page shows (null: from the
+//                                    `subscribed` answer on) -> the server also replays the
+//                                    current state of shown messages changed since. Survives
+//                                    reconnects: the client re-subscribes with the last seq and
+//                                    the last change it delivered.
 //   gw.unsubscribe(room)
-//   gw.send({room, thread, body, replyTo, clientId?}) -> Promise<ack>
+//   gw.send({room, thread, body, replyTo, attachments?, clientId?}) -> Promise<ack>
+//                                    attachments: ids from the upload endpoint.
 //                                    resolves with {client_id, message_id, seq}; rejects with an
 //                                    Error carrying .code and .detail (see the error codes).
 //                                    Unacknowledged sends are re-sent after a reconnect with the
 //                                    same client_id: the server stores one message, acks again.
 //   gw.typing(room, thread), gw.read(room, thread, messageId)
 //   gw.lastSeq(room) -> number|null  the last seq delivered in order for the room
+//   gw.lastChange(room) -> number|null  the change number up to which every change is applied
 //   gw.state                         "connecting" | "open" | "closed" | "unauthenticated" | "revoked"
 //   gw.close()                       closes for good (no reconnect)
 //
@@ -33,8 +40,12 @@
 //                       live overlap, resent frames) are dropped by seq and id; a frame that
 //                       arrives ahead of a missing one waits, and if the gap is not filled within
 //                       1.5 s the client re-subscribes with `after` to fetch what is missing.
-//   "message.edited", "message.deleted", "reaction.changed"   as received (they carry the
-//                       message's whole current state, so applying them twice is harmless).
+//   "message.edited", "message.deleted", "message.hidden", "message.unhidden",
+//   "reaction.changed", "thread.updated"   live and replayed after a reconnect; they carry the
+//                       message's (thread's) whole current state and its `change` number, so
+//                       applying them twice is harmless; one older than a state already
+//                       delivered for the same message or thread is dropped.
+//   "caught_up"         the replay of a (re)subscribe is complete.
 //   "presence", "typing", "read", "notification", "notification.read", "subscribed",
 //   "unsubscribed"      as received ("typing" from memberId is dropped).
 //   "resync"            the gap was too large to replay: reload the room's or thread's messages
@@ -45,9 +56,10 @@
 //                       (close 4401: sign in again) and "revoked" (4403: logged out, deactivated,
 //                       token revoked) end reconnecting; other closes reconnect with exponential
 //                       backoff (0.5 s doubling to 30 s, with jitter) and then catch up.
-//   "reconnected"       detail = {rooms}: the socket is back and re-subscribed. Edits, deletions
-//                       and reactions to messages delivered before the drop are not replayed:
-//                       pages that show such messages re-fetch them if they care.
+//   "reconnected"       detail = {rooms}: the socket is back and re-subscribed. Messages missed
+//                       meanwhile arrive as "message.created", and edits, deletions, hiding,
+//                       reactions and pins of messages shown before the drop as their change
+//                       frames (replayed from `changes_after`), then "caught_up".
 
 const GAP_WAIT_MS = 1500;
 const BACKOFF_BASE_MS = 500;
@@ -55,6 +67,7 @@ const BACKOFF_MAX_MS = 30000;
 const PONG_WAIT_MS = 10000;
 const TYPING_MS = 3000;
 const SEEN_IDS_MAX = 5000;
+const HELD_CHANGES_MAX = 1000;
 
 const STATUS_NO_RETRY = { 4401: "unauthenticated", 4403: "revoked" };
 
@@ -86,12 +99,34 @@ class GatewayError extends Error {
 }
 
 class Room {
-  constructor(slug, after) {
+  constructor(slug, after, changesAfter) {
     this.slug = slug;
     this.lastSeq = after; // last seq delivered in order; null until the server says
+    this.lastChange = changesAfter; // every change up to this one is applied; null until known
+    this.heldChanges = new Set(); // live change numbers above lastChange + 1 (one is missing)
+    this.versions = new Map(); // "m<id>" / "t<id>" -> change number of the state delivered
     this.pending = new Map(); // seq -> frame that arrived ahead of a gap
     this.gapTimer = null;
     this.seenIds = new Set();
+  }
+
+  subscribeFrame() {
+    const frame = { type: "subscribe", room: this.slug, after: this.lastSeq };
+    // Change replay only makes sense on top of messages the client shows (after != null).
+    if (this.lastSeq !== null && this.lastChange !== null) frame.changes_after = this.lastChange;
+    return frame;
+  }
+
+  // Contiguous change numbers move the mark: a change skipped (a lost frame) holds it back,
+  // so the next resubscribe replays from before it.
+  advanceChanges() {
+    while (this.heldChanges.has(this.lastChange + 1)) {
+      this.heldChanges.delete(this.lastChange + 1);
+      this.lastChange += 1;
+    }
+    for (const change of this.heldChanges) {
+      if (change <= this.lastChange) this.heldChanges.delete(change);
+    }
   }
 
   remember(id) {
@@ -101,6 +136,16 @@ class Room {
       this.seenIds.delete(this.seenIds.values().next().value);
     }
   }
+}
+
+// Exponential backoff with ("equal") jitter, docs/realtime-protocol.md: a wait drawn uniformly
+// between half and all of min(30 s, 0.5 s x 2^attempt), in ms; `draw` is in [0, 1). The half
+// that is random spreads the tabs that lost the same server (a restart, a deploy) over the
+// window instead of bringing them back in the same millisecond; the cap keeps a long outage's
+// retries at most 30 s apart. tests/reliability/test_faults.py checks it under Node.
+export function backoffDelay(attempt, draw) {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, attempt));
+  return cap / 2 + draw * (cap / 2);
 }
 
 export class Gateway extends EventTarget {
@@ -129,15 +174,18 @@ export class Gateway extends EventTarget {
 
   // --- Public API -----------------------------------------------------------------------------
 
-  subscribe(room, { after = null } = {}) {
+  subscribe(room, { after = null, changesAfter = null } = {}) {
     let state = this.rooms.get(room);
     if (!state) {
-      state = new Room(room, after);
+      state = new Room(room, after, changesAfter);
       this.rooms.set(room, state);
-    } else if (after !== null && (state.lastSeq === null || after > state.lastSeq)) {
-      state.lastSeq = after;
+    } else {
+      if (after !== null && (state.lastSeq === null || after > state.lastSeq)) state.lastSeq = after;
+      if (changesAfter !== null && (state.lastChange === null || changesAfter > state.lastChange)) {
+        state.lastChange = changesAfter;
+      }
     }
-    this.write({ type: "subscribe", room, after: state.lastSeq });
+    this.write(state.subscribeFrame());
   }
 
   unsubscribe(room) {
@@ -147,8 +195,9 @@ export class Gateway extends EventTarget {
     this.write({ type: "unsubscribe", room });
   }
 
-  send({ room, thread, body, replyTo = null, clientId = newClientId() }) {
+  send({ room, thread, body, replyTo = null, attachments = [], clientId = newClientId() }) {
     const frame = { type: "message.send", room, thread, body, client_id: clientId, reply_to: replyTo };
+    if (attachments.length) frame.attachments = attachments;
     return new Promise((resolve, reject) => {
       this.outbox.set(clientId, { frame, resolve, reject });
       this.write(frame);
@@ -170,6 +219,11 @@ export class Gateway extends EventTarget {
   lastSeq(room) {
     const state = this.rooms.get(room);
     return state ? state.lastSeq : null;
+  }
+
+  lastChange(room) {
+    const state = this.rooms.get(room);
+    return state ? state.lastChange : null;
   }
 
   close() {
@@ -197,7 +251,8 @@ export class Gateway extends EventTarget {
     this.setState("open");
     for (const state of this.rooms.values()) {
       state.pending.clear();
-      this.write({ type: "subscribe", room: state.slug, after: state.lastSeq });
+      state.heldChanges.clear();
+      this.write(state.subscribeFrame());
     }
     // Same client_id again: the server makes no second message and repeats the ack.
     for (const { frame } of this.outbox.values()) this.write(frame);
@@ -228,10 +283,7 @@ export class Gateway extends EventTarget {
 
   scheduleReconnect() {
     if (this.closedForGood || this.reconnectTimer) return;
-    // Exponential backoff with jitter: many tabs that lost the same server do not come back
-    // in the same millisecond.
-    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-    const delay = cap / 2 + Math.random() * (cap / 2);
+    const delay = backoffDelay(this.attempt, Math.random());
     this.attempt += 1;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
@@ -301,6 +353,8 @@ export class Gateway extends EventTarget {
         return this.onMessage(frame);
       case "resync":
         return this.onResync(frame);
+      case "caught_up":
+        return this.onCaughtUp(frame);
       case "ack":
         return this.onAck(frame);
       case "error":
@@ -311,6 +365,7 @@ export class Gateway extends EventTarget {
       case "pong":
         return;
       default:
+        if (Number.isInteger(frame.change) && frame.room) return this.onChange(frame);
         return this.emit(frame.type, frame);
     }
   }
@@ -320,7 +375,45 @@ export class Gateway extends EventTarget {
     if (!state) return;
     // Subscribed with after = null: ordering starts at the room's present.
     if (state.lastSeq === null) state.lastSeq = frame.last_seq;
+    if (state.lastChange === null && Number.isInteger(frame.last_change)) {
+      state.lastChange = frame.last_change;
+    }
     this.emit("subscribed", frame);
+  }
+
+  onCaughtUp(frame) {
+    const state = this.rooms.get(frame.room);
+    if (!state) return;
+    // Everything up to last_change is now applied (replayed, or carried by the message replay).
+    if (state.lastChange === null || frame.last_change > state.lastChange) {
+      state.lastChange = frame.last_change;
+    }
+    state.advanceChanges();
+    this.emit("caught_up", frame);
+  }
+
+  // A change frame (edited, deleted, hidden, unhidden, reaction.changed, thread.updated): applied
+  // by replacing, so it is delivered unless a newer state of the same message or thread was.
+  onChange(frame) {
+    const state = this.rooms.get(frame.room);
+    if (!state) return;
+    const target = frame.thread ? `t${frame.thread.id}` : `m${frame.message ? frame.message.id : frame.message_id}`;
+    const stale = frame.change < (state.versions.get(target) || 0);
+    if (!stale) state.versions.set(target, frame.change);
+    if (state.lastChange !== null && frame.change > state.lastChange) {
+      if (state.heldChanges.size < HELD_CHANGES_MAX) state.heldChanges.add(frame.change);
+      state.advanceChanges();
+      if (state.heldChanges.size && !state.gapTimer) {
+        // A change number was skipped: a frame was lost. Ask for the missing state.
+        state.gapTimer = setTimeout(() => {
+          state.gapTimer = null;
+          if (state.heldChanges.size && this.rooms.get(state.slug) === state) {
+            this.write(state.subscribeFrame());
+          }
+        }, GAP_WAIT_MS);
+      }
+    }
+    if (!stale) this.emit(frame.type, frame);
   }
 
   onMessage(frame) {
@@ -335,8 +428,8 @@ export class Gateway extends EventTarget {
       if (!state.gapTimer) {
         state.gapTimer = setTimeout(() => {
           state.gapTimer = null;
-          if (state.pending.size && this.rooms.get(state.slug) === state) {
-            this.write({ type: "subscribe", room: state.slug, after: state.lastSeq });
+          if ((state.pending.size || state.heldChanges.size) && this.rooms.get(state.slug) === state) {
+            this.write(state.subscribeFrame());
           }
         }, GAP_WAIT_MS);
       }
@@ -352,7 +445,7 @@ export class Gateway extends EventTarget {
     for (const seq of state.pending.keys()) {
       if (seq <= state.lastSeq) state.pending.delete(seq);
     }
-    if (!state.pending.size && state.gapTimer) {
+    if (!state.pending.size && !state.heldChanges.size && state.gapTimer) {
       clearTimeout(state.gapTimer);
       state.gapTimer = null;
     }
@@ -368,7 +461,9 @@ export class Gateway extends EventTarget {
     const state = this.rooms.get(frame.room);
     if (!state) return;
     state.pending.clear();
+    state.heldChanges.clear();
     state.lastSeq = frame.last_seq;
+    if (Number.isInteger(frame.last_change)) state.lastChange = frame.last_change;
     this.emit("resync", frame);
   }
 

@@ -1,0 +1,297 @@
+"""The gateway's database work per connect and per subscribe, and presence in big rooms.
+
+Every database call of a daphne process queues on its one database thread (docs/performance.md),
+so a connect makes one hop and a subscribe one hop (two the first time a process meets a room),
+with the query counts pinned here. Big rooms get presence deltas and a capped `subscribed` list
+(docs/realtime-protocol.md, "Presence").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from minga.asgi import application
+from minga.realtime import CREDENTIAL_KEY, IDENTITY_KEY, token_identity
+
+from community.models import ApiToken, User
+from community.services import api_token_create
+from forums import consumers, presence
+from forums.frames import credential_fingerprint
+from forums.models import Room
+from tests.factories import UserFactory
+from tests.forums.factories import member_in
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def me(user: User) -> dict[str, Any]:
+    return {
+        "id": user.pk,
+        "name": user.name,
+        "organization": user.organization.name if user.organization else None,
+        "handle": user.handle,
+    }
+
+
+@pytest.fixture
+def colleague(plan: None) -> User:
+    return member_in("wg1", email="carla@trabajo.example", name="Carla Díaz", handle="carla")
+
+
+@pytest.fixture(autouse=True)
+def forget_room_ids() -> None:
+    consumers._room_ids.clear()  # room ids differ per test database
+
+
+# --- Query counts of the hops -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_fresh_member_is_one_query(member: User) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        fresh = consumers._fresh_member(member.pk)
+
+    # The member with their organization, the verified-email check as an annotation.
+    assert (len(queries), fresh.pk, fresh.is_verified) == (1, member.pk, True)
+
+
+@pytest.mark.django_db
+def test_fresh_member_unverified_is_forbidden(plan: None) -> None:
+    unverified = UserFactory(verified=False)
+
+    with pytest.raises(consumers.FrameError) as raised:
+        consumers._fresh_member(unverified.pk)
+
+    assert raised.value.code == "forbidden"
+
+
+@pytest.mark.django_db
+def test_room_state_is_three_queries_with_marks_and_members(member: User, colleague: User) -> None:
+    room = Room.objects.get(slug="wg1-a")
+    Room.objects.filter(pk=room.pk).update(last_seq=7, last_change=3)
+
+    with CaptureQueriesContext(connection) as queries:
+        state = consumers._room_state(member.pk, "wg1-a", room.pk, [member.pk, colleague.pk])
+
+    # member (+ verified), room by slug (+ its marks), the online members' summaries
+    together = sorted([me(member), me(colleague)], key=lambda m: m["name"].lower())
+    assert (len(queries), state) == (3, (7, 3, together))
+
+
+@pytest.mark.django_db
+def test_room_state_caps_the_list_at_full_list_max(
+    member: User, colleague: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
+    room = Room.objects.get(slug="wg1-a")
+
+    _seq, _change, members = consumers._room_state(
+        member.pk, "wg1-a", room.pk, [member.pk, colleague.pk]
+    )
+
+    assert members == [me(member)]  # Ana before Carla
+
+
+@pytest.mark.django_db
+def test_room_state_for_a_remembered_id_the_slug_no_longer_names_raises_moved(
+    member: User,
+) -> None:
+    other = Room.objects.get(slug="wg1-b")
+
+    with pytest.raises(consumers._RoomMovedError):
+        consumers._room_state(member.pk, "wg1-a", other.pk, [member.pk])
+
+
+@pytest.mark.django_db
+def test_token_identity_answers_member_identity_and_credential_in_two_queries(
+    member: User,
+) -> None:
+    _token, key = api_token_create(member=member, name="bot")
+    token_identity(key)  # the first use records last_used_at (one more query)
+
+    with CaptureQueriesContext(connection) as queries:
+        user, identity, credential = token_identity(key)
+
+    assert (len(queries), user.pk, identity, credential) == (
+        2,
+        member.pk,
+        (member.pk, member.language or ""),
+        credential_fingerprint(ApiToken.hash_key(key)),
+    )
+
+
+@pytest.mark.django_db
+def test_token_identity_wrong_token_is_anonymous_without_identity(plan: None) -> None:
+    user, identity, _credential = token_identity(ApiToken.PREFIX + "not-a-token")
+
+    assert (user.is_authenticated, identity) == (False, None)
+
+
+# --- Presence frames ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_presence_frame_of_a_small_room_is_the_whole_list(member: User, colleague: User) -> None:
+    frame = consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [colleague.pk], [])
+
+    together = sorted([me(member), me(colleague)], key=lambda m: m["name"].lower())
+    assert frame == {"type": "presence", "room": "wg1-a", "online": together}
+
+
+@pytest.mark.django_db
+def test_presence_frame_of_a_big_room_is_the_changes_and_the_count(
+    member: User, colleague: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
+
+    with CaptureQueriesContext(connection) as queries:
+        frame = consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [colleague.pk], [99])
+
+    assert (len(queries), frame) == (
+        1,
+        {
+            "type": "presence",
+            "room": "wg1-a",
+            "joined": [me(colleague)],
+            "left": [99],
+            "count": 2,
+        },
+    )
+
+
+@pytest.mark.django_db
+def test_presence_frame_of_a_big_room_without_changes_is_none(
+    member: User, colleague: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
+
+    assert consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [], []) is None
+
+
+# --- Through the gateway ------------------------------------------------------------------------
+
+
+def _session_headers(user: User) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    return [ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+@asynccontextmanager
+async def socket(headers: list[tuple[bytes, bytes]]) -> AsyncIterator[WebsocketCommunicator]:
+    ws = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await ws.connect(timeout=5)
+    assert connected
+    try:
+        await ws.send_to(text_data='{"type": "ping"}')
+        assert await ws.receive_json_from(timeout=5) == {"type": "pong"}
+        yield ws
+    finally:
+        await ws.disconnect()
+
+
+async def _subscribe(ws: WebsocketCommunicator, room: str = "wg1-a") -> dict[str, Any]:
+    await ws.send_to(text_data=json.dumps({"type": "subscribe", "room": room, "after": None}))
+    return await ws.receive_json_from(timeout=5)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_token_socket_connects_without_the_gateways_own_auth_hop(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_second_hop(user: Any) -> None:
+        raise AssertionError("the middleware answered this already")
+
+    monkeypatch.setattr(consumers, "_authenticate", no_second_hop)
+    _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
+    seen: dict[str, Any] = {}
+    real = consumers.GatewayConsumer.connect
+
+    async def spy(self: consumers.GatewayConsumer) -> None:
+        seen.update({k: self.scope.get(k) for k in (IDENTITY_KEY, CREDENTIAL_KEY)})
+        await real(self)
+
+    monkeypatch.setattr(consumers.GatewayConsumer, "connect", spy)
+
+    async with socket([ORIGIN, (b"authorization", f"Token {key}".encode())]) as ws:
+        subscribed = await _subscribe(ws)
+
+    assert (subscribed["type"], seen) == (
+        "subscribed",
+        {
+            IDENTITY_KEY: (member.pk, member.language or ""),
+            CREDENTIAL_KEY: credential_fingerprint(ApiToken.hash_key(key)),
+        },
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_big_room_subscribed_is_capped_and_presence_comes_as_deltas(
+    member: User, colleague: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
+    alice_headers = await database_sync_to_async(_session_headers)(member)
+    carla_headers = await database_sync_to_async(_session_headers)(colleague)
+    async with socket(alice_headers) as alice:
+        await _subscribe(alice)
+        own = await alice.receive_json_from(timeout=5)
+        async with socket(carla_headers) as carla:
+            subscribed = await _subscribe(carla)
+            joined = await alice.receive_json_from(timeout=5)
+        left = await alice.receive_json_from(timeout=5)
+
+    assert (own, subscribed["online"], subscribed["online_count"], joined, left) == (
+        {"type": "presence", "room": "wg1-a", "online": [me(member)]},
+        [me(member)],
+        2,
+        {"type": "presence", "room": "wg1-a", "joined": [me(colleague)], "left": [], "count": 2},
+        {"type": "presence", "room": "wg1-a", "online": [me(member)]},  # small again: the list
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_subscribe_with_a_stale_remembered_room_id_finds_the_room_again(
+    member: User,
+) -> None:
+    right = await database_sync_to_async(lambda: Room.objects.get(slug="wg1-a").pk)()
+    wrong = await database_sync_to_async(lambda: Room.objects.get(slug="wg1-b").pk)()
+    consumers._room_ids["wg1-a"] = wrong
+    headers = await database_sync_to_async(_session_headers)(member)
+
+    async with socket(headers) as ws:
+        subscribed = await _subscribe(ws)
+
+    assert (subscribed["type"], subscribed["room"], consumers._room_ids["wg1-a"]) == (
+        "subscribed",
+        "wg1-a",
+        right,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_subscribe_whose_database_hop_fails_leaves_no_presence_behind(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(consumers, "_room_state", broken)
+    headers = await database_sync_to_async(_session_headers)(member)
+
+    async with socket(headers) as ws:
+        error = await _subscribe(ws)
+        room_id = consumers._room_ids["wg1-a"]
+        online = await presence.get().online(room_id)
+        local = list(presence.get().local)
+
+    # Without the undo, the heartbeat would keep this socket's entry alive after it closed.
+    assert (error["code"], online, local) == ("server_error", [], [])
