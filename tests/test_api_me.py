@@ -78,7 +78,9 @@ def test_me_has_the_contract_shape(member: User, token: str) -> None:
         "calendar_feed_url": body["calendar_feed_url"],
     }
     # The private iCalendar feed is made on first ask: a 256-bit token in the URL.
-    assert re.fullmatch(r"http://testserver/events/feeds/[0-9a-f]{64}\.ics", body["calendar_feed_url"])
+    assert re.fullmatch(
+        r"http://testserver/events/feeds/[0-9a-f]{64}\.ics", body["calendar_feed_url"]
+    )
 
 
 def test_me_memberships_in_group_order(member: User, token: str) -> None:
@@ -175,7 +177,11 @@ def test_me_patch_duplicate_handle_says_it_is_taken(member: User, chair: User, t
         "code": "invalid",
         "detail": {"handle": ["That handle is taken; choose another."]},
         "errors": [
-            {"field": "handle", "code": "invalid", "message": "That handle is taken; choose another."}
+            {
+                "field": "handle",
+                "code": "invalid",
+                "message": "That handle is taken; choose another.",
+            }
         ],
     }
     assert _profile(member) == ("Ana Pérez", "ana", "en", "UTC")

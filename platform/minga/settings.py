@@ -271,6 +271,8 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded default: tasks run in-process
+# One prefix namespaces a deployment in a shared Redis: channel-layer groups and the task queue.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("REDIS_PREFIX", "minga")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
