@@ -1,10 +1,11 @@
-"""`python -m bench [--smoke] [--only minga,b0,b1,c0]`: run every benchmark, print the table.
+"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h4]`: run every benchmark, print the table.
 
 Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmark PUBLISH, a
 raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
 server processes (C0: one per core), each measured for H3 (connections), H1 (fan-out, one room
 and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
-restarted under load) on Minga. Every process started here is stopped before exit.
+restarted under load) on Minga; last H4 (one announcement to a big working group, Minga and
+B0's textbook loop, bench/h4.py). Every process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
 make it fail.
@@ -30,7 +31,7 @@ from typing import Any
 import psutil
 from websockets.exceptions import WebSocketException
 
-from bench import loadgen, minga_setup, report
+from bench import h4, loadgen, minga_setup, report
 from bench.servers import (
     ROOT,
     BenchError,
@@ -58,6 +59,10 @@ FULL: dict[str, Any] = {
     "connect_budget": 75.0,
     "settle": 2.0,
     "idle_seconds": 3.0,
+    "h4_members": 10_000,
+    "h4_online": 2_000,
+    "h4_budget": 240.0,
+    "h4_drain": 60.0,
 }
 SMOKE: dict[str, Any] = {
     "members": 50,
@@ -74,9 +79,15 @@ SMOKE: dict[str, Any] = {
     "connect_budget": 30.0,
     "settle": 1.0,
     "idle_seconds": 1.0,
+    "h4_members": 200,
+    "h4_online": 50,
+    "h4_budget": 60.0,
+    "h4_drain": 20.0,
 }
-ALL = ("c0", "b0", "b1", "minga", "minga-x")
-DEFAULT = ("c0", "b0", "b1", "minga")
+ALL = ("c0", "b0", "b1", "minga", "h4")
+DEFAULT = ("c0", "b0", "b1", "minga", "h4")
+# Members seeded for Minga when only H4 runs (H4 seeds its own group; the rooms need a few).
+H4_ONLY_MEMBERS = 10
 
 
 _STARTED = time.monotonic()
@@ -163,7 +174,7 @@ def _proto_for(system: str, minga: minga_setup.MingaData | None) -> loadgen.Prot
 def start_servers(
     procs: Processes, system: str, redis_port: int, minga_env: dict[str, str] | None
 ) -> tuple[list[int], list[int]]:
-    first = {"c0": 8101, "b0": 8111, "b1": 8121, "minga": 8131, "minga-x": 8141}[system]
+    first = {"c0": 8101, "b0": 8111, "b1": 8121, "minga": 8131}[system]
     ports = free_ports(2, first)
     pids: list[int] = []
     started = []
@@ -179,8 +190,7 @@ def start_servers(
                 "BENCH_REDIS_PORT": str(redis_port),
             }
         else:
-            app = "minga.asgi" if system == "minga" else "bench.minga_ablation"
-            argv, env = daphne_argv(f"{app}:application", port), dict(minga_env or {})
+            argv, env = daphne_argv("minga.asgi:application", port), dict(minga_env or {})
         started.append((procs.start(name, argv, env), name, port))
     for proc, name, port in started:  # both start at once, then both must listen
         procs.wait_port(proc, name, port, timeout=60)
@@ -338,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT),
-        help="systems to run: c0,b0,b1,minga (default) and minga-x (Minga with the proposed "
-        "gateway change applied in memory: bench/minga_ablation.py)",
+        help="what to run: c0,b0,b1,minga and h4 (H4: Minga and B0); the default: all",
     )
     parser.add_argument(
         "--redis-port", type=int, default=6390, help="private Redis port (not 6379)"
@@ -398,23 +407,24 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         log(f"ceilings: {results['ceilings']}")
         minga: minga_setup.MingaData | None = None
         c0_best: float | None = None
-        wants_minga = any(s.startswith("minga") for s in systems)
+        wants_minga = any(s.startswith("minga") or s == "h4" for s in systems)
+        minga_members = cfg["members"] if "minga" in systems else H4_ONLY_MEMBERS
         # Smoke: seed Minga's database while the peers run (their timings do not matter there).
         seeding = ThreadPoolExecutor(1) if wants_minga else None
         seeded = (
-            seeding.submit(minga_setup.prepare, cfg["members"], redis_port)
+            seeding.submit(minga_setup.prepare, minga_members, redis_port)
             if seeding is not None and args.smoke
             else None
         )
         try:
-            for system in [s for s in ALL if s in systems]:
+            for system in [s for s in ALL if s in systems and s != "h4"]:
                 try:
                     if system.startswith("minga") and minga is None:
                         log("minga: creating and seeding the benchmark database")
                         minga = (
                             seeded.result(timeout=900)
                             if seeded is not None
-                            else minga_setup.prepare(cfg["members"], redis_port)
+                            else minga_setup.prepare(minga_members, redis_port)
                         )
                     results["systems"][system] = run_system(
                         procs=procs,
@@ -445,6 +455,27 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 if system == "c0":
                     best = results["systems"]["c0"].get("h1_1room", {}).get("best")
                     c0_best = best["delivered_per_s"] if best else None
+            if "h4" in systems:
+                try:
+                    if minga is None:
+                        log("minga: creating and seeding the benchmark database")
+                        minga = (
+                            seeded.result(timeout=900)
+                            if seeded is not None
+                            else minga_setup.prepare(minga_members, redis_port)
+                        )
+                    results["h4"] = h4.run(
+                        procs=procs,
+                        cfg=cfg,
+                        redis_port=redis_info[0],
+                        data=minga,
+                        start_servers=start_servers,
+                        stop_servers=_stop_servers,
+                        log=log,
+                    )
+                except (BenchError, RuntimeError, OSError, TimeoutError) as error:
+                    results["h4"] = {"error": f"{type(error).__name__}: {error}"}
+                    log(f"h4: could not run: {error}")
         finally:
             if seeding is not None:
                 seeding.shutdown(wait=True)
@@ -482,6 +513,28 @@ def collect_problems(results: dict[str, Any]) -> None:
         h6 = data.get("h6") if isinstance(data, dict) else None
         if isinstance(h6, dict) and h6.get("lost"):
             results["problems"].append(f"{system} h6: {h6['lost']} messages lost after catch-up")
+    _h4_problems(results)
+
+
+def _h4_problems(results: dict[str, Any]) -> None:
+    """H4 that cannot run, or a push Minga lost or duplicated; B0's losses are findings."""
+    h4_data = results.get("h4")
+    if isinstance(h4_data, dict) and "error" in h4_data:
+        results["problems"].append(f"h4: {h4_data['error']}")
+    for system, side in h4_data.items() if isinstance(h4_data, dict) else []:
+        if not isinstance(side, dict):
+            continue
+        if "error" in side:
+            results["problems"].append(f"h4 {system}: {side['error']}")
+        elif (side.get("lost") or side.get("duplicates")) and system == "b0":
+            # As in H1: the peer's loss is a finding, not a failure of the benchmark.
+            results.setdefault("peer_losses", []).append(
+                f"b0 h4: {side.get('lost')} pushes lost, {side.get('duplicates')} duplicated"
+            )
+        elif side.get("lost") or side.get("duplicates"):
+            results["problems"].append(
+                f"h4 {system}: {side.get('lost')} pushes lost, {side.get('duplicates')} duplicated"
+            )
 
 
 def _stop_servers(procs: Processes, system: str) -> None:

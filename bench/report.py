@@ -163,7 +163,67 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "messages",
             )
         )
+    out += _h4_rows(results)
     return out
+
+
+def _h4_rows(results: dict[str, Any]) -> list[Row]:
+    """H4: one announcement; Minga and B0 end to end, and Minga's rows against the raw INSERT."""
+    h4 = results.get("h4")
+    if not isinstance(h4, dict) or "error" in h4:
+        return []
+    minga, b0 = h4.get("minga", {}), h4.get("b0", {})
+    cfg = results.get("config", {})
+    size = f"{cfg.get('h4_members', 'N'):,} members, {cfg.get('h4_online', 'M'):,} online"
+    ceiling = results.get("ceilings", {}).get("pg_insert_10k", {}).get("seconds")
+    rows_per = ceiling * cfg["h4_members"] / 10_000 if ceiling and cfg.get("h4_members") else None
+
+    def val(side: dict[str, Any], key: str) -> float | None:
+        return side.get(key) if isinstance(side, dict) else None
+
+    def vals(key: str, c0: float | None = None) -> dict[str, float | None]:
+        return {"minga": val(minga, key), "b0": val(b0, key), "b1": None, "c0": c0}
+
+    e2e = vals("end_to_end_s")
+    speedup = _div(e2e["b0"], e2e["minga"])
+    rows_ratio = _div(val(minga, "t_rows_s"), rows_per)
+    immediate = val(minga, "emails_immediate")
+    return [
+        Row(
+            f"H4 announcement, {size}: end to end",
+            e2e,
+            _fmt_ratio(speedup, "x faster than B0"),
+            ">= 20 x B0",
+            None if speedup is None else speedup >= 20,
+            "s",
+        ),
+        Row(
+            "H4 all inbox rows committed (C0: raw INSERT ... SELECT generate_series)",
+            vals("t_rows_s", rows_per),
+            _fmt_ratio(rows_ratio, "x raw INSERT"),
+            "<= 2 x the raw INSERT",
+            None if rows_ratio is None else rows_ratio <= 2,
+            "s",
+        ),
+        Row(
+            "H4 last notification frame received",
+            vals("t_push_s"),
+            f"lost: Minga {val(minga, 'lost')}, B0 {val(b0, 'lost')}",
+            "(part of end to end)",
+            None,
+            "s",
+        ),
+        Row(
+            "H4 email work queued",
+            vals("t_email_s"),
+            "daily digest by default: the pending rows are the queue"
+            if immediate == 0
+            else f"{immediate} immediate emails",
+            "(part of end to end)",
+            None,
+            "s",
+        ),
+    ]
 
 
 def _hold_point(results: dict[str, Any], system: str, n: int | None, key: str) -> float | None:
@@ -184,6 +244,10 @@ def _cell(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.3f}"
+
+
 def table(results: dict[str, Any]) -> str:
     ablation = "minga-x" in results["systems"]
     shown = SYSTEMS if ablation else SYSTEMS[:4]
@@ -194,7 +258,10 @@ def table(results: dict[str, Any]) -> str:
     for row in rows(results):
         met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
         cells = [f"{row.metric} ({row.unit})" if row.unit else row.metric]
-        cells += [_cell(row.values.get(s)) for s in shown]
+        cells += [
+            _seconds(row.values.get(s)) if row.unit == "s" else _cell(row.values.get(s))
+            for s in shown
+        ]
         cells += [row.ratio, row.target, met]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -212,6 +279,32 @@ def as_json(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for r in rows(results)
     ]
+
+
+def _h4_lines(results: dict[str, Any]) -> list[str]:
+    h4 = results.get("h4")
+    if not isinstance(h4, dict):
+        return []
+    lines = ["", "H4 (one announcement; seconds from the call's start):", ""]
+    if "error" in h4:
+        lines.append(f"- could not run: {h4['error']}")
+    for system in ("minga", "b0"):
+        side = h4.get(system)
+        if not isinstance(side, dict):
+            continue
+        if "error" in side:
+            lines.append(f"- {system}: could not run: {side['error']}")
+            continue
+        text = (
+            f"- {system}: {side['rows']:,} rows, rows committed {side['t_rows_s']}, "
+            f"call returned {side['t_call_s']}, first push {side['t_first_push_s']}, "
+            f"last push {side['t_push_s']} ({side['online']:,} online, {side['lost']} lost, "
+            f"{side['duplicates']} duplicated); clients connected in {side['connect_seconds']} s"
+        )
+        if system == "minga":
+            text += f"; email modes {side['email_modes']}; seeded in {side['seed_seconds']} s"
+        lines.append(text)
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -270,6 +363,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"ack p50 {s0['ack_p50_ms']} ms)"
                 )
             lines.append(text)
+    lines += _h4_lines(results)
     if results.get("peer_losses"):
         lines += ["", f"Peer losses past their limit: {', '.join(results['peer_losses'])}."]
     if results.get("peer_errors"):

@@ -49,3 +49,9 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
         steps = results["systems"][system]["h1_1room"]["steps"]
         assert [s["lost"] for s in steps] == [0] * len(steps)
     assert results["systems"]["minga"]["h6"]["lost"] == 0
+    # H4: one announcement; every recipient has a row, every online member exactly one push
+    # (B0's losses, like its H1 losses, are a finding: it only has to run).
+    members = results["config"]["h4_members"]
+    minga = results["h4"]["minga"]
+    assert (minga["rows"], minga["lost"], minga["duplicates"]) == (members, 0, 0), minga
+    assert results["h4"]["b0"]["rows"] == members, results["h4"]["b0"]

@@ -12,9 +12,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from bench.b0.consumers import ChatConsumer  # noqa: E402
+from bench.b0.consumers import ChatConsumer, NotifyConsumer  # noqa: E402
 
-websocket_urlpatterns = [re_path(r"ws/chat/(?P<room_name>\w+)/$", ChatConsumer.as_asgi())]
+websocket_urlpatterns = [
+    re_path(r"ws/chat/(?P<room_name>\w+)/$", ChatConsumer.as_asgi()),
+    # H4 only: a socket per user for notifications (bench/b0/consumers.py, NotifyConsumer).
+    re_path(r"ws/notify/(?P<user_id>\d+)/$", NotifyConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter(
     {

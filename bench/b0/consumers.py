@@ -38,3 +38,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         # Send message to WebSocket
         await self.send(text_data=json.dumps({"message": message}))
+
+
+class NotifyConsumer(AsyncWebsocketConsumer):
+    """H4 only: the tutorial's pattern for per-user notifications. One socket joins the group of
+    its user (`user_<id>`, from the URL: the peer has no authentication of its own)."""
+
+    async def connect(self) -> None:
+        self.user_group_name = f"user_{self.scope['url_route']['kwargs']['user_id']}"
+        await self.channel_layer.group_add(self.user_group_name, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, close_code: int) -> None:
+        await self.channel_layer.group_discard(self.user_group_name, self.channel_name)
+
+    async def notify_message(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"notification": event["notification"]}))

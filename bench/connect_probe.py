@@ -1,0 +1,124 @@
+"""Connect+subscribe probe: N clients into one room, before and after a change, one run.
+
+`python -m bench.connect_probe --members 500 --baseline /tmp/base` seeds a benchmark database
+once, then serves it with the source tree given as `--baseline` (system `base`, e.g. `git
+archive HEAD` unpacked there) and with this tree (`minga`), each as two daphne processes, opens
+`--members` clients into one room (64 handshakes in flight, as H3 does), and reports: wall
+seconds, connections per second,
+server CPU seconds per connection (psutil, both processes: the figure that holds on a shared
+machine), RSS per connection over a warmed-up baseline, and the idle server CPU while all are
+held. A development tool for docs/performance.md's items 2, 3 and 5; `make bench` is the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from bench import loadgen, minga_setup
+from bench.__main__ import _stop_servers, start_servers
+from bench.servers import Processes, free_ports, redis_argv
+
+
+async def _probe(
+    proto: loadgen.Proto, ports: list[int], room: str, count: int, meter: loadgen.Meter
+) -> dict[str, Any]:
+    warm = loadgen.Fleet(proto, ports, [room])
+    await warm.open(len(ports))  # lazy imports loaded before the baseline
+    await warm.close()
+    await asyncio.sleep(2)
+    base = meter.rss_bytes()
+    _snapshot(meter)
+    fleet = loadgen.Fleet(proto, ports, [room])
+    before = meter.snapshot()
+    error = None
+    try:
+        try:
+            seconds = await fleet.open(count, per_room=count, budget=120)
+        except RuntimeError as failed:  # some clients failed: still report what it cost
+            error, seconds = str(failed), time.perf_counter() - before["at"]
+        used = meter.delta(before, meter.snapshot())
+        await asyncio.sleep(3)  # coalesced presence frames and the heartbeat settle
+        rss = meter.rss_bytes()
+        _snapshot(meter)
+        idle_before = meter.snapshot()
+        await asyncio.sleep(3)
+        idle = meter.delta(idle_before, meter.snapshot())
+    finally:
+        await fleet.close()
+    return {
+        "error": error,
+        "connections": count,
+        "seconds": round(seconds, 2),
+        "connect_per_s": round(count / seconds, 1),
+        "server_cpu_ms_per_connection": round(used["server_cpu_seconds"] / count * 1000, 2),
+        "kib_per_connection": round((rss - base) / count / 1024, 1),
+        "idle_server_cpu_pct": round(sum(idle["server_cpu_pct"]), 2),
+        "others_cpu_pct": used["others_cpu_pct"],
+        "handshake_retries": fleet.handshake_retries,
+    }
+
+
+def _snapshot(meter: loadgen.Meter) -> None:
+    """With MEMTRACE_DIR set, ask each server for a tracemalloc snapshot (SIGUSR1: see the
+    recipe in docs/performance.md, item 5); the servers must have been started with it."""
+    if not os.environ.get("MEMTRACE_DIR"):
+        return
+    for server in meter.servers:
+        os.kill(server.pid, signal.SIGUSR1)
+    time.sleep(5)  # a snapshot of a big heap takes a while
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.connect_probe")
+    parser.add_argument("--members", type=int, default=500, help="clients (and members), >= 10")
+    parser.add_argument("--only", default="minga", help="minga (this tree)")
+    parser.add_argument("--redis-port", type=int, default=6395)
+    parser.add_argument(
+        "--baseline",
+        help="a source tree (e.g. `git archive HEAD` unpacked) served as system `base`, on the "
+        "same database, first: before and after a change in one run",
+    )
+    args = parser.parse_args(argv)
+    systems = [s for s in args.only.split(",") if s]
+    if args.baseline:
+        systems = ["base", *systems]
+    if not set(systems) <= {"base", "minga"} or args.members < 10 or args.members % 10:
+        parser.error("--only takes minga; --members a multiple of 10")
+    out: dict[str, Any] = {}
+    with Processes() as procs:
+        port = free_ports(1, args.redis_port)[0]
+        redis = procs.start("redis", redis_argv(port))
+        procs.wait_port(redis, "redis", port, timeout=20)
+        try:
+            data = minga_setup.prepare(args.members, port)
+            proto = loadgen.MingaProto(data.tokens, data.threads)
+            for system in systems:
+                env = dict(data.env)
+                if system == "base":
+                    tree = str(args.baseline)
+                    env["PYTHONPATH"] = f"{tree}:{tree}/platform"
+                ports, pids = start_servers(procs, "minga", port, env)
+                try:
+                    meter = loadgen.Meter(pids, redis.pid)
+                    out[system] = asyncio.run(
+                        _probe(proto, ports, data.hold_room, args.members, meter)
+                    )
+                except RuntimeError as error:
+                    out[system] = {"error": str(error)}
+                finally:
+                    _stop_servers(procs, "minga")
+                print(system, json.dumps(out[system]), flush=True)
+        finally:
+            minga_setup.drop_database()
+    return 0 if all(not v.get("error") for v in out.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""H4 on Minga's side, under bench.minga_settings: `python -m bench.h4_minga seed|announce ...`.
+
+- `seed MEMBERS ONLINE SALT`: MEMBERS + 1 members of one working group that has nobody yet (the
+  first after wg1), in bulk SQL: each table's row of the seeded member bench0 is copied with
+  `INSERT ... SELECT ... FROM generate_series` (users, verified primary EmailAddress, the
+  membership, an ApiToken whose key_hash is the SHA-256 of `mga_h4<SALT>x<n>` computed by
+  PostgreSQL). Member 0 is the group's chair (the announcer); members 1..ONLINE get tokens.
+  Prints JSON {"working_group", "chair", "recipients", "tokens"}.
+- `announce`: `notifications.services.announce` by the chair, as the announcements page does.
+  A group this big goes to `notify_task`; this process runs Celery eagerly, so the task runs
+  here right after the commit, as a worker would (the fan-out's code, batches, pushes and email
+  enqueueing unchanged). Prints JSON with monotonic start/end and what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+
+def _setup() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
+    django.setup()
+
+
+def _copy_sql(table: str, columns: list[str], subs: dict[str, str], where: str) -> str:
+    """INSERT INTO table (every column but id) SELECT the template's values or a substitute."""
+    cols = [c for c in columns if c != "id"]
+    values = [subs.get(c, f't."{c}"') for c in cols]
+    names = ", ".join(f'"{c}"' for c in cols)
+    # Names come from Django's _meta and this module, values are parameters: no user input.
+    return (
+        f'INSERT INTO "{table}" ({names}) SELECT {", ".join(values)} '  # noqa: S608
+        f'FROM "{table}" t, generate_series(%(first)s, %(last)s) AS g WHERE {where}'
+    )
+
+
+def seed(members: int, online: int, salt: str) -> dict[str, Any]:
+    from allauth.account.models import EmailAddress
+    from django.db import connection, transaction
+
+    from community.models import ApiToken, Membership, Role, User, WorkingGroup
+
+    template = User.objects.get(email="bench0@example.org")
+    group = (
+        WorkingGroup.objects.exclude(slug="wg1")
+        .exclude(memberships__isnull=False)
+        .order_by("number")
+        .first()
+    )
+    if group is None:
+        raise SystemExit("no working group without members to announce to")
+    prefix = f"h4{salt}x"
+
+    def columns(model: Any) -> list[str]:
+        return [f.column for f in model._meta.concrete_fields]
+
+    user_t, email_t = User._meta.db_table, EmailAddress._meta.db_table
+    member_t, token_t = Membership._meta.db_table, ApiToken._meta.db_table
+    email_expr = f"'h4-{salt}-' || g || '@h4.example.org'"
+    new_user = f'(SELECT id FROM "{user_t}" WHERE email = {email_expr})'  # noqa: S608
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cur:
+        params = {"first": 0, "last": members, "tid": template.pk}
+        cur.execute(
+            _copy_sql(
+                user_t,
+                columns(User),
+                {
+                    "email": email_expr,
+                    "handle": f"'h4{salt}' || g",
+                    "name": "'H4 Member ' || g",
+                    "last_login": "NULL",
+                },
+                "t.id = %(tid)s",
+            ),
+            params,
+        )
+        cur.execute(
+            _copy_sql(
+                email_t,
+                columns(EmailAddress),
+                {
+                    "user_id": new_user,
+                    "email": email_expr,
+                    "verified": "TRUE",
+                    "primary": "TRUE",
+                },
+                "t.user_id = %(tid)s AND t.verified",
+            ),
+            params,
+        )
+        member_cols = ", ".join(f'"{c}"' for c in _member_cols(Membership))
+        cur.execute(
+            f'INSERT INTO "{member_t}" ({member_cols}) '  # noqa: S608
+            f"SELECT {_member_values(Membership, new_user)} "
+            "FROM generate_series(%(first)s, %(last)s) AS g",
+            {**params, "wg": group.pk, "chair": Role.CHAIR, "member": Role.MEMBER},
+        )
+        cur.execute(
+            _copy_sql(
+                token_t,
+                columns(ApiToken),
+                {
+                    "member_id": new_user,
+                    "key_hash": "encode(sha256(convert_to(%(prefix)s || g, 'UTF8')), 'hex')",
+                    "hint": "right(%(prefix)s || g, 4)",
+                    "last_used_at": "NULL",
+                },
+                "t.member_id = %(tid)s AND t.revoked_at IS NULL",
+            ),
+            {**params, "first": 1, "last": online, "prefix": ApiToken.PREFIX + prefix},
+        )
+    seconds = time.perf_counter() - started
+    chair = User.objects.get(email=f"h4-{salt}-0@h4.example.org")
+    return {
+        "working_group": group.pk,
+        "working_group_slug": group.slug,
+        "chair": chair.pk,
+        "recipients": Membership.objects.filter(working_group=group).count() - 1,
+        "tokens": [f"{ApiToken.PREFIX}{prefix}{n}" for n in range(1, online + 1)],
+        "seed_seconds": round(seconds, 2),
+    }
+
+
+def _member_cols(model: Any) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields if f.column != "id"]
+
+
+def _member_values(model: Any, new_user: str) -> str:
+    """Membership values: the new member, the group, chair for member 0 and member otherwise;
+    every other column its field's default."""
+    from django.db import connection
+
+    out = []
+    for f in model._meta.concrete_fields:
+        if f.column == "id":
+            continue
+        if f.column == "member_id":
+            out.append(new_user)
+        elif f.column == "working_group_id":
+            out.append("%(wg)s")
+        elif f.name == "role":
+            out.append("CASE WHEN g = 0 THEN %(chair)s ELSE %(member)s END")
+        elif getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
+            out.append("now()")
+        elif f.has_default():
+            value = f.get_db_prep_save(f.get_default(), connection)
+            out.append(_literal(value))
+        elif f.null:
+            out.append("NULL")
+        else:
+            raise SystemExit(f"Membership.{f.name} has no default: the H4 seed needs one")
+    return ", ".join(out)
+
+
+def _literal(value: Any) -> str:
+    import datetime as dt
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return f"'{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def announce(chair_id: int, group_id: int) -> dict[str, Any]:
+    from django.db import transaction
+    from minga.celery import app
+
+    from community.models import User, WorkingGroup
+    from notifications.models import Notification
+    from notifications.services import announce as minga_announce
+
+    app.conf.task_always_eager = True  # the worker's part runs here, right after the commit
+    chair = User.objects.get(pk=chair_id)
+    group = WorkingGroup.objects.get(pk=group_id)
+    started = time.monotonic()
+    with transaction.atomic():
+        minga_announce(
+            actor=chair,
+            working_group=group,
+            title="Plenary moved to Thursday",
+            body="The plenary of the working group moves to Thursday, 10:00, room B. " * 2,
+            url=f"/groups/{group.slug}/",
+        )
+    ended = time.monotonic()
+    rows = Notification.objects.filter(kind="announcement", target_id=group_id)
+    modes: dict[str, int] = {}
+    for mode in rows.values_list("email_mode", flat=True):
+        modes[mode] = modes.get(mode, 0) + 1
+    return {
+        "started": started,
+        "ended": ended,
+        "rows": rows.count(),
+        "email_modes": modes,
+        "email_pending": rows.filter(email_state="pending").count(),
+    }
+
+
+if __name__ == "__main__":
+    _setup()
+    command = sys.argv[1]
+    if command == "seed":
+        out = seed(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif command == "announce":
+        out = announce(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        raise SystemExit(f"unknown command {command!r}: seed or announce")
+    print(json.dumps(out))
