@@ -328,9 +328,7 @@ class DocumentForm(forms.Form):
         if self.errors:
             return data
         if bool(data.get("file")) == bool(data.get("url")):
-            raise ValidationError(
-                _("Give either a file or a link, not both and not neither."), code="file_or_link"
-            )
+            raise ValidationError(_("Give a file or a link: one of the two."), code="file_or_link")
         return data
 
 

@@ -27,6 +27,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from django_countries.fields import CountryField
 
 from community.models import Topic, User, WorkingGroup, validate_timezone
@@ -49,8 +50,8 @@ class Event(models.Model):
         WORKING_GROUP = "working_group", _("Members of the working group only")
 
     class Status(models.TextChoices):
-        SCHEDULED = "scheduled", _("Scheduled")
-        CANCELLED = "cancelled", _("Cancelled")
+        SCHEDULED = "scheduled", pgettext_lazy("event status", "Scheduled")
+        CANCELLED = "cancelled", pgettext_lazy("event status", "Cancelled")
 
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.WORKSHOP)
     title = models.CharField(_("title"), max_length=200)

@@ -29,7 +29,7 @@ PermissionDenied):
         Codes: file_or_link, too_large, unsupported_type, invalid (file, url).
     document_delete(*, document, actor) -> None
     live_room_create(*, event, actor) -> Room
-        Codes: live_room_exists, live_room_visibility, event_cancelled.
+        Codes: live_room_exists, event_cancelled.
     registration_create(*, event, member, now=None) -> Registration
         Codes: already_registered, registration_closed, event_cancelled, observers_not_allowed
         (PermissionDenied for an event the member may not see).
@@ -60,6 +60,7 @@ from django.db.models import F, Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from community import policy
 from community.models import Topic, User, WorkingGroup, available_timezones
@@ -341,19 +342,6 @@ def event_update(
         locked.exdates = _normalize_exdates(locked, exdates)
     if "capacity" in data:
         _check_capacity(locked)
-    if (
-        locked.visibility != Event.Visibility.PUBLIC
-        and locked.room_id is not None
-        and Room.objects.filter(pk=locked.room_id, slug=live_room_slug(locked)).exists()
-    ):
-        raise _error(
-            "visibility",
-            _(
-                "This event has its own live room, which every member of the network can read; "
-                "it stays visible to all members."
-            ),
-            "live_room_visibility",
-        )
     _validate_topics(list(topics or ()), locked.working_group)
     _render(locked)
     changed = sorted(f for f in SEQUENCE_FIELDS if getattr(locked, f) != before[f])
@@ -367,6 +355,8 @@ def event_update(
         locked.topics.set(list(topics))
     if organizers is not None:
         locked.organizers.set(list(organizers))
+    if {"visibility", "working_group"} & set(changes):
+        _sync_own_room(locked)
     if {"local_start_date", "local_start_time", "timezone", "recurrence", "exdates"} & set(changed):
         # Unsent reminders for starts that moved: the next sweep makes them anew.
         ReminderDelivery.objects.filter(registration__event=locked, sent_at__isnull=True).delete()
@@ -409,7 +399,11 @@ def _check_capacity(event: Event) -> None:
     if event.capacity < taken:
         raise _error(
             "capacity",
-            _("%(count)s members are already registered; the capacity cannot be lower.")
+            ngettext(
+                "%(count)s member is already registered; the capacity cannot be lower.",
+                "%(count)s members are already registered; the capacity cannot be lower.",
+                taken,
+            )
             % {"count": taken},
             "capacity_below_registrations",
         )
@@ -987,7 +981,7 @@ def document_add(
     if (uploaded_file is None) == (not url):
         raise _error(
             "file",
-            _("Give either a file or a link, not both and not neither."),
+            _("Give a file or a link: one of the two."),
             "file_or_link",
         )
     document = EventDocument(
@@ -1093,17 +1087,39 @@ def live_room_slug(event: Event) -> str:
     return f"event-{event.pk}"
 
 
+def _live_room_visibility(event: Event) -> str:
+    """An event visible to its working group only gets a room its group only reads."""
+    if event.visibility == Event.Visibility.WORKING_GROUP and event.working_group_id is not None:
+        return Room.Visibility.WORKING_GROUP
+    return Room.Visibility.NETWORK
+
+
+def _sync_own_room(event: Event) -> None:
+    """Make the event's own live room (`event-<id>`, never a linked topic room) follow the
+    event's visibility and working group (forums.services.room_visibility_set: its subscribers
+    re-check their access after commit)."""
+    if event.room_id is None:
+        return
+    room = Room.objects.filter(pk=event.room_id, slug=live_room_slug(event)).first()
+    if room is None:
+        return
+    forum_services.room_visibility_set(
+        room=room, visibility=_live_room_visibility(event), working_group=event.working_group
+    )
+
+
 @transaction.atomic
 def live_room_create(*, event: Event, actor: User) -> Room:
     """Create the event's own forum room for its live part and link it (`Event.room`).
 
     The room (slug `event-<id>`, the event's title, in the event's working group) follows the
-    forum rules: every participant reads it; members of the group post, its chairs and the
-    secretariat moderate (a network-wide event's room: every participant but observers posts).
-    Because every participant reads every room, an event visible to its working group only gets
-    no room of its own (`live_room_visibility`): its organizers link one of the group's topic
-    rooms instead. A room `event-<id>` left from before is linked again, not duplicated.
-    Codes: event_cancelled, live_room_exists, live_room_visibility.
+    forum rules: members of the group post, its chairs and the secretariat moderate (a
+    network-wide event's room: every participant but observers posts). Who reads it follows
+    the event: every participant for an event of the whole network, only the group's members
+    and the secretariat for an event visible to its working group only (a working-group room);
+    event_update keeps it so when the event's visibility changes later. A room `event-<id>`
+    left from before is linked again (with the event's visibility), not duplicated.
+    Codes: event_cancelled, live_room_exists.
     Side effects: locks the event row; writes the room (forums.services.room_create) and the
     event's `room`; `sequence` is unchanged (the feeds do not carry the room). No signals.
     """
@@ -1113,21 +1129,19 @@ def live_room_create(*, event: Event, actor: User) -> Room:
         raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
     if locked.room_id is not None:
         raise _error("room", _("This event already has a live room."), "live_room_exists")
-    if locked.visibility != Event.Visibility.PUBLIC:
-        raise _error(
-            "room",
-            _(
-                "Every member of the network can read a forum room, and this event is visible "
-                "to its working group only: link one of the group's topic rooms instead."
-            ),
-            "live_room_visibility",
-        )
     room = Room.objects.filter(slug=live_room_slug(locked)).first()
     if room is None:
         room = forum_services.room_create(
             slug=live_room_slug(locked),
             title=locked.title,
             description=_("The live room of the event “%(title)s”.") % {"title": locked.title},
+            working_group=locked.working_group,
+            visibility=_live_room_visibility(locked),
+        )
+    else:
+        room = forum_services.room_visibility_set(
+            room=room,
+            visibility=_live_room_visibility(locked),
             working_group=locked.working_group,
         )
     Event.objects.filter(pk=locked.pk).update(room=room, updated=dj_timezone.now())

@@ -37,7 +37,7 @@ def test_dashboard_after_login_switches_to_spanish(page: Any, problems: PageProb
     assert page.url.endswith("/dashboard/")
     assert page.locator("html").get_attribute("lang") == "es"
     assert page.locator("h2#my-groups").inner_text() == "Mis grupos de trabajo"
-    assert my_group_badges(page) == ["WG1", "WG2"]
+    assert my_group_badges(page) == ["GT1", "GT2"]  # "Grupo de Trabajo"
     assert page.locator("header #language-select").input_value() == "es"
     assert problems.console_errors == []
     assert problems.csp_violations == []
@@ -64,3 +64,25 @@ def test_working_group_page_tab_reaches_skip_link_first(page: Any, problems: Pag
     assert page.evaluate("() => document.activeElement.id") == "main"
     assert problems.console_errors == []
     assert problems.csp_violations == []
+
+
+def test_language_selector_by_keyboard_waits_for_enter(page: Any, problems: PageProblems) -> None:
+    # Arrange
+    sign_in(page)
+    select = page.locator("header #language-select")
+    before = select.input_value()  # the delegate's saved language (another test may change it)
+    select.focus()
+
+    # Act: an arrow key moves the choice (Chromium fires "change" at once on a closed select).
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)  # a navigation would have begun by now; none must
+    moved_to = select.input_value()
+    lang_after_arrow = page.locator("html").get_attribute("lang")
+    button_shown = page.locator("header .language-form button[type=submit]").is_visible()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    # Assert: nothing reloaded on the arrow; Enter applied the language the arrow reached.
+    assert (moved_to != before, lang_after_arrow, button_shown) == (True, before, True)
+    assert page.locator("html").get_attribute("lang") == moved_to
+    assert problems.console_errors == []

@@ -11,12 +11,15 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import Http404
 from django.test import Client
 
 from community.models import User
 from events import services
 from events.models import Event, EventDocument, EventOccurrenceOverride, Registration
+from forums import selectors as forum_selectors
 from forums.models import Room
+from notifications import bus
 from tests.factories import UserFactory
 
 from .conftest import FUTURE
@@ -279,7 +282,7 @@ def test_documents_page_upload_and_refusals(workshop: Event, chair: User, media:
     assert refused.status_code == 400
     assert "This kind of file cannot be added." in refused.content.decode()
     assert neither.status_code == 400
-    assert "Give either a file or a link" in neither.content.decode()
+    assert "Give a file or a link" in neither.content.decode()
     assert added.status_code == 302
     assert list(EventDocument.objects.values_list("title", "content_type")) == [
         ("Programme", "application/pdf")
@@ -377,24 +380,84 @@ def test_live_room_create_twice_refused(workshop: Event, chair: User) -> None:
     assert Room.objects.filter(slug__startswith="event-").count() == 1
 
 
-def test_live_room_for_group_only_event_refused(make_event: MakeEvent, chair: User) -> None:
+def test_live_room_for_group_only_event_is_read_by_the_group_only(
+    make_event: MakeEvent, chair: User, secretariat: User
+) -> None:
+    # Arrange
     event = make_event(visibility=Event.Visibility.WORKING_GROUP)
-    with pytest.raises(ValidationError) as caught:
-        services.live_room_create(event=event, actor=chair)
-    assert error_codes(caught.value) == {"room": ["live_room_visibility"]}
+    stranger = outsider()
+
+    # Act
+    room = services.live_room_create(event=event, actor=chair)
+
+    # Assert
     event.refresh_from_db()
-    assert (event.room_id, Room.objects.filter(slug__startswith="event-").count()) == (None, 0)
+    assert (event.room_id, room.visibility, room.working_group_id) == (
+        room.pk,
+        Room.Visibility.WORKING_GROUP,
+        event.working_group_id,
+    )
+    readers = [who for who in (chair, secretariat, stranger) if _reads(who, room.slug)]
+    assert readers == [chair, secretariat]
 
 
-def test_event_with_own_room_cannot_become_group_only(workshop: Event, chair: User) -> None:
-    services.live_room_create(event=workshop, actor=chair)
-    with pytest.raises(ValidationError) as caught:
-        services.event_update(
-            event=workshop, actor=chair, changes={"visibility": Event.Visibility.WORKING_GROUP}
-        )
-    assert error_codes(caught.value) == {"visibility": ["live_room_visibility"]}
-    workshop.refresh_from_db()
-    assert workshop.visibility == Event.Visibility.PUBLIC
+def _reads(member: User, slug: str) -> bool:
+    try:
+        forum_selectors.room_for_member(slug=slug, member=member)
+    except Http404:
+        return False
+    return True
+
+
+def test_event_visibility_change_follows_into_its_own_room(
+    workshop: Event, chair: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange
+    room = services.live_room_create(event=workshop, actor=chair)
+    stranger = outsider()
+    assert room.visibility == Room.Visibility.NETWORK
+    published: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(bus, "publish_on_commit", lambda g, f: published.append((g, dict(f))))
+
+    # Act
+    services.event_update(
+        event=workshop, actor=chair, changes={"visibility": Event.Visibility.WORKING_GROUP}
+    )
+    narrowed = Room.objects.get(pk=room.pk).visibility
+    readable_then = _reads(stranger, room.slug)
+    services.event_update(
+        event=workshop, actor=chair, changes={"visibility": Event.Visibility.PUBLIC}
+    )
+
+    # Assert
+    assert (narrowed, readable_then) == (Room.Visibility.WORKING_GROUP, False)
+    assert Room.objects.get(pk=room.pk).visibility == Room.Visibility.NETWORK
+    assert _reads(stranger, room.slug)
+    # Subscribers re-check their access after each change (forums.services.room_visibility_set).
+    access = [item for item in published if item[1] == {"type": "access.changed"}]
+    assert access == [(bus.room_group(room.pk), {"type": "access.changed"})] * 2
+
+
+def test_event_visibility_change_leaves_a_linked_topic_room_alone(
+    make_event: MakeEvent, chair: User
+) -> None:
+    # Arrange
+    topic_room = Room.objects.get(slug="wg1-a")
+    event = make_event(room=topic_room)
+
+    # Act
+    services.event_update(
+        event=event, actor=chair, changes={"visibility": Event.Visibility.WORKING_GROUP}
+    )
+
+    # Assert
+    event.refresh_from_db()
+    topic_room.refresh_from_db()
+    assert (event.visibility, event.room_id, topic_room.visibility) == (
+        Event.Visibility.WORKING_GROUP,
+        topic_room.pk,
+        Room.Visibility.NETWORK,
+    )
 
 
 def test_live_room_button_creates_room_and_page_links_it(
@@ -413,6 +476,25 @@ def test_live_room_button_creates_room_and_page_links_it(
     assert response.status_code == 302
     assert f'href="/rooms/event-{workshop.pk}/"' in after
     assert "Create a live room" not in after
+
+
+def test_live_room_button_of_group_only_event_makes_a_group_room(
+    make_event: MakeEvent, chair: User
+) -> None:
+    # Arrange
+    event = make_event(visibility=Event.Visibility.WORKING_GROUP)
+    client = signed_in(chair)
+    before = client.get(f"/events/{event.pk}/").content.decode()
+
+    # Act
+    response = client.post(f"/events/{event.pk}/live-room/")
+    room_page = client.get(f"/rooms/event-{event.pk}/").content.decode()
+
+    # Assert
+    assert "Create a live room" in before
+    assert response.status_code == 302
+    assert Room.objects.get(slug=f"event-{event.pk}").visibility == Room.Visibility.WORKING_GROUP
+    assert "Working group only" in room_page
 
 
 def test_live_room_button_member_forbidden(workshop: Event, member: User) -> None:

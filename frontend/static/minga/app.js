@@ -1,10 +1,26 @@
 // Progressive enhancement only: every page works without this file.
 
-// The language selector submits itself when JavaScript is on (its button is for no-JS).
-for (const select of document.querySelectorAll("select[data-autosubmit]")) {
-  select.addEventListener("change", () => select.form.requestSubmit());
-}
 for (const el of document.querySelectorAll(".js-hidden")) el.hidden = true;
+
+// The language selector submits itself when picked with a pointer. From the keyboard the
+// arrows fire "change" on every step in some browsers, which would reload the page at the
+// first key press: keyboard users get the form's button back and submit with Enter or it.
+for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+  let byKeyboard = false;
+  const button = select.form.querySelector("button[type=submit]");
+  select.addEventListener("pointerdown", () => { byKeyboard = false; });
+  select.addEventListener("keydown", (event) => {
+    byKeyboard = true;
+    if (button) button.hidden = false;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      select.form.requestSubmit();
+    }
+  });
+  select.addEventListener("change", () => {
+    if (!byKeyboard) select.form.requestSubmit();
+  });
+}
 
 // Small screens: the navigation folds behind a Menu button.
 const toggle = document.querySelector(".nav-toggle");
