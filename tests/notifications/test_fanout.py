@@ -369,7 +369,8 @@ def test_fanout_queries_do_not_grow_with_recipients_for_any_kind(
     from notifications.tasks import send_email_task
 
     assert sorted(KIND_CONTEXTS) == sorted(Kind.values)
-    ids = _members(1000)
+    # 1,000 recipients are pinned for the main path above; here every kind at 1, 10 and 100.
+    ids = _members(100)
     enqueued: list[int] = []
     real_delay = send_email_task.delay
 
@@ -380,7 +381,7 @@ def test_fanout_queries_do_not_grow_with_recipients_for_any_kind(
     monkeypatch.setattr(send_email_task, "delay", delay)
     seen: list[tuple[str, int, int, int]] = []
     for kind, context in KIND_CONTEXTS.items():
-        for count in (1, 10, 1000):
+        for count in (1, 10, 100):
             enqueued.clear()
             # Act: the fan-out as the task runs it, then what runs after its commit (the live
             # frames and the email tasks). Members (1), preferences (1), existing rows (1),
@@ -405,5 +406,5 @@ def test_fanout_queries_do_not_grow_with_recipients_for_any_kind(
     assert seen == [
         (kind, count, count, count if kind in IMMEDIATE_BY_DEFAULT else 0)
         for kind in KIND_CONTEXTS
-        for count in (1, 10, 1000)
+        for count in (1, 10, 100)
     ]

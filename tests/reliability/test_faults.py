@@ -640,6 +640,8 @@ def test_email_worker_killed_mid_send_then_restarted_and_swept_sends_once(
         )
         # Not the current app: the suite's own (eager) app must stay the one tasks use.
         sender = Celery("faults", broker=redis.url, set_as_current=False)
+        # The worker's queue is named by the deployment's REDIS_PREFIX (settings).
+        sender.conf.task_default_queue = env["REDIS_PREFIX"]
         workers.append(_worker(env, tmp_path / "worker.log"))
         sender.send_task("notifications.send_email_task", args=[pk])
         assert handler.holding.wait(60), (tmp_path / "worker.log").read_text()
