@@ -1,10 +1,11 @@
-"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h4]`: run every benchmark, print the table.
+"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h5,h4]`: run every benchmark, print the table.
 
 Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmark PUBLISH, a
 raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
 server processes (C0: one per core), each measured for H3 (connections), H1 (fan-out, one room
 and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
-restarted under load) on Minga; last H4 (one announcement to a big working group, Minga and
+restarted under load) on Minga; then H5 (HTTP p99 of two pages under H1 load, Minga and B0's
+tutorial page, bench/h5.py); last H4 (one announcement to a big working group, Minga and
 B0's textbook loop, bench/h4.py). Every process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
@@ -31,7 +32,7 @@ from typing import Any
 import psutil
 from websockets.exceptions import WebSocketException
 
-from bench import h4, loadgen, minga_setup, report
+from bench import h4, h5, loadgen, minga_setup, report
 from bench.servers import (
     ROOT,
     BenchError,
@@ -63,6 +64,11 @@ FULL: dict[str, Any] = {
     "h4_online": 2_000,
     "h4_budget": 240.0,
     "h4_drain": 60.0,
+    "h5_members": 1000,
+    "h5_seconds": 20.0,
+    "h5_rps": 20.0,
+    # H1 rate under H5 when C0 did not run: half of C0's 71,847 frames/s (full run, 2026-11-25).
+    "h5_h1_rate": 35_900,
 }
 SMOKE: dict[str, Any] = {
     "members": 50,
@@ -83,9 +89,13 @@ SMOKE: dict[str, Any] = {
     "h4_online": 50,
     "h4_budget": 60.0,
     "h4_drain": 20.0,
+    "h5_members": 50,
+    "h5_seconds": 1.0,
+    "h5_rps": 20.0,
+    "h5_h1_rate": 250,
 }
-ALL = ("c0", "b0", "b1", "minga", "h4")
-DEFAULT = ("c0", "b0", "b1", "minga", "h4")
+ALL = ("c0", "b0", "b1", "minga", "h5", "h4")
+DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4")
 # Members seeded for Minga when only H4 runs (H4 seeds its own group; the rooms need a few).
 H4_ONLY_MEMBERS = 10
 
@@ -348,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT),
-        help="what to run: c0,b0,b1,minga and h4 (H4: Minga and B0); the default: all",
+        help="what to run: c0,b0,b1,minga, h5 and h4 (H5, H4: Minga and B0); the default: all",
     )
     parser.add_argument(
         "--redis-port", type=int, default=6390, help="private Redis port (not 6379)"
@@ -359,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     )
     parser.add_argument(
         "--grid", help="H1 ramp in delivered frames/s, comma-separated (full: 5000,...,160000)"
+    )
+    parser.add_argument(
+        "--h5-rate",
+        type=int,
+        help="H1 load under H5 in frames/s (default: 50 %% of C0's H1 rate in the run)",
     )
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout, `timeout`) unwinds like Ctrl-C: every started process is stopped.
@@ -377,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
             cfg["frames_grid"] = sorted(int(v) for v in args.grid.split(","))
         except ValueError:
             parser.error("--grid takes whole numbers separated by commas, e.g. 500,1000,2000")
+    if args.h5_rate is not None:
+        if args.h5_rate <= 0:
+            parser.error("--h5-rate must be a positive number of frames/s")
+        cfg["h5_h1_rate"] = args.h5_rate
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -385,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         + (" --smoke" if args.smoke else "")
         + (f" --members {args.members}" if args.members else "")
         + (f" --grid {args.grid}" if args.grid else "")
+        + (f" --h5-rate {args.h5_rate}" if args.h5_rate else "")
         + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
         "machine": machine(),
         "config": cfg,
@@ -407,8 +427,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         log(f"ceilings: {results['ceilings']}")
         minga: minga_setup.MingaData | None = None
         c0_best: float | None = None
-        wants_minga = any(s.startswith("minga") or s == "h4" for s in systems)
-        minga_members = cfg["members"] if "minga" in systems else H4_ONLY_MEMBERS
+        wants_minga = any(s.startswith("minga") or s in {"h4", "h5"} for s in systems)
+        minga_members = (
+            cfg["members"]
+            if "minga" in systems
+            else cfg["h5_members"]
+            if "h5" in systems
+            else H4_ONLY_MEMBERS
+        )
         # Smoke: seed Minga's database while the peers run (their timings do not matter there).
         seeding = ThreadPoolExecutor(1) if wants_minga else None
         seeded = (
@@ -417,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
             else None
         )
         try:
-            for system in [s for s in ALL if s in systems and s != "h4"]:
+            for system in [s for s in ALL if s in systems and s not in {"h4", "h5"}]:
                 try:
                     if system.startswith("minga") and minga is None:
                         log("minga: creating and seeding the benchmark database")
@@ -455,6 +481,28 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 if system == "c0":
                     best = results["systems"]["c0"].get("h1_1room", {}).get("best")
                     c0_best = best["delivered_per_s"] if best else None
+            if "h5" in systems:
+                try:
+                    if minga is None:
+                        log("minga: creating and seeding the benchmark database")
+                        minga = (
+                            seeded.result(timeout=900)
+                            if seeded is not None
+                            else minga_setup.prepare(minga_members, redis_port)
+                        )
+                    results["h5"] = h5.run(
+                        procs=procs,
+                        cfg=cfg,
+                        redis_port=redis_info[0],
+                        data=minga,
+                        c0_best=None if args.h5_rate else c0_best,
+                        start_servers=start_servers,
+                        stop_servers=_stop_servers,
+                        log=log,
+                    )
+                except (BenchError, RuntimeError, OSError, TimeoutError) as error:
+                    results["h5"] = {"error": f"{type(error).__name__}: {error}"}
+                    log(f"h5: could not run: {error}")
             if "h4" in systems:
                 try:
                     if minga is None:
@@ -514,6 +562,7 @@ def collect_problems(results: dict[str, Any]) -> None:
         if isinstance(h6, dict) and h6.get("lost"):
             results["problems"].append(f"{system} h6: {h6['lost']} messages lost after catch-up")
     _h4_problems(results)
+    results["problems"] += h5.problems(results.get("h5"))
 
 
 def _h4_problems(results: dict[str, Any]) -> None:

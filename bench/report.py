@@ -164,6 +164,53 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     out += _h4_rows(results)
+    out += _h5_rows(results)
+    return out
+
+
+def _h5_p99(results: dict[str, Any], system: str, phase: str, page: str) -> float | None:
+    side = (results.get("h5") or {}).get(system)
+    if not isinstance(side, dict):
+        return None
+    value = side.get(phase, {}).get(page)
+    return value.get("p99_ms") if isinstance(value, dict) else None
+
+
+def _h5_rows(results: dict[str, Any]) -> list[Row]:
+    """H5: each Minga page idle and under H1 load; B0's tutorial room page beside it."""
+    h5 = results.get("h5")
+    if not isinstance(h5, dict) or "error" in h5:
+        return []
+    frames = h5.get("h1_frames_per_s")
+    out: list[Row] = []
+    b0_idle = _h5_p99(results, "b0", "idle", "room")
+    b0_load = _h5_p99(results, "b0", "load", "room")
+    for page, label in (("month", "calendar month page"), ("thread", "thread page")):
+        idle = _h5_p99(results, "minga", "idle", page)
+        load = _h5_p99(results, "minga", "load", page)
+        out.append(
+            Row(
+                f"H5 {label} p99, idle (B0: the tutorial's room page)",
+                {"minga": idle, "b0": b0_idle, "b1": None, "c0": None},
+                "(the base of the next row)",
+                "(reported)",
+                None,
+                "ms",
+            )
+        )
+        vs_idle, vs_b0 = _div(load, idle), _div(load, b0_load)
+        out.append(
+            Row(
+                f"H5 {label} p99 under H1 at {frames:,} frames/s (B0: its room page)"
+                if isinstance(frames, int)
+                else f"H5 {label} p99 under H1",
+                {"minga": load, "b0": b0_load, "b1": None, "c0": None},
+                f"{_fmt_ratio(vs_idle, 'x idle')}; {_fmt_ratio(vs_b0, 'x B0')}",
+                "<= 1.5 x idle; <= 1/3 of B0's",
+                None if vs_idle is None or vs_b0 is None else vs_idle <= 1.5 and vs_b0 <= 1 / 3,
+                "ms",
+            )
+        )
     return out
 
 
@@ -307,6 +354,37 @@ def _h4_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _h5_lines(results: dict[str, Any]) -> list[str]:
+    h5 = results.get("h5")
+    if not isinstance(h5, dict):
+        return []
+    lines = ["", "H5 (HTTP p50/p99 in ms; one request at a time at a fixed rate):", ""]
+    if "error" in h5:
+        return [*lines, f"- could not run: {h5['error']}"]
+    lines.append(f"- H1 load: {h5['h1_frames_per_s']:,} frames/s, {h5['h1_rate_source']}")
+    for system in ("minga", "b0"):
+        side = h5.get(system)
+        if not isinstance(side, dict):
+            continue
+        if "error" in side:
+            lines.append(f"- {system}: could not run: {side['error']}")
+            continue
+        pages = [
+            f"{name} {phase} {v['p50_ms']}/{v['p99_ms']} ({v['requests']} requests)"
+            for phase in ("idle", "load")
+            for name, v in side[phase].items()
+            if isinstance(v, dict)
+        ]
+        h1 = side["h1"]
+        lines.append(
+            f"- {system}: {', '.join(pages)}; H1 meanwhile: {h1['received']:,} of "
+            f"{h1['expected']:,} frames ({h1['lost']:,} lost at the drain), "
+            f"{h1['delivered_per_s']:,}/s in the window, p50 {h1['p50_ms']} p99 {h1['p99_ms']} "
+            f"ms, messages sent at {h1['sent_rate']}/s of {h1['rate_per_room']}/s asked"
+        )
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The section docs/performance.md keeps: the table, the machine, the load, the details."""
     m = results["machine"]
@@ -364,6 +442,7 @@ def markdown(results: dict[str, Any]) -> str:
                 )
             lines.append(text)
     lines += _h4_lines(results)
+    lines += _h5_lines(results)
     if results.get("peer_losses"):
         lines += ["", f"Peer losses past their limit: {', '.join(results['peer_losses'])}."]
     if results.get("peer_errors"):

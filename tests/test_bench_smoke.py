@@ -55,3 +55,13 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
     minga = results["h4"]["minga"]
     assert (minga["rows"], minga["lost"], minga["duplicates"]) == (members, 0, 0), minga
     assert results["h4"]["b0"]["rows"] == members, results["h4"]["b0"]
+    # H5: every page answered 200, idle and under H1 load, for the signed-in member (a login
+    # that failed would redirect); the timings are findings.
+    h5 = results["h5"]
+    for system, pages in (("minga", ["month", "thread"]), ("b0", ["room"])):
+        answered = [
+            (h5[system][phase][page]["errors"], h5[system][phase][page]["p99_ms"] > 0)
+            for phase in ("idle", "load")
+            for page in pages
+        ]
+        assert answered == [(0, True)] * 2 * len(pages), h5[system]

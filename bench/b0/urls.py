@@ -1,3 +1,10 @@
-"""No HTTP pages: the peer is measured on websockets only."""
+"""The tutorial's chat pages (H5 only: the peer's HTTP page under websocket load)."""
 
-urlpatterns: list[object] = []
+from django.urls import path
+
+from bench.b0 import views
+
+urlpatterns = [
+    path("chat/", views.index, name="index"),
+    path("chat/<str:room_name>/", views.room, name="room"),
+]
