@@ -61,6 +61,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone as dj_timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
+from minga.signals import send_on_commit
 
 from community import policy
 from community.models import Topic, User, WorkingGroup, available_timezones
@@ -280,10 +281,8 @@ def event_create(
     event.topics.set(list(topics))
     event.organizers.set([actor, *organizers])
     event_id, actor_id = event.pk, actor.pk
-    transaction.on_commit(
-        lambda: signals.event_scheduled.send(
-            sender=Event, event=event, event_id=event_id, actor_id=actor_id
-        )
+    send_on_commit(
+        signals.event_scheduled, sender=Event, event=event, event_id=event_id, actor_id=actor_id
     )
     return event
 
@@ -363,16 +362,15 @@ def event_update(
     _copy_into(event, locked)
     all_changed = sorted(set(changed) | set(changes))
     event_id, actor_id = event.pk, actor.pk
-    transaction.on_commit(
-        lambda: signals.event_changed.send(
-            sender=Event,
-            event=event,
-            event_id=event_id,
-            actor_id=actor_id,
-            changed=all_changed,
-            message=message,
-            sequence_bumped=bumped,
-        )
+    send_on_commit(
+        signals.event_changed,
+        sender=Event,
+        event=event,
+        event_id=event_id,
+        actor_id=actor_id,
+        changed=all_changed,
+        message=message,
+        sequence_bumped=bumped,
     )
     return event
 
@@ -532,29 +530,27 @@ def _override(
     _copy_into(event, locked)
     event_id, actor_id = event.pk, actor.pk
     if cancelled:
-        transaction.on_commit(
-            lambda: signals.event_cancelled.send(
-                sender=Event,
-                event=event,
-                event_id=event_id,
-                actor_id=actor_id,
-                message=message,
-                original_start=original,
-            )
+        send_on_commit(
+            signals.event_cancelled,
+            sender=Event,
+            event=event,
+            event_id=event_id,
+            actor_id=actor_id,
+            message=message,
+            original_start=original,
         )
     else:
-        transaction.on_commit(
-            lambda: signals.event_changed.send(
-                sender=Event,
-                event=event,
-                event_id=event_id,
-                actor_id=actor_id,
-                changed=["occurrence"],
-                message=message,
-                sequence_bumped=True,
-                original_start=original,
-                starts_at=starts_at,
-            )
+        send_on_commit(
+            signals.event_changed,
+            sender=Event,
+            event=event,
+            event_id=event_id,
+            actor_id=actor_id,
+            changed=["occurrence"],
+            message=message,
+            sequence_bumped=True,
+            original_start=original,
+            starts_at=starts_at,
         )
     return override
 
@@ -579,15 +575,14 @@ def event_cancel(*, event: Event, actor: User, message: str = "") -> Event:
     ReminderDelivery.objects.filter(registration__event=locked, sent_at__isnull=True).delete()
     _copy_into(event, locked)
     event_id, actor_id = event.pk, actor.pk
-    transaction.on_commit(
-        lambda: signals.event_cancelled.send(
-            sender=Event,
-            event=event,
-            event_id=event_id,
-            actor_id=actor_id,
-            message=message,
-            original_start=None,
-        )
+    send_on_commit(
+        signals.event_cancelled,
+        sender=Event,
+        event=event,
+        event_id=event_id,
+        actor_id=actor_id,
+        message=message,
+        original_start=None,
     )
     return event
 
@@ -746,16 +741,15 @@ def registration_create(*, event: Event, member: User, now: datetime | None = No
         ) from exc
     reg_id, event_id, member_id = registration.pk, locked.pk, member.pk
     status, position = registration.status, registration.position
-    transaction.on_commit(
-        lambda: signals.registration_created.send(
-            sender=Registration,
-            registration=registration,
-            registration_id=reg_id,
-            event_id=event_id,
-            member_id=member_id,
-            status=status,
-            position=position,
-        )
+    send_on_commit(
+        signals.registration_created,
+        sender=Registration,
+        registration=registration,
+        registration_id=reg_id,
+        event_id=event_id,
+        member_id=member_id,
+        status=status,
+        position=position,
     )
     return registration
 
@@ -789,14 +783,13 @@ def registration_withdraw(*, event: Event, member: User) -> Registration:
             first.save(update_fields=["status", "position", "updated"])
             waitlist.update(position=F("position") - 1)
             promoted_id, member_id, event_id = first.pk, first.member_id, locked.pk
-            transaction.on_commit(
-                lambda: signals.registration_promoted.send(
-                    sender=Registration,
-                    registration=first,
-                    registration_id=promoted_id,
-                    event_id=event_id,
-                    member_id=member_id,
-                )
+            send_on_commit(
+                signals.registration_promoted,
+                sender=Registration,
+                registration=first,
+                registration_id=promoted_id,
+                event_id=event_id,
+                member_id=member_id,
             )
     return registration
 

@@ -16,13 +16,10 @@ committed, through `send_robust`: one failing receiver is logged and does not st
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from django.db import transaction
 from django.dispatch import Signal
+from minga.signals import send_on_commit
 
-logger = logging.getLogger("forums.signals")
+__all__ = ["send_on_commit"]  # re-exported: forums' services send their signals with it
 
 thread_created = Signal()
 message_posted = Signal()
@@ -31,18 +28,3 @@ message_deleted = Signal()
 reaction_changed = Signal()
 thread_read = Signal()
 reports_resolved = Signal()
-
-
-def send_on_commit(signal: Signal, sender: type, **kwargs: Any) -> None:
-    """Send `signal` once the current transaction commits; receivers' errors are logged."""
-
-    def send() -> None:
-        for receiver, result in signal.send_robust(sender=sender, **kwargs):
-            if isinstance(result, Exception):
-                logger.error(
-                    "signal receiver failed",
-                    extra={"receiver": getattr(receiver, "__qualname__", repr(receiver))},
-                    exc_info=result,
-                )
-
-    transaction.on_commit(send, robust=True)
