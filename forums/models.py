@@ -75,6 +75,19 @@ class Room(models.Model):
         ordering = ["slug"]
         verbose_name = _("room")
         verbose_name_plural = _("rooms")
+        constraints = [
+            # clean() says the same to a form; this keeps update(), raw SQL and the admin's bulk
+            # actions from storing a working-group room nobody but the secretariat could read.
+            models.CheckConstraint(
+                condition=~models.Q(visibility="working_group")
+                | models.Q(working_group__isnull=False),
+                name="room_working_group_visibility_needs_group",
+                violation_error_code="visibility_needs_group",
+                violation_error_message=_(
+                    "A room readable by its working group only needs a working group."
+                ),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.slug

@@ -678,36 +678,77 @@ def reaction_toggle(*, message: Message, member: User, emoji: str) -> dict[str, 
     return counts
 
 
-@transaction.atomic
+def _read_mark_upsert(
+    member_id: int, thread_id: int, message_id: int, now: datetime
+) -> tuple[int, int, int] | None:
+    """(id, message id, seq) of the mark when this statement created or moved it, else None
+    (the message is not in the thread, or the mark is at or past it already).
+
+    One statement: it reads the message's seq in the thread, inserts the mark or moves it
+    forward only (the conflict's WHERE), concurrent marks of the same member serialised by the
+    row lock the upsert takes. PostgreSQL and SQLite (3.35+: RETURNING) both run it.
+    """
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    marks, messages = quote(ReadState._meta.db_table), quote(Message._meta.db_table)
+    sql = f"""
+        INSERT INTO {marks} (member_id, thread_id, last_read_message_id, last_read_seq, updated_at)
+        SELECT %s, %s, m.id, m.seq, %s FROM {messages} m WHERE m.id = %s AND m.thread_id = %s
+        ON CONFLICT (member_id, thread_id) DO UPDATE SET
+            last_read_message_id = excluded.last_read_message_id,
+            last_read_seq = excluded.last_read_seq,
+            updated_at = excluded.updated_at
+        WHERE {marks}.last_read_seq < excluded.last_read_seq
+        RETURNING id, last_read_message_id, last_read_seq
+    """  # noqa: S608 - only quoted table names are formatted in; values are parameters
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member_id, thread_id, stamp, message_id, thread_id])
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else None
+
+
 def read_mark(*, member: User, thread: Thread, message_id: int) -> ReadState:
     """Mark `thread` read by `member` up to message `message_id`; the mark never moves back.
 
+    One query when the mark moves (an upsert: _read_mark_upsert), two when it does not (the
+    mark is read back to return it) or the message is not in the thread (code not_found).
+    The thread's room should be loaded with it (select_related) and the member's roles cached.
+    No transaction of its own: the one write is a single statement.
     Side effects: writes the member's ReadState; when it moved forward, after commit publishes
     `read` to the member's own group (their other tabs) and sends `thread_read`.
     """
     if not policy.can_read_room(member, thread.room):
         raise Refused(_("You may not read this room."))
-    target = Message.objects.filter(pk=message_id, thread_id=thread.pk).values("pk", "seq").first()
-    if target is None:
-        raise ValidationError(
-            _("No message %(id)s in this thread.") % {"id": message_id}, code="not_found"
-        )
-    state, _created = ReadState.objects.get_or_create(member=member, thread_id=thread.pk)
-    state = ReadState.objects.select_for_update().get(pk=state.pk)
-    if target["seq"] <= state.last_read_seq:
+    now = timezone.now()
+    moved = _read_mark_upsert(member.pk, thread.pk, message_id, now)
+    if moved is None:
+        # The message must be in the thread for "not moved" to be the answer.
+        state = ReadState.objects.filter(
+            member=member, thread_id=thread.pk, thread__messages__pk=message_id
+        ).first()
+        if state is None:
+            raise ValidationError(
+                _("No message %(id)s in this thread.") % {"id": message_id}, code="not_found"
+            )
         return state
-    state.last_read_message_id = target["pk"]
-    state.last_read_seq = target["seq"]
-    state.updated_at = timezone.now()
-    state.save(update_fields=["last_read_message", "last_read_seq", "updated_at"])
+    pk, last_read_message_id, seq = moved
+    state = ReadState(
+        pk=pk,
+        member=member,
+        thread=thread,
+        last_read_message_id=last_read_message_id,
+        last_read_seq=seq,
+        updated_at=now,
+    )
     bus.publish_on_commit(
         bus.user_group(member.pk),
         {
             "type": "read",
             "room": thread.room.slug,
             "thread": thread.pk,
-            "message_id": target["pk"],
-            "seq": target["seq"],
+            "message_id": last_read_message_id,
+            "seq": seq,
         },
     )
     signals.send_on_commit(signals.thread_read, ReadState, read_state=state)

@@ -171,9 +171,8 @@ def test_thread_page_query_count_constant(
 
     # session, user, thread, verified email, messages + reactions + mentions + attachments,
     # read state;
-    # read_mark: savepoint, target, get_or_create (select, savepoint, insert, release), lock,
-    # update, release; my reactions, memberships, mute, the notification bell's count.
-    with django_assert_num_queries(22):  # type: ignore[operator]
+    # read_mark: one upsert; my reactions, memberships, mute, the notification bell's count.
+    with django_assert_num_queries(14):  # type: ignore[operator]
         response = client.get(reverse("thread_detail", args=[thread.pk]))
 
     assert len(response.context["messages_page"]) == count
