@@ -15,12 +15,14 @@ commit: nothing is announced for a write that rolled back.
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
@@ -178,18 +180,52 @@ def flood_limit() -> tuple[int, int]:
     return int(count), int(seconds)
 
 
+class RateLimitedError(ValidationError):
+    """The posting limit or slow mode refused a post (code "rate_limited"), with the moment the
+    member may post in the room again (`free_at`) and which rule refused (`kind`)."""
+
+    def __init__(self, message: str, *, kind: str, free_at: datetime) -> None:
+        super().__init__(message, code="rate_limited")
+        self.kind = kind
+        self.free_at = free_at
+
+
+def _flood_refused(count: int, seconds: int, free_at: datetime) -> RateLimitedError:
+    return RateLimitedError(
+        _("Too many messages: at most %(count)s every %(seconds)s seconds in a room.")
+        % {"count": count, "seconds": seconds},
+        kind="flood",
+        free_at=free_at,
+    )
+
+
+def _slow_mode_refused(wait: int, free_at: datetime) -> RateLimitedError:
+    return RateLimitedError(
+        _("Slow mode: wait %(wait)s more seconds before your next message here.")
+        % {"wait": max(wait, 1)},
+        kind="slow",
+        free_at=free_at,
+    )
+
+
 def _check_rate(member: User, room: Room, now: datetime) -> None:
-    """Flood control and slow mode. Runs under the room's row lock, so counts cannot race."""
+    """Flood control and slow mode. Runs under the room's row lock, so counts cannot race.
+
+    Raises RateLimitedError; the caller remembers it (`_remember_refusal`) once the lock is
+    released.
+    """
     count, seconds = flood_limit()
-    recent = Message.objects.filter(
-        room=room, author=member, created_at__gt=now - timedelta(seconds=seconds)
-    ).count()
-    if recent >= count:
-        raise ValidationError(
-            _("Too many messages: at most %(count)s every %(seconds)s seconds in a room.")
-            % {"count": count, "seconds": seconds},
-            code="rate_limited",
+    # The newest `count` posts in the window (one query, as a count was): when there are
+    # `count`, the window frees as the oldest of them leaves it.
+    recent = list(
+        Message.objects.filter(
+            room=room, author=member, created_at__gt=now - timedelta(seconds=seconds)
         )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:count]
+    )
+    if len(recent) >= count:
+        raise _flood_refused(count, seconds, recent[-1] + timedelta(seconds=seconds))
     if room.slow_mode_seconds and not policy.can_moderate_room(member, room):
         last = (
             Message.objects.filter(room=room, author=member)
@@ -199,11 +235,55 @@ def _check_rate(member: User, room: Room, now: datetime) -> None:
         )
         if last is not None and now - last < timedelta(seconds=room.slow_mode_seconds):
             wait = room.slow_mode_seconds - int((now - last).total_seconds())
-            raise ValidationError(
-                _("Slow mode: wait %(wait)s more seconds before your next message here.")
-                % {"wait": max(wait, 1)},
-                code="rate_limited",
-            )
+            raise _slow_mode_refused(wait, last + timedelta(seconds=room.slow_mode_seconds))
+
+
+# After a refusal, the member's next posts in that room are refused before the room's row lock
+# (no lock, no count) until the window frees: a member flooding at ten times the limit, over the
+# socket or the API, then no longer queues behind the room's lock with the other members' posts
+# (issue 7, FLOOD-LATENCY). The marker lives in the cache (Redis in production), so every process
+# and both transports see it. It lasts until the window frees, so it refuses nothing the locked
+# check would accept, but at most this long: a marker gone stale (a limit raised, slow mode turned
+# off, a member made moderator) refuses for at most 5 s, and a flood past it still costs only
+# one locked check per 5 s per member and room.
+FLOOD_COOLDOWN_MAX_SECONDS = 5.0
+
+
+def _cooldown_key(member_id: int, room_id: int) -> str:
+    return f"forums:flood:{member_id}:{room_id}"
+
+
+def _remember_refusal(member: User, room_id: int, refused: RateLimitedError) -> None:
+    """Keep `refused` for the pre-lock check. Called after the room lock is released: a Redis
+    round trip (or, Redis paused, its socket timeout) must not be spent holding the lock."""
+    now = timezone.now()
+    left = min((refused.free_at - now).total_seconds(), FLOOD_COOLDOWN_MAX_SECONDS)
+    if left <= 0:
+        return
+    marker = {
+        "kind": refused.kind,
+        "until": now.timestamp() + left,
+        "free_at": refused.free_at.timestamp(),
+    }
+    # Whole seconds for the backend's TTL (Redis truncates; 0 would delete); "until" is exact.
+    cache.set(_cooldown_key(member.pk, room_id), marker, math.ceil(left))
+
+
+def _cooling_down(member: User, room_id: int) -> RateLimitedError | None:
+    """The remembered refusal while (member, room) cools down, else None. No database query;
+    a cache that cannot answer (minga.cache.ResilientRedisCache) answers "no marker", so the
+    locked check decides (fail open)."""
+    marker = cache.get(_cooldown_key(member.pk, room_id))
+    if not isinstance(marker, dict):
+        return None
+    now = timezone.now()
+    if marker.get("until", 0) <= now.timestamp():
+        return None
+    free_at = datetime.fromtimestamp(marker["free_at"], tz=UTC)
+    if marker.get("kind") == "slow":
+        return _slow_mode_refused(math.ceil((free_at - now).total_seconds()), free_at)
+    count, seconds = flood_limit()
+    return _flood_refused(count, seconds, free_at)
 
 
 def clean_body(body: Any) -> str:
@@ -364,12 +444,18 @@ def thread_create(
     The same (author, client_id) returns the thread that message opened, creating nothing.
     Side effects: locks the room row (takes a seq), writes the thread, its first message and its
     mentions; after commit publishes `message.created` (with `new_thread`) to the room's group and
-    sends `thread_created` and `message_posted`.
+    sends `thread_created` and `message_posted`. Refused by the posting limit or slow mode
+    ("rate_limited"): sets the cache's cooldown marker of (author, room); while it is set, new
+    posts are refused before the room lock.
     """
     client_id = client_id or uuid.uuid4()
     existing = _existing_message(author, client_id)
     if existing is not None:
         return existing.thread
+    # A member cooling down after a refusal is refused here, without the room's lock.
+    refused = _cooling_down(author, room.pk)
+    if refused is not None:
+        raise refused
     clean = clean_body(body)
     clean_t = clean_title(title)
     # Rendered before the room lock is taken: the lock is held only for the insert.
@@ -399,6 +485,9 @@ def thread_create(
                 rendered=rendered,
             )
             _announce_created(message, new_thread=thread)
+    except RateLimitedError as refused:
+        _remember_refusal(author, room.pk, refused)
+        raise
     except IntegrityError:
         # The same client_id committed by a concurrent request of the same author.
         existing = _existing_message(author, client_id)
@@ -425,10 +514,20 @@ def message_post(
     announces nothing. Side effects: locks the room row and takes the next seq; writes the
     message and its mentions, attaches the files (their rows locked), bumps the thread's count
     and activity; after commit publishes `message.created` to the room's group and sends
-    `message_posted`.
+    `message_posted`. Refused by the posting limit or slow mode ("rate_limited"): sets the
+    cache's cooldown marker of (author, room); while it is set, a repeat gets its stored message
+    and anything else "rate_limited", before the room lock (one query: the repeat check).
     """
-    # The idempotency check runs once, under the room lock below (a repeat is rare: a client's
-    # retry); checking before the lock as well cost every post a query on the process's
+    # A member cooling down after a refusal (see FLOOD_COOLDOWN_MAX_SECONDS) is answered here,
+    # without the room's lock: a repeat client_id still gets its stored message.
+    refused = _cooling_down(author, thread.room_id)
+    if refused is not None:
+        existing = _existing_message(author, client_id)
+        if existing is not None:
+            return existing, False
+        raise refused
+    # Otherwise the idempotency check runs once, under the room lock below (a repeat is rare: a
+    # client's retry); checking before the lock as well cost every post a query on the process's
     # database thread (docs/performance.md, item 4).
     wanted = _clean_attachment_ids(attachment_ids)
     clean = clean_body(body)
@@ -458,6 +557,9 @@ def message_post(
                 files=files,
             )
             _announce_created(message)
+    except RateLimitedError as refused:
+        _remember_refusal(author, thread.room_id, refused)
+        raise
     except IntegrityError:
         existing = _existing_message(author, client_id)
         if existing is None:

@@ -1,8 +1,9 @@
-"""Flood, the latency half: a bystander's delivery p95 with and without a member flooding.
+"""Flood, the latency half, in-process: a bystander's delivery p95 with and without a flood.
 
 In-process (WebsocketCommunicator, the in-memory channel layer, PostgreSQL): it measures what the
-gateway and the services add under a flood, not the network or Redis. A figure, not an assertion
-on time: the assertions are on delivery and on what was stored.
+gateway and the services add under a flood, not the network or Redis; the same measure against
+real daphne processes and Redis is soak/test_flood_latency_servers_soak.py (FLOOD-LATENCY). A
+figure, not an assertion on time: the assertions are on delivery and on what was stored.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ async def test_soak_flood_bystander_latency(plan: None, capsys: pytest.CaptureFi
     before, during = _p95(baseline), _p95(under_flood)
     report(
         capsys,
-        "FLOOD-LATENCY (soak)",
+        "FLOOD-LATENCY (in-process)",
         f"bystander p95 {before:.1f} ms without flood, {during:.1f} ms with a flood of "
         f"{FLOOD_RATE:.0f} frames/s ({(during - before) / before:+.0%}); flood answers "
         f"{dict(sorted(answers.items()))}, flood messages stored {stored} (limit 10 per 10 s); "
