@@ -21,11 +21,19 @@ from typing import Any
 from celery import shared_task
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import strip_tags
+from minga import breaker
+from minga.breaker import Breaker
 
 from . import recipients, services
 from .models import Kind
 
 logger = logging.getLogger("notifications.receivers")
+
+
+def _broker() -> Breaker:
+    """The broker's breaker: a paused broker (or the cache or channel layer on the same Redis)
+    costs one post its timeout; the posts of the next second notify inline at once."""
+    return breaker.for_server(str(message_posted_task.app.conf.broker_url or "memory://"))
 
 
 def guarded(receiver: Callable[..., None]) -> Callable[..., None]:
@@ -95,9 +103,14 @@ def on_message_posted(sender: Any, *, message: Any, mentioned_ids: list[int], **
     if message_posted_task.app.conf.task_always_eager:
         message_posted_notify(**work)
         return
+    broker = _broker()
+    if broker.open:  # the broker failed a moment ago: do not wait for another timeout
+        message_posted_notify(**work)
+        return
     try:
         message_posted_task.delay(**work)
     except Exception:
+        broker.trip()
         logger.warning("message_posted_task not queued; notifying inline", exc_info=True)
         message_posted_notify(**work)
 

@@ -1,7 +1,8 @@
 """A Redis cache that degrades instead of failing while Redis is away.
 
 Rate limits (allauth), and everything else that uses the cache, then fail open for the length
-of the outage: a delegate can still log in and post while Redis restarts. Each failure is logged.
+of the outage: a delegate can still log in and post while Redis restarts. Each failure is logged,
+and for a second after one the calls answer their fallback at once (minga.breaker).
 """
 
 from __future__ import annotations
@@ -14,15 +15,29 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from minga.breaker import Breaker, for_server
+
 logger = logging.getLogger("minga.cache")
+# After a failed call, the calls of this many seconds answer their fallback at once.
+BREAKER_SECONDS = 1.0
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class ResilientRedisCache(RedisCache):
+    @property
+    def breaker(self) -> Breaker:
+        # Per server and process: Django makes a cache instance per thread, and the channel
+        # layer and the broker on the same Redis share it (minga.breaker.for_server).
+        return for_server(self._servers[0], BREAKER_SECONDS)
+
     def _guard(self, operation: str, default: Any, call: Any, *args: Any, **kwargs: Any) -> Any:
+        breaker = self.breaker
+        if breaker.open:
+            return default  # Redis failed a moment ago: do not wait for another timeout
         try:
             return call(*args, **kwargs)
         except _UNAVAILABLE as exc:
+            breaker.trip()
             logger.warning("cache unavailable", extra={"operation": operation, "error": str(exc)})
             return default
 

@@ -14,11 +14,12 @@ the database by `seq` (docs/operations.md, "Redis faults").
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from redis.exceptions import RedisError
+
+from minga.breaker import Breaker, for_server
 
 
 class RedisUnavailableError(ConnectionError):
@@ -31,11 +32,13 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.publish_timeout = publish_timeout
-        self.breaker_seconds = breaker_seconds
-        self.failed_until = 0.0
+        # Shared with the cache and the broker on the same Redis (minga.breaker.for_server).
+        hosts = self._kwargs.get("hosts") or [""]
+        address = hosts[0].get("address", "") if isinstance(hosts[0], dict) else hosts[0]
+        self.breaker = for_server(str(address), breaker_seconds) if address else Breaker()
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        if time.monotonic() < self.failed_until:
+        if self.breaker.open:
             raise RedisUnavailableError("Redis did not answer a moment ago; publish skipped")
         try:
             # The base class proxies group_send to its per-event-loop layer (no method to
@@ -44,5 +47,5 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
             await asyncio.wait_for(layer.group_send(group, message), self.publish_timeout)
         except (TimeoutError, OSError, RedisError) as exc:
             # wait_for's timeout also cancels the wait for the shard's lock.
-            self.failed_until = time.monotonic() + self.breaker_seconds
+            self.breaker.trip()
             raise RedisUnavailableError(f"publish failed: {exc!r}") from exc
