@@ -182,8 +182,13 @@ def _proto_for(system: str, minga: minga_setup.MingaData | None) -> loadgen.Prot
 
 
 def start_servers(
-    procs: Processes, system: str, redis_port: int, minga_env: dict[str, str] | None
+    procs: Processes,
+    system: str,
+    redis_port: int,
+    minga_env: dict[str, str] | None,
+    tree: str | None = None,
 ) -> tuple[list[int], list[int]]:
+    """Two server processes of `system`; Minga's from the source tree `tree` (default: this one)."""
     first = {"c0": 8101, "b0": 8111, "b1": 8121, "minga": 8131}[system]
     ports = free_ports(2, first)
     pids: list[int] = []
@@ -201,7 +206,7 @@ def start_servers(
             }
         else:
             argv, env = daphne_argv("minga.asgi:application", port), dict(minga_env or {})
-        started.append((procs.start(name, argv, env), name, port))
+        started.append((procs.start(name, argv, env, cwd=tree), name, port))
     for proc, name, port in started:  # both start at once, then both must listen
         procs.wait_port(proc, name, port, timeout=60)
         pids.append(proc.pid)

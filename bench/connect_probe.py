@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from bench import loadgen, minga_setup
@@ -27,7 +28,13 @@ from bench.servers import Processes, free_ports, redis_argv
 
 
 async def _probe(
-    proto: loadgen.Proto, ports: list[int], room: str, count: int, meter: loadgen.Meter
+    proto: loadgen.Proto,
+    ports: list[int],
+    room: str,
+    count: int,
+    meter: loadgen.Meter,
+    *,
+    fanout: tuple[list[float], float, loadgen.Meter | None] = ([], 0.0, None),
 ) -> dict[str, Any]:
     warm = loadgen.Fleet(proto, ports, [room])
     await warm.open(len(ports))  # lazy imports loaded before the baseline
@@ -50,6 +57,12 @@ async def _probe(
         idle_before = meter.snapshot()
         await asyncio.sleep(3)
         idle = meter.delta(idle_before, meter.snapshot())
+        steps = []
+        rates, seconds, fanout_meter = fanout
+        for n, rate in enumerate(rates, start=1):  # the room fan-out, as H1 steps
+            result = await fleet.step(fanout_meter or meter, step=n, rate=rate, seconds=seconds)
+            steps.append({k: result[k] for k in FANOUT_KEYS})
+            print("  fan-out", json.dumps(steps[-1]), flush=True)
     finally:
         await fleet.close()
     return {
@@ -62,7 +75,21 @@ async def _probe(
         "idle_server_cpu_pct": round(sum(idle["server_cpu_pct"]), 2),
         "others_cpu_pct": used["others_cpu_pct"],
         "handshake_retries": fleet.handshake_retries,
+        "fanout": steps,
     }
+
+
+FANOUT_KEYS = (
+    "rate_per_room",
+    "delivered_per_s",
+    "lost",
+    "duplicates",
+    "p50_ms",
+    "p99_ms",
+    "server_us_per_frame",
+    "server_cpu_pct",
+    "others_cpu_pct",
+)
 
 
 def _snapshot(meter: loadgen.Meter) -> None:
@@ -85,7 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         help="a source tree (e.g. `git archive HEAD` unpacked) served as system `base`, on the "
         "same database, first: before and after a change in one run",
     )
+    parser.add_argument(
+        "--rates",
+        default="",
+        help="then post into the room at these messages/s, comma-separated (H1 steps through "
+        "the services, from bench.minga_poster): server CPU per delivered frame, loss, p99",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="per --rates step")
+
     args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",") if r]
     systems = [s for s in args.only.split(",") if s]
     if args.baseline:
         systems = ["base", *systems]
@@ -100,19 +136,39 @@ def main(argv: list[str] | None = None) -> int:
             data = minga_setup.prepare(args.members, port)
             proto = loadgen.MingaProto(data.tokens, data.threads)
             for system in systems:
-                env = dict(data.env)
+                env, tree = dict(data.env), None
                 if system == "base":
+                    # `python -m` puts the working directory first on the path: the servers
+                    # run in the baseline tree, and its `platform` (minga) goes before ours.
                     tree = str(args.baseline)
                     env["PYTHONPATH"] = f"{tree}:{tree}/platform"
-                ports, pids = start_servers(procs, "minga", port, env)
+                ports, pids = start_servers(procs, "minga", port, env, tree)
+                poster = None
                 try:
                     meter = loadgen.Meter(pids, redis.pid)
+                    fanout_meter = None
+                    if rates:
+                        poster = minga_setup.Poster(
+                            procs, replace(data, env=env), f"{system}-poster"
+                        )
+                        proto.poster = poster  # type: ignore[attr-defined]
+                        fanout_meter = loadgen.Meter([*pids, poster.pid], redis.pid)
                     out[system] = asyncio.run(
-                        _probe(proto, ports, data.hold_room, args.members, meter)
+                        _probe(
+                            proto,
+                            ports,
+                            data.hold_room,
+                            args.members,
+                            meter,
+                            fanout=(rates, args.seconds, fanout_meter),
+                        )
                     )
                 except RuntimeError as error:
                     out[system] = {"error": str(error)}
                 finally:
+                    if poster is not None:
+                        procs.stop(poster.proc)
+                        proto.poster = None  # type: ignore[attr-defined]
                     _stop_servers(procs, "minga")
                 print(system, json.dumps(out[system]), flush=True)
         finally:

@@ -159,10 +159,12 @@ def _prepare(members: int, redis_port: int) -> MingaData:
 class Poster:
     """The bench.minga_poster process: posts through the services on order, answers JSON."""
 
-    def __init__(self, procs: Processes, data: MingaData, name: str) -> None:
+    def __init__(
+        self, procs: Processes, data: MingaData, name: str, tree: str | None = None
+    ) -> None:
         self.name = name
         self.proc = procs.start(
-            name, [sys.executable, "-m", "bench.minga_poster"], data.env, pipes=True
+            name, [sys.executable, "-m", "bench.minga_poster"], data.env, pipes=True, cwd=tree
         )
 
     @property

@@ -65,13 +65,20 @@ class Processes:
         self.stop_all()
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None, *, pipes: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        pipes: bool = False,
+        cwd: str | Path | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a process; with `pipes`, its stdin and stdout are pipes (stderr: the log)."""
+        """Start a process in `cwd` (default: this tree; `python -m` puts it first on the path);
+        with `pipes`, its stdin and stdout are pipes (stderr: the log)."""
         log = (LOGS / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             env={**os.environ, **(env or {})},
             stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipes else log,

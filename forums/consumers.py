@@ -5,29 +5,32 @@ and calls one selector or service through `database_sync_to_async` (never the OR
 relation, in `async def`), and relays bus frames. Every action reloads the member from the
 database, so a role changed or an account deactivated a second ago already counts.
 
-Room traffic arrives from the bus as pre-serialised JSON text and is sent as is: one encode per
-message, not per recipient. The gateway looks inside a bus frame only to act on the control
-kinds addressed to it (`session.revoked`, `access.changed`) and, for a few seconds after a
+Room traffic arrives as pre-serialised JSON text and is sent as is: one encode per message, not
+per recipient. The socket has no channel of its own: the process's hub (notifications.bus.Hub)
+holds one subscription per group and calls `relay` on each local socket of the group. The
+gateway looks inside a bus frame only to act on the control kinds addressed to it (`session.revoked`, `access.changed`) and, for a few seconds after a
 subscribe, to drop live `message.created` frames the replay already carried (and, after a
 `subscribe` with `changes_after`, live change frames the change replay already carried).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from allauth.account.models import EmailAddress
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, Min, OuterRef
 from django.http import Http404
 from django.utils import translation
+from minga.realtime import db_hop
 
 from community import policy
 from community.models import ApiToken, User
@@ -65,13 +68,9 @@ GATEWAY_CREDENTIAL = "minga.credential"
 # bound only keeps the check (one json.loads per frame) from running for the socket's lifetime.
 DEDUPE_WINDOW_SECONDS = 10.0
 
-# After the posting limit refused a `message.send` in a room, further sends of this socket to that
-# room are refused here for this long, without a database hop or the room's row lock: a member
-# flooding at ten times the limit then costs the other members of the room (who wait for the
-# same lock and the same database thread) almost nothing (issue 7, FLOOD-LATENCY).
-POST_COOLDOWN_SECONDS = 1.0
-# Acks this socket gave, by client_id: a repeat is answered with the same ack from here, also
-# while the cooldown refuses new posts (the contract: the same client_id gets the same ack).
+# Acks this socket gave, by client_id: a repeat is answered with the same ack from here, without
+# a database hop (the contract: the same client_id gets the same ack; the service gives it too,
+# also while its posting cooldown refuses new posts: forums.services, FLOOD_COOLDOWN_MAX_SECONDS).
 ACKS_REMEMBERED = 64
 
 # --- Database side (synchronous; called through database_sync_to_async) -------------------------
@@ -160,6 +159,11 @@ def _presence_frame(
         "left": left,
         "count": len(online),
     }
+
+
+def _is_control(text: str) -> bool:
+    """Whether a bus frame may be one the gateway acts upon instead of relaying."""
+    return '"session.revoked"' in text or '"access.changed"' in text
 
 
 class _RoomMovedError(Exception):
@@ -344,7 +348,7 @@ async def announce_presence(
 ) -> None:
     """Publish the room's `presence` frame (idempotent, order-free); forums.presence calls this
     at most once per room per COALESCE_SECONDS in each process."""
-    frame = await database_sync_to_async(_presence_frame)(slug, online, joined, left)
+    frame = await db_hop(_presence_frame)(slug, online, joined, left)
     if frame is not None:
         await bus.apublish(bus.room_group(room_id), frame)
 
@@ -358,9 +362,14 @@ transport.install()  # under daphne: slow sockets closed with 4408, all with 101
 
 class GatewayConsumer(AsyncWebsocketConsumer):
     groups: list[str] = []
-    # Rooms an access re-check took away: frames of theirs already queued on this channel before
-    # the group was left are dropped, not relayed; a later accepted subscribe clears the slug.
-    # Immutable and replaced, never mutated, so the class default is never shared state.
+    # No channel of its own: this process's hub (notifications.bus.Hub) is subscribed once to
+    # each group with a socket here and calls `relay` on each of them. An alias that names no
+    # layer makes Channels skip the per-socket channel, and with it a Redis SUBSCRIBE per connect
+    # and a queue, a receive task and a decode per delivered frame (docs/performance.md).
+    channel_layer_alias = "minga.gateway.no-channel"
+    # Rooms an access re-check took away: frames of theirs still in the backlog (below) are
+    # dropped, not relayed; a later accepted subscribe clears the slug. Immutable and replaced,
+    # never mutated, so the class default is never shared state.
     forbidden_rooms: frozenset[str] = frozenset()
 
     HANDLERS = {
@@ -382,8 +391,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.changes_replayed: dict[str, tuple[int, float]] = {}  # slug -> (last_change, until)
         self.tokens = float(FRAME_BURST)
         self.refilled = time.monotonic()
-        self.post_refused: dict[int, tuple[float, FrameError]] = {}  # room id -> (until, error)
         self.acks: dict[str, dict[str, Any]] = {}  # client_id -> ack, oldest first
+        # The socket's name in presence entries (unique per process and connection).
+        self.socket_id = uuid.uuid4().hex
+        # Client frames and bus frames are handled one at a time, in arrival order, as Channels'
+        # dispatch loop did: a bus frame arriving while a client frame is handled (a subscribe's
+        # replay, a post) waits in the backlog, and so do the frames behind it.
+        self.turn = asyncio.Lock()
+        self.backlog: deque[str] = deque()
+        self.drainer: asyncio.Task[None] | None = None
+        # Under daphne: room frames are written to the socket's transport (forums.transport).
+        self.write_direct = transport.direct_sender(self.base_send)
         await self.accept()
         # Accept first: only an accepted socket can carry the 4401 close code to the client.
         if GATEWAY_IDENTITY in self.scope:
@@ -391,7 +409,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             # in its one database hop (minga.realtime): no second hop for the same answers.
             found = self.scope[GATEWAY_IDENTITY]
         else:
-            found = await database_sync_to_async(_authenticate)(self.scope.get("user"))
+            found = await db_hop(_authenticate)(self.scope.get("user"))
         if found is None:
             logger.info("socket refused", extra={"reason": "unauthenticated"})
             self.closing = True
@@ -400,7 +418,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.member_id, self.language = found
         self.credential = await self._credential()
         self.user_group = bus.user_group(self.member_id)
-        await bus.join(self.user_group, self.channel_name)
+        await bus.join(self.user_group, self)
         logger.info("socket connected", extra={"member": self.member_id})
 
     async def _credential(self) -> str | None:
@@ -412,7 +430,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             for name, value in self.scope.get("headers", []):
                 if name == b"authorization":
                     _scheme, _, key = value.decode("latin-1").partition(" ")
-                    return await database_sync_to_async(_token_credential)(key.strip())
+                    return await db_hop(_token_credential)(key.strip())
             return None
         session = self.scope.get("session")
         key = getattr(session, "session_key", None) if session is not None else None
@@ -421,11 +439,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.member_id is None:
             return
+        self.closing = True  # frames still in the backlog or on their way are not sent
         for slug, room_id in list(self.rooms.items()):
             await self._leave_room(slug, room_id)
         self.rooms.clear()
         try:
-            await bus.leave(self.user_group, self.channel_name)
+            await bus.leave(self.user_group, self)
         except Exception:
             logger.warning("leaving the user group failed", exc_info=True)
         logger.info(
@@ -458,15 +477,18 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if not self._take_token():
             await self.send_error(FrameError("rate_limited"))
             return
-        try:
-            with translation.override(self.language):
-                frame = parse(text)
-            await getattr(self, self.HANDLERS[frame.type])(frame)
-        except FrameError as error:
-            await self.send_error(error)
-        except Exception:
-            logger.exception("frame failed", extra={"member": self.member_id})
-            await self.send_error(FrameError("server_error"))
+        async with self.turn:
+            try:
+                with translation.override(self.language):
+                    frame = parse(text)
+                await getattr(self, self.HANDLERS[frame.type])(frame)
+            except FrameError as error:
+                await self.send_error(error)
+            except Exception:
+                logger.exception("frame failed", extra={"member": self.member_id})
+                await self.send_error(FrameError("server_error"))
+        if self.backlog:
+            self._drain_soon()
 
     async def send_error(self, error: FrameError) -> None:
         with translation.override(self.language):
@@ -485,7 +507,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def _db[T](self, frame: ClientFrame, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` in a thread in the member's language; a FrameError gets the frame's context."""
         try:
-            return await database_sync_to_async(_in_language)(self.language, fn, *args)
+            return await db_hop(_in_language)(self.language, fn, *args)
         except FrameError as error:
             error.frame_type = error.frame_type or frame.type
             error.client_id = error.client_id or frame.data.get("client_id")
@@ -597,7 +619,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             known = self.rooms.get(slug) == room_id
             # Join the group before reading the room's last seq: a message committed after that
             # read is then published to a group this socket is already in. Nothing falls between.
-            await bus.join(bus.room_group(room_id), self.channel_name)
+            await bus.join(bus.room_group(room_id), self)
             online, arrived = await self._presence_join(room_id, slug)
             try:
                 state = await self._db(frame, _room_state, self.member_id, slug, room_id, online)
@@ -621,15 +643,15 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def _undo_join(self, room_id: int) -> None:
         assert self.member_id is not None  # noqa: S101 - set in connect
         try:
-            await bus.leave(bus.room_group(room_id), self.channel_name)
-            await presence.get().leave(room_id, self.member_id, self.channel_name)
+            await bus.leave(bus.room_group(room_id), self)
+            await presence.get().leave(room_id, self.member_id, self.socket_id)
         except Exception:
             logger.warning("undoing a room join failed", exc_info=True)
 
     async def _presence_join(self, room_id: int, slug: str) -> tuple[list[int], bool]:
         assert self.member_id is not None  # noqa: S101 - set in connect
         try:
-            return await presence.get().join(room_id, slug, self.member_id, self.channel_name)
+            return await presence.get().join(room_id, slug, self.member_id, self.socket_id)
         except Exception:
             # Redis away: the room still works, presence shows only this member meanwhile.
             logger.warning("presence join failed", exc_info=True)
@@ -640,9 +662,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.replayed.pop(slug, None)
         self.changes_replayed.pop(slug, None)
         try:
-            await bus.leave(bus.room_group(room_id), self.channel_name)
+            await bus.leave(bus.room_group(room_id), self)
             place = presence.get()
-            _online, left = await place.leave(room_id, self.member_id, self.channel_name)
+            _online, left = await place.leave(room_id, self.member_id, self.socket_id)
             if left:
                 place.changed(room_id, slug, left=[self.member_id])
         except Exception:
@@ -662,22 +684,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if known is not None:
             await self.send_frame(known)
             return
-        refused = self.post_refused.get(room_id)
-        if refused is not None and refused[0] > time.monotonic():
-            error = refused[1]
-            raise FrameError(
-                error.code,
-                error.detail,
-                frame_type=frame.type,
-                client_id=frame.data.get("client_id"),
-                room=frame["room"],
-            )
-        try:
-            ack = await self._db(frame, _post, self.member_id, room_id, frame.data)
-        except FrameError as error:
-            if error.code == "rate_limited":
-                self.post_refused[room_id] = (time.monotonic() + POST_COOLDOWN_SECONDS, error)
-            raise
+        ack = await self._db(frame, _post, self.member_id, room_id, frame.data)
         self.acks[client_id] = ack
         if len(self.acks) > ACKS_REMEMBERED:
             del self.acks[next(iter(self.acks))]
@@ -704,30 +711,41 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     # --- Bus frames ---------------------------------------------------------------------------
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Relay bus frames straight to `bus_event`; everything else as Channels does.
+    async def relay(self, text: str) -> None:
+        """A frame of one of this socket's groups, from the hub: pre-serialised, sent as is.
 
-        Channels' dispatch first awaits `aclose_old_connections()`, a hop to the process's one
-        thread-sensitive executor, for every message, so once per recipient of every frame. The
-        relay never touches the ORM (every ORM call here goes through `database_sync_to_async`,
-        which closes stale connections itself), and the hop queued every delivery behind the
-        process's posts and subscribes: bench/ measured p50 delivery 15.4 s -> 78 ms at 500
-        frames/s into a 200-member room (docs/performance.md, "Ablation").
+        The fast path (the socket is idle, the frame is no control frame) sends at once, with no
+        task, queue or decode. Otherwise the frame joins the backlog, which is relayed in order
+        once the client frame in hand is answered; a control frame (it may need the database)
+        is always relayed from the backlog, so the hub never waits for it.
         """
-        if message.get("type") == bus.MESSAGE_TYPE:
-            await self.bus_event(message)
-            return
-        await super().dispatch(message)
-
-    async def bus_event(self, message: dict[str, Any]) -> None:
-        """Relay a bus frame: already serialised once by the publisher, sent as is."""
         if self.closing or self.member_id is None:
             return
-        text: str = message["text"]
+        if self.backlog or self.turn.locked() or _is_control(text):
+            self.backlog.append(text)
+            self._drain_soon()
+            return
+        await self._relay_now(text)
+
+    def _drain_soon(self) -> None:
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        async with self.turn:
+            while self.backlog and not self.closing:
+                text = self.backlog.popleft()
+                try:
+                    await self._relay_now(text)
+                except Exception:
+                    logger.warning("relay failed", extra={"member": self.member_id}, exc_info=True)
+            self.backlog.clear()  # only left over when the socket is closing
+
+    async def _relay_now(self, text: str) -> None:
+        if self.closing:
+            return
         # Substring tests first: a frame is only decoded when it may be one we act upon.
-        if ('"session.revoked"' in text or '"access.changed"' in text) and await self._control(
-            text
-        ):
+        if _is_control(text) and await self._control(text):
             return
         if self.forbidden_rooms and self._of_forbidden_room(text):
             return
@@ -735,7 +753,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         if self.changes_replayed and '"change":' in text and self._change_replayed(text):
             return
-        await self.send(text_data=text)
+        if self.write_direct is None or not self.write_direct(text):
+            await self.send(text_data=text)
 
     async def _control(self, text: str) -> bool:
         """Act on a control frame; True when it was one (it is never relayed)."""
@@ -790,9 +809,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _recheck_access(self) -> None:
         assert self.member_id is not None  # noqa: S101 - set in connect
-        readable = await database_sync_to_async(_readable)(
-            self.member_id, list(self.rooms.values())
-        )
+        readable = await db_hop(_readable)(self.member_id, list(self.rooms.values()))
         if readable is None:
             await self._close(CLOSE_REVOKED)
             return

@@ -32,13 +32,13 @@ import contextlib
 import hashlib
 import logging
 import time
-import types
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.conf import settings
 from django.db import connection
+from minga import loops
 
 logger = logging.getLogger("forums.presence")
 
@@ -382,30 +382,16 @@ def get() -> Presence:
         url = redis_url()
         store: Store = RedisStore(url, key_prefix()) if url else MemoryStore()
         presence = _by_loop[loop] = Presence(store)
-        _close_with(loop)
+        loops.close_with(loop, lambda: _forget(loop))
     return presence
 
 
-def _close_with(loop: asyncio.AbstractEventLoop) -> None:
-    # As channels_redis does for its connections: close ours before the loop goes, so no
-    # "unclosed connection" warning fires from a garbage-collected client.
-    original = loop.close
-
-    def close(self: asyncio.AbstractEventLoop) -> None:
-        presence = _by_loop.pop(loop, None)
-        if presence is not None and not loop.is_closed():
-            try:
-                loop.run_until_complete(presence.aclose())
-            except Exception:
-                logger.warning("presence close failed", exc_info=True)
-        self.close = original  # type: ignore[method-assign]
-        original()
-
-    loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+async def _forget(loop: asyncio.AbstractEventLoop) -> None:
+    presence = _by_loop.pop(loop, None)
+    if presence is not None:
+        await presence.aclose()
 
 
 async def reset() -> None:
     """Close and forget this loop's Presence (tests switch channel layers between tests)."""
-    presence = _by_loop.pop(asyncio.get_running_loop(), None)
-    if presence is not None:
-        await presence.aclose()
+    await _forget(asyncio.get_running_loop())

@@ -9,15 +9,18 @@ This is a leaf module: it imports only Django and Channels (ARCHITECTURE.md, dep
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer  # noqa: TID251 - the bus is the one allowed place
 from django.db import transaction
+from minga import loops
 
 logger = logging.getLogger("notifications.bus")
 
@@ -32,10 +35,12 @@ def user_group(user_id: int) -> str:
     return f"user.{int(user_id)}"
 
 
-def _envelope(frame: Mapping[str, Any]) -> dict[str, Any]:
+def _envelope(group: str, frame: Mapping[str, Any]) -> dict[str, Any]:
     # Serialise now: the frame must be JSON-safe before it is queued (a datetime fails here,
-    # in tests, and not later inside a socket). The text is sent as is to every recipient.
-    return {"type": MESSAGE_TYPE, "text": json.dumps(frame, separators=(",", ":"))}
+    # in tests, and not later inside a socket). The text is sent as is to every recipient; the
+    # group tells each process's hub which of its sockets those are.
+    text = json.dumps(frame, separators=(",", ":"))
+    return {"type": MESSAGE_TYPE, "group": group, "text": text}
 
 
 async def apublish(group: str, frame: Mapping[str, Any]) -> None:
@@ -43,12 +48,12 @@ async def apublish(group: str, frame: Mapping[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    await layer.group_send(group, _envelope(frame))
+    await layer.group_send(group, _envelope(group, frame))
 
 
 def publish_rollback_unsafe(group: str, frame: Mapping[str, Any]) -> None:
     """Send now, whatever happens to the current transaction: only where nothing was written."""
-    envelope = _envelope(frame)
+    envelope = _envelope(group, frame)
     layer = get_channel_layer()
     if layer is None:
         return
@@ -60,7 +65,7 @@ def publish_rollback_unsafe(group: str, frame: Mapping[str, Any]) -> None:
 
 def publish_on_commit(group: str, frame: Mapping[str, Any]) -> None:
     """Send `frame` to `group` once the current transaction commits; never if it rolls back."""
-    envelope = _envelope(frame)
+    envelope = _envelope(group, frame)
 
     def send() -> None:
         layer = get_channel_layer()
@@ -74,16 +79,168 @@ def publish_on_commit(group: str, frame: Mapping[str, Any]) -> None:
     transaction.on_commit(send, robust=True)
 
 
-async def join(group: str, channel_name: str) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_add(group, channel_name)
+# --- Local fan-out: one subscription per group per process ---------------------------------------
 
 
-async def leave(group: str, channel_name: str) -> None:
+class Socket(Protocol):
+    """What the hub delivers to: a websocket of this process (forums.consumers.GatewayConsumer)."""
+
+    async def relay(self, text: str) -> None: ...
+
+
+class Hub:
+    """This process's one subscription to each group that has a local socket in it.
+
+    A frame published to a group reaches each process once, on the hub's one channel, and the hub
+    hands the same text to every local socket in the group, one call each. Per-socket channels
+    cost every recipient a queue, a task wake-up and a decode of its own (Channels' dispatch
+    loop), and every connect a Redis SUBSCRIBE: bench/ measured that path at ~340 us of server CPU
+    per delivered frame (docs/performance.md, "Local fan-out").
+
+    `join` returns once the process is subscribed to the group, so a frame published after it
+    returns reaches the socket (the gateway reads a room's last seq only then).
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        # group -> its local sockets, in join order; weak, so a socket whose consumer died without
+        # leaving (a crash before `disconnect`) does not stay in the group.
+        self.groups: dict[str, weakref.WeakKeyDictionary[Socket, None]] = {}
+        self.changing: dict[str, asyncio.Future[None]] = {}  # group -> its (un)subscribe, while on
+        self.opening = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def join(self, group: str, socket: Socket) -> None:
+        while True:
+            pending = self.changing.get(group)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue  # subscribed, or failed, or unsubscribed meanwhile: look again
+            sockets = self.groups.get(group)
+            if sockets is not None:
+                sockets[socket] = None
+                return
+            done = self.changing[group] = asyncio.get_running_loop().create_future()
+            try:
+                await self.layer.group_add(group, await self._channel())
+                self.groups[group] = weakref.WeakKeyDictionary({socket: None})
+            finally:
+                del self.changing[group]
+                done.set_result(None)
+            return
+
+    async def leave(self, group: str, socket: Socket) -> None:
+        sockets = self.groups.get(group)
+        if sockets is None or socket not in sockets:
+            return
+        del sockets[socket]
+        if sockets or self.channel is None:
+            return
+        del self.groups[group]
+        # A join meanwhile waits for this, then subscribes again (after it, on the same connection).
+        done = self.changing[group] = asyncio.get_running_loop().create_future()
+        try:
+            await self.layer.group_discard(group, self.channel)
+        finally:
+            del self.changing[group]
+            done.set_result(None)
+
+    async def deliver(self, message: Mapping[str, Any]) -> None:
+        """Hand a bus message to every local socket of its group; one failing socket is logged."""
+        sockets = self.groups.get(message.get("group", ""))
+        text = message.get("text")
+        if not sockets or not isinstance(text, str):
+            return
+        for socket in tuple(sockets):
+            try:
+                await socket.relay(text)
+            except Exception:
+                logger.warning("relay to a socket failed", exc_info=True)
+
+    async def _channel(self) -> str:
+        async with self.opening:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel(prefix="hub.")
+                loop = asyncio.get_running_loop()
+                self.tasks = [loop.create_task(self._receive()), loop.create_task(self._refresh())]
+            return self.channel
+
+    async def _receive(self) -> None:
+        assert self.channel is not None  # noqa: S101 - set before this task starts
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("hub receive failed", exc_info=True)
+                await asyncio.sleep(HUB_RETRY_SECONDS)
+                continue
+            await self.deliver(message)
+
+    async def _refresh(self) -> None:
+        """Renew the memberships: layers may expire them (Channels' in-memory layer: after a day)."""
+        while True:
+            await asyncio.sleep(HUB_REFRESH_SECONDS)
+            for group in list(self.groups):
+                try:
+                    if self.channel is not None and group in self.groups:
+                        await self.layer.group_add(group, self.channel)
+                except Exception:
+                    logger.warning("hub refresh failed", extra={"group": group}, exc_info=True)
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.groups.clear()
+
+    async def aclose(self) -> None:
+        self.stop()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks = []
+
+
+HUB_RETRY_SECONDS = 0.5
+HUB_REFRESH_SECONDS = 3600.0
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def hub() -> Hub | None:
+    """This event loop's hub for the current channel layer (None without one), made on first use."""
     layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_discard(group, channel_name)
+    if layer is None:
+        return None
+    loop = asyncio.get_running_loop()
+    current = _hubs.get(loop)
+    if current is None or current.layer is not layer:
+        # A new layer (tests switch layers between tests): the old hub's subscriptions are gone.
+        if current is None:
+            loops.close_with(loop, lambda: _forget(loop))
+        else:
+            current.stop()
+        current = _hubs[loop] = Hub(layer)
+    return current
+
+
+async def _forget(loop: asyncio.AbstractEventLoop) -> None:
+    current = _hubs.pop(loop, None)
+    if current is not None:
+        await current.aclose()
+
+
+async def join(group: str, socket: Socket) -> None:
+    """Deliver `group`'s frames to `socket` from now on (once this returns)."""
+    local = hub()
+    if local is not None:
+        await local.join(group, socket)
+
+
+async def leave(group: str, socket: Socket) -> None:
+    local = hub()
+    if local is not None:
+        await local.leave(group, socket)
 
 
 async def ping() -> None:
@@ -100,7 +257,7 @@ def publish_many_on_commit(items: list[tuple[str, Mapping[str, Any]]]) -> None:
     For fan-out: one on-commit callback and one event-loop hop for a whole batch instead of
     one per recipient. A failing send is logged and does not stop the others.
     """
-    envelopes = [(group, _envelope(frame)) for group, frame in items]
+    envelopes = [(group, _envelope(group, frame)) for group, frame in items]
     if not envelopes:
         return
 

@@ -1,8 +1,8 @@
 """ASGI entry point: `daphne minga.asgi:application`.
 
 HTTP goes to Django; websockets at /ws/ go through the Origin check (ALLOWED_HOSTS; programs
-with a token may send no Origin), the
-session or token authentication, then the realtime gateway.
+with a token may send no Origin), then the token or (without one) the session authentication,
+then the realtime gateway.
 """
 
 import os
@@ -25,6 +25,9 @@ websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginPolicy(AuthMiddlewareStack(TokenAuthMiddleware(websocket_urls))),
+        # A token handshake goes straight to the gateway; any other through the session stack.
+        "websocket": OriginPolicy(
+            TokenAuthMiddleware(websocket_urls, sessions=AuthMiddlewareStack(websocket_urls))
+        ),
     }
 )

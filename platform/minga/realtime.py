@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,9 +14,30 @@ from django.conf import settings
 
 from community.services import api_token_member
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def db_hop[**P, T](fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """`database_sync_to_async` for the gateway's database hops.
+
+    Channels runs every hop of a process on one thread, so a connect's token check waited for
+    every subscribe replay and post queued before it: the connect rate was the database's round
+    trips end to end (docs/performance.md, "Gateway database threads"). With
+    settings.GATEWAY_DB_THREADS > 0 (PostgreSQL) the hops run on that many threads instead,
+    each borrowing a connection from Django's pool; a socket's own hops still run one after
+    the other (the gateway awaits each).
+    """
+    global _executor  # noqa: PLW0603 - one pool per process, made on first use
+    threads = int(getattr(settings, "GATEWAY_DB_THREADS", 0) or 0)
+    if threads <= 0:
+        return database_sync_to_async(fn)
+    if _executor is None:
+        _executor = ThreadPoolExecutor(threads, thread_name_prefix="gateway-db")
+    return database_sync_to_async(fn, thread_sensitive=False, executor=_executor)
+
 
 def token_identity(raw: str) -> tuple[Any, tuple[int, str] | None, str]:
-    """Everything a socket needs of its token, in one database hop (two queries, three when the
+    """Everything a socket needs of its token, in one database hop (one query, two when the
     token's last use is recorded): (the member or None, (member id, language) when the member is
     a participant now else None, the credential fingerprint `session.revoked` is matched on)."""
     from django.contrib.auth.models import AnonymousUser
@@ -39,24 +62,32 @@ class TokenAuthMiddleware(BaseMiddleware):
 
     The gateway's own questions about the token (is the member a participant, in which
     language, which credential) are answered in the same hop and handed over in the scope
-    (forums.consumers.GATEWAY_IDENTITY, GATEWAY_CREDENTIAL): one hop to the process's database
-    thread per connect instead of three, each queued behind every other connect and post."""
+    (forums.consumers.GATEWAY_IDENTITY, GATEWAY_CREDENTIAL): one hop per connect instead of
+    three. A handshake without a token goes to `sessions` (Channels' cookie, session and auth
+    middleware); one with a token skips it: a program has no session, and resolving the
+    (anonymous) session user cost each of its connects a database hop for nothing.
+    """
+
+    def __init__(self, inner: Any, sessions: Any | None = None) -> None:
+        super().__init__(inner)
+        self.sessions = sessions
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 scheme, _, key = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "token":
-                    member, identity, credential = await database_sync_to_async(token_identity)(
-                        key.strip()
-                    )
+                    member, identity, credential = await db_hop(token_identity)(key.strip())
                     scope = dict(
                         scope,
                         user=member,
                         auth="token",
                         **{IDENTITY_KEY: identity, CREDENTIAL_KEY: credential},
                     )
+                    return await self.inner(scope, receive, send)
                 break
+        if self.sessions is not None:
+            return await self.sessions(scope, receive, send)
         return await super().__call__(scope, receive, send)
 
 

@@ -215,6 +215,10 @@ else:
         },
     }
 DATABASES = {"default": default_db}
+# The gateway's database hops run on this many threads of their own (each with a connection from
+# the pool above), so one slow hop does not queue every connect, subscribe and post of the
+# process behind it. 0: Channels' one database thread (SQLite takes one writer at a time).
+GATEWAY_DB_THREADS = env_int("GATEWAY_DB_THREADS", 4 if DATABASE_URL else 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Seconds. Redis answers in well under a millisecond; these only bound the wait on a Redis that
@@ -262,7 +266,14 @@ if REDIS_URL:
         },
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # One channel per process (the gateway's hub) carries every group's frames: the
+            # default capacity of 100 would drop frames of a burst (the layer drops, silently).
+            "CONFIG": {"capacity": 100_000},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"

@@ -426,9 +426,9 @@ def test_messages_list_query_count(
         message = MessageFactory(thread=thread)
         Reaction.objects.create(message=message, member=member_in("wg1"), emoji="👍")
 
-    # token + member, token last use, verified email, thread, messages, reactions, mentions,
+    # token + member + verified email, token last use, thread, messages, reactions, mentions,
     # attachments
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         response = api.get(f"/threads/{thread.pk}/messages/")
 
     assert len(response.json()) == count
@@ -441,8 +441,8 @@ def test_threads_list_query_count(
     for _ in range(count):
         MessageFactory(thread=ThreadFactory(room=room))
 
-    # token + member, token last use, verified email, room, threads with their unread counts
-    with django_assert_num_queries(5):
+    # token + member + verified email, token last use, room, threads with their unread counts
+    with django_assert_num_queries(4):
         response = api.get("/rooms/wg1-a/threads/")
 
     assert len(response.json()) == count
@@ -453,8 +453,8 @@ def test_rooms_list_query_count(api: Api, count: int, django_assert_num_queries:
     for slug in ["wg1-a", "wg1-b", "wg2-a"][:count]:
         MessageFactory(thread=ThreadFactory(room=Room.objects.get(slug=slug)))
 
-    # token + member, token last use, verified email, rooms, unread counts, the member's roles
-    with django_assert_num_queries(6):
+    # token + member + verified email, token last use, rooms, unread counts, the member's roles
+    with django_assert_num_queries(5):
         response = api.get("/rooms/")
 
     assert sum(r["unread_count"] for r in response.json()) == count

@@ -576,52 +576,6 @@ async def test_message_send_over_flood_limit_is_rate_limited_and_not_stored(
     assert (first["type"], second["code"], bodies) == ("ack", "rate_limited", ["one"])
 
 
-async def test_sends_after_a_rate_limit_are_refused_without_the_database_and_repeats_still_acked(
-    member: User, thread: Thread, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Arrange: a limit of one message; count what reaches the database side.
-    settings.FORUMS_FLOOD_LIMIT = (1, 60)
-    calls: list[str] = []
-    real_post = consumers._post
-
-    def counting_post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        calls.append(data["body"])
-        return real_post(member_id, room_id, data)
-
-    monkeypatch.setattr(consumers, "_post", counting_post)
-    first_id = str(uuid.uuid4())
-
-    def post(body: str, client_id: str | None = None) -> dict[str, Any]:
-        return {
-            "type": "message.send",
-            "room": "wg1-a",
-            "thread": thread.pk,
-            "body": body,
-            "client_id": client_id or str(uuid.uuid4()),
-        }
-
-    async with socket(member) as ws:
-        await subscribe(ws)
-        await recv(ws)
-        await send(ws, post("one", first_id))
-        ack, _echo = await recv(ws), await recv(ws)
-        # Act: the limit refuses "two"; the flood after it; then a retry of the acked "one".
-        for body in ("two", "three", "four"):
-            await send(ws, post(body))
-        refusals = [await recv(ws) for _ in range(3)]
-        await send(ws, post("one", first_id))
-        repeat = await recv(ws)
-
-    # Assert: one database call per answer the service had to give, none for the flood.
-    bodies = await database_sync_to_async(
-        lambda: list(Message.objects.filter(thread=thread).values_list("body", flat=True))
-    )()
-    assert calls == ["one", "two"]
-    assert [f["code"] for f in refusals] == ["rate_limited"] * 3
-    assert len({f["detail"] for f in refusals}) == 1
-    assert (repeat, bodies) == (ack, ["one"])
-
-
 async def test_message_send_reply_to_unknown_message_is_refused(
     member: User, thread: Thread
 ) -> None:
@@ -961,36 +915,3 @@ async def test_role_change_counts_on_the_next_frame_without_reconnecting(
         frame = await recv(ws)
 
     assert (frame["type"], frame["code"]) == ("error", "forbidden")
-
-
-async def test_bus_frames_skip_the_per_message_connection_cleanup(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Channels' dispatch hops to the database thread before every message; relaying a bus frame
-    # must not (it never touches the ORM), while other messages still go through Channels.
-    from channels import consumer as channels_consumer
-
-    from forums.consumers import GatewayConsumer
-
-    hops: list[str] = []
-
-    async def counted() -> None:
-        hops.append("hop")
-
-    monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
-    sent: list[str] = []
-    gateway = GatewayConsumer()
-    gateway.closing = False
-    gateway.member_id = 1
-    gateway.replayed = {}
-    gateway.changes_replayed = {}
-    gateway.forbidden_rooms = set()
-
-    async def send(text_data: str) -> None:
-        sent.append(text_data)
-
-    gateway.send = send  # type: ignore[method-assign]
-
-    await gateway.dispatch({"type": "bus.event", "text": '{"type":"message.created"}'})
-
-    assert (sent, hops) == (['{"type":"message.created"}'], [])

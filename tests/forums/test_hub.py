@@ -1,0 +1,291 @@
+"""Local fan-out: the process's hub (notifications.bus.Hub) and the gateway's `relay`.
+
+One subscription per group per process, the same text handed to every local socket of the
+group, joins that return only once the process is subscribed, and, in the gateway, frames kept in
+order behind the client frame in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from channels.layers import InMemoryChannelLayer, get_channel_layer  # noqa: TID251 - the hub's layer
+
+from forums.consumers import GatewayConsumer
+from notifications import bus
+
+
+def bare_gateway() -> tuple[GatewayConsumer, list[str]]:
+    """A gateway in the state `connect` leaves it in, whose sends are collected."""
+    gateway = GatewayConsumer()
+    gateway.closing = False
+    gateway.member_id = 1
+    gateway.replayed = {}
+    gateway.changes_replayed = {}
+    gateway.turn = asyncio.Lock()
+    gateway.backlog = deque()
+    gateway.drainer = None
+    gateway.write_direct = None
+    sent: list[str] = []
+
+    async def send(text_data: str) -> None:
+        sent.append(text_data)
+
+    gateway.send = send  # type: ignore[method-assign]
+    return gateway, sent
+
+
+class Collector:
+    """A socket for the hub: records what it was handed."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.got: list[str] = []
+        self.fail = fail
+
+    async def relay(self, text: str) -> None:
+        if self.fail:
+            raise RuntimeError("this socket broke")
+        self.got.append(text)
+
+
+class CountingLayer(InMemoryChannelLayer):
+    def __init__(self) -> None:
+        super().__init__(capacity=1000)
+        self.adds: list[str] = []
+        self.discards: list[str] = []
+        self.gate: asyncio.Event | None = None
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.adds.append(group)
+        if self.gate is not None:
+            await self.gate.wait()
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.discards.append(group)
+        await super().group_discard(group, channel)
+
+
+async def _until(condition: Any, seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - a condition over several sockets' records
+            await asyncio.sleep(0.005)
+
+
+def _frame(n: int) -> dict[str, Any]:
+    return {"type": "message.created", "room": "wg1-a", "seq": n}
+
+
+# --- The hub ------------------------------------------------------------------------------------
+
+
+async def test_many_sockets_one_subscription_and_the_same_text_for_each() -> None:
+    layer = CountingLayer()
+    hub = bus.Hub(layer)
+    sockets = [Collector() for _ in range(3)]
+    for socket in sockets:
+        await hub.join("room.1", socket)
+
+    await layer.group_send("room.1", bus._envelope("room.1", _frame(1)))
+    await _until(lambda: all(s.got for s in sockets))
+
+    assert layer.adds == ["room.1"]
+    texts = [s.got for s in sockets]
+    assert texts == [['{"type":"message.created","room":"wg1-a","seq":1}']] * 3
+    assert texts[0][0] is texts[1][0] is texts[2][0]  # one decode, one text object for all
+    await hub.aclose()
+
+
+async def test_a_join_returns_only_once_the_process_is_subscribed() -> None:
+    layer = CountingLayer()
+    layer.gate = asyncio.Event()
+    hub = bus.Hub(layer)
+    first, second = Collector(), Collector()
+    joins = [asyncio.ensure_future(hub.join("room.1", s)) for s in (first, second)]
+    await asyncio.sleep(0.05)
+
+    assert [j.done() for j in joins] == [False, False]
+    layer.gate.set()
+    await asyncio.gather(*joins)
+    assert layer.adds == ["room.1"]
+    assert list(hub.groups["room.1"]) == [first, second]
+    await hub.aclose()
+
+
+async def test_the_last_leave_unsubscribes_and_frames_stop() -> None:
+    layer = CountingLayer()
+    hub = bus.Hub(layer)
+    staying, going = Collector(), Collector()
+    await hub.join("room.1", staying)
+    await hub.join("room.1", going)
+
+    await hub.leave("room.1", going)
+    await layer.group_send("room.1", bus._envelope("room.1", _frame(1)))
+    await _until(lambda: staying.got)
+    await hub.leave("room.1", staying)
+    await layer.group_send("room.1", bus._envelope("room.1", _frame(2)))
+    await asyncio.sleep(0.05)
+
+    assert (len(staying.got), going.got) == (1, [])
+    assert layer.discards == ["room.1"]
+    assert "room.1" not in hub.groups
+    await hub.aclose()
+
+
+async def test_a_failing_socket_does_not_stop_the_others() -> None:
+    layer = CountingLayer()
+    hub = bus.Hub(layer)
+    before, broken, after = Collector(), Collector(fail=True), Collector()
+    for socket in (before, broken, after):
+        await hub.join("user.7", socket)
+
+    await layer.group_send("user.7", bus._envelope("user.7", {"type": "notification"}))
+    await _until(lambda: after.got)
+
+    assert before.got == after.got == ['{"type":"notification"}']
+    await hub.aclose()
+
+
+async def test_frames_of_other_groups_and_without_a_group_reach_no_one() -> None:
+    layer = CountingLayer()
+    hub = bus.Hub(layer)
+    socket = Collector()
+    await hub.join("room.1", socket)
+
+    await hub.deliver({"type": bus.MESSAGE_TYPE, "text": "{}"})  # an older process's envelope
+    await hub.deliver(bus._envelope("room.2", _frame(1)))
+    await hub.deliver({"type": bus.MESSAGE_TYPE, "group": "room.1", "text": None})
+
+    assert socket.got == []
+    await hub.aclose()
+
+
+async def test_the_hub_follows_the_channel_layer() -> None:
+    from channels.layers import channel_layers
+
+    first = bus.hub()
+    assert first is bus.hub()
+    channel_layers.backends.clear()  # a test switching layers
+
+    second = bus.hub()
+
+    assert second is not None and second is not first
+    assert second.layer is get_channel_layer()
+
+
+@pytest.mark.redis
+async def test_on_redis_a_process_subscribes_once_whatever_its_sockets(redis_layer: str) -> None:
+    sockets = [Collector() for _ in range(5)]
+    for socket in sockets:
+        await bus.join("room.424242", socket)
+    hub = bus.hub()
+    assert hub is not None and hub.channel is not None
+    group_channel = hub.layer._get_layer()._get_group_channel_name("room.424242")
+    client = aioredis.from_url(redis_layer)
+    try:
+        subscribers = dict(await client.pubsub_numsub(group_channel))
+    finally:
+        await client.aclose()
+
+    await bus.apublish("room.424242", _frame(9))
+    await _until(lambda: all(s.got for s in sockets))
+
+    assert subscribers == {group_channel.encode(): 1}
+    assert {len(s.got) for s in sockets} == {1}
+    for socket in sockets:
+        await bus.leave("room.424242", socket)
+
+
+# --- The gateway's relay ------------------------------------------------------------------------
+
+
+async def test_an_idle_socket_sends_at_once_without_a_task() -> None:
+    gateway, sent = bare_gateway()
+
+    await gateway.relay('{"type":"message.created","room":"wg1-a","seq":1}')
+
+    assert sent == ['{"type":"message.created","room":"wg1-a","seq":1}']
+    assert gateway.drainer is None
+
+
+async def test_frames_wait_behind_the_client_frame_in_hand_and_keep_their_order() -> None:
+    gateway, sent = bare_gateway()
+    texts = [f'{{"type":"typing","room":"wg1-a","n":{n}}}' for n in range(3)]
+
+    async with gateway.turn:  # a subscribe or a post being answered
+        await gateway.relay(texts[0])
+        await gateway.relay(texts[1])
+        assert sent == []
+    await gateway.relay(texts[2])  # behind the backlog, even though the socket is free now
+    assert gateway.drainer is not None
+    await gateway.drainer
+
+    assert sent == texts
+
+
+async def test_a_control_frame_never_holds_up_the_hub() -> None:
+    gateway, sent = bare_gateway()
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def control(text: str) -> bool:
+        await release.wait()  # the access re-check's database hop
+        handled.append(text)
+        return True
+
+    gateway._control = control  # type: ignore[method-assign]
+    after = '{"type":"message.created","room":"wg1-a","seq":2}'
+
+    await asyncio.wait_for(gateway.relay('{"type":"access.changed"}'), 1)
+    await asyncio.wait_for(gateway.relay(after), 1)
+    assert (handled, sent) == ([], [])
+    release.set()
+    assert gateway.drainer is not None
+    await gateway.drainer
+
+    assert (handled, sent) == (['{"type":"access.changed"}'], [after])
+
+
+async def test_a_closing_socket_drops_its_backlog() -> None:
+    gateway, sent = bare_gateway()
+    async with gateway.turn:
+        await gateway.relay('{"type":"typing","room":"wg1-a"}')
+        gateway.closing = True
+    assert gateway.drainer is not None
+    await gateway.drainer
+
+    assert (sent, list(gateway.backlog)) == ([], [])
+
+
+# --- Writing one frame to many sockets (forums.transport) ---------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_a_prepared_frame_is_the_websocket_frame_of_the_text(size: int) -> None:
+    from forums import transport
+
+    text = "é" * (size // 2) + "a" * (size % 2)
+    data = transport.frame_bytes(text)
+
+    payload = text.encode()
+    assert data[0] == 0x81  # FIN, text
+    assert data[1] & 0x80 == 0  # a server's frames are not masked
+    length, offset = data[1] & 0x7F, 2
+    if length == 126:
+        length, offset = int.from_bytes(data[2:4], "big"), 4
+    elif length == 127:
+        length, offset = int.from_bytes(data[2:10], "big"), 10
+    assert (length, data[offset:]) == (len(payload), payload)
+    assert transport.frame_bytes(text) is data  # framed once for every socket it goes to
+
+
+def test_no_direct_writes_outside_daphne() -> None:
+    from forums import transport
+
+    async def send(message: dict[str, Any]) -> None: ...
+
+    assert transport.direct_sender(send) is None
