@@ -9,7 +9,10 @@
 - `announce`: `notifications.services.announce` by the chair, as the announcements page does.
   A group this big goes to `notify_task`; this process runs Celery eagerly, so the task runs
   here right after the commit, as a worker would (the fan-out's code, batches, pushes and email
-  enqueueing unchanged). Prints JSON with monotonic start/end and what was written.
+  enqueueing unchanged), with the task modules loaded and Celery's registry finalized before
+  the clock starts, as in a running worker. Prints JSON with monotonic start/end and what was
+  written, and `raw_real_insert_s`: one `INSERT ... SELECT` of as many rows into the inbox table
+  itself, committed (then deleted), the floor for Minga's rows.
 """
 
 from __future__ import annotations
@@ -182,6 +185,13 @@ def announce(chair_id: int, group_id: int) -> dict[str, Any]:
     from notifications.services import announce as minga_announce
 
     app.conf.task_always_eager = True  # the worker's part runs here, right after the commit
+    # Loaded before the clock starts, as in a running worker: the task modules (imported lazily
+    # by the services) and Celery's task registry (finalized on first use). A cold process
+    # spent about 0.5 s on these inside the timing (cProfile, 2026-11-25).
+    from notifications import fanout, tasks
+
+    app.finalize(auto=True)
+    assert tasks.notify_task.name and fanout.Sender  # evaluated, not just imported
     chair = User.objects.get(pk=chair_id)
     group = WorkingGroup.objects.get(pk=group_id)
     started = time.monotonic()
@@ -198,13 +208,66 @@ def announce(chair_id: int, group_id: int) -> dict[str, Any]:
     modes: dict[str, int] = {}
     for mode in rows.values_list("email_mode", flat=True):
         modes[mode] = modes.get(mode, 0) + 1
+    recipients = list(rows.order_by("recipient_id").values_list("recipient_id", flat=True))
     return {
         "started": started,
         "ended": ended,
         "rows": rows.count(),
         "email_modes": modes,
         "email_pending": rows.filter(email_state="pending").count(),
+        "raw_real_insert_s": _raw_real_insert(recipients),
     }
+
+
+def _raw_real_insert(recipient_ids: list[int]) -> float:
+    """Seconds for one `INSERT ... SELECT` of the same recipients' rows into the inbox table
+    itself (every column, its seven indexes, its foreign keys, logged), committed, then deleted.
+
+    The ceiling in the JSON (`ceilings.pg_insert_10k`) is a TEMP table with 8 columns and 2
+    indexes, which PostgreSQL does not write to its WAL; this is the floor for Minga's rows.
+    """
+    import uuid
+
+    from django.db import connection, transaction
+
+    from notifications.models import Notification
+
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    cols = [f.column for f in Notification._meta.concrete_fields if f.column != "id"]
+    values = {
+        "recipient_id": "r",
+        "kind": "'announcement'",
+        "actor_id": "NULL",
+        "target_type": "'bench.raw'",
+        "target_id": "-1",
+        "url": "'/'",
+        "group_label": "'WG2'",
+        "title": "'Announcement: Plenary moved to Thursday'",
+        "snippet": "'The plenary of the working group moves to Thursday, 10:00, room B.'",
+        "note": "''",
+        "created": "now()",
+        "read_at": "NULL",
+        "in_app": "TRUE",
+        "email_mode": "'daily'",
+        "email_state": "'pending'",
+        "email_due_at": "NULL",
+        "email_attempts": "0",
+        "emailed_at": "NULL",
+        "email_error": "''",
+        "occurrence_key": "%(key)s",
+    }
+    names = ", ".join(connection.ops.quote_name(c) for c in cols)
+    sql = (
+        f"INSERT INTO {table} ({names}) "  # noqa: S608 - names from _meta, values constants
+        f"SELECT {', '.join(values[c] for c in cols)} FROM unnest(%(ids)s::bigint[]) AS r"
+    )
+    key = f"bench-raw-{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, {"key": key, "ids": recipient_ids})
+    seconds = time.perf_counter() - started
+    Notification.objects.filter(occurrence_key=key).delete()
+    return round(seconds, 4)
 
 
 if __name__ == "__main__":

@@ -278,3 +278,60 @@ def publish_many_on_commit(items: list[tuple[str, Mapping[str, Any]]]) -> None:
             logger.warning("batch publish failed", exc_info=True)
 
     transaction.on_commit(send, robust=True)
+
+
+async def apublish_many(items: list[tuple[str, Mapping[str, Any]]]) -> None:
+    """Send each `(group, frame)` now: on channels_redis' pub/sub layer in one pipelined round
+    trip per Redis shard (one PUBLISH per group, as `group_send` does), elsewhere one
+    `group_send` each. Only for frames of committed rows (notifications.fanout's sender, which
+    is handed them on commit). A failure is logged, never raised.
+    """
+    layer = get_channel_layer()
+    if layer is None or not items:
+        return
+    breaker = getattr(layer, "breaker", None)  # minga.channels_redis_bounded: Redis failed lately
+    if breaker is not None and breaker.open:
+        logger.warning("publish skipped: Redis did not answer a moment ago")
+        return
+    envelopes = [(group, _envelope(group, frame)) for group, frame in items]
+    try:
+        if await _pipelined(layer, envelopes):
+            return
+    except Exception:
+        if breaker is not None:
+            breaker.trip()
+        logger.warning("pipelined publish failed", exc_info=True)
+        return
+    for group, envelope in envelopes:
+        try:
+            await layer.group_send(group, envelope)
+        except Exception:
+            logger.warning("publish failed", extra={"group": group}, exc_info=True)
+
+
+async def _pipelined(layer: Any, envelopes: list[tuple[str, dict[str, Any]]]) -> bool:
+    """PUBLISH every envelope through channels_redis' own group names, serializer and
+    connections, pipelined; False when the layer is not its pub/sub layer (or its internals,
+    pinned at 4.3, are not there), so the caller sends one by one."""
+    try:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:  # pragma: no cover - channels_redis is a dependency
+        return False
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        return False
+    loop_layer = layer._get_layer()
+    if not all(hasattr(loop_layer, n) for n in ("_get_group_channel_name", "_get_shard")):
+        return False
+    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+    for group, envelope in envelopes:
+        name = loop_layer._get_group_channel_name(group)
+        by_shard.setdefault(loop_layer._get_shard(name), []).append(
+            (name, layer.serialize(envelope))
+        )
+    for shard, messages in by_shard.items():
+        shard._ensure_redis()
+        async with shard._redis.pipeline(transaction=False) as pipe:
+            for name, data in messages:
+                pipe.publish(name, data)
+            await pipe.execute()
+    return True

@@ -2,21 +2,24 @@
 
 The fan-out is `notify(...)`: receivers (notifications/receivers.py) and announcements call it
 with the recipients already resolved (notifications/recipients.py). It writes inbox rows in
-batches with `bulk_create(ignore_conflicts=True)` under a unique (recipient, occurrence_key), so
-running it twice for the same happening writes nothing new and pushes nothing new.
+batches under a unique (recipient, occurrence_key), on PostgreSQL with one `INSERT ... SELECT
+... ON CONFLICT DO NOTHING RETURNING` per batch (elsewhere `bulk_create(ignore_conflicts=True)`),
+so running it twice for the same happening writes nothing new and pushes nothing new.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import cache, partial
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.text import Truncator
@@ -24,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from community.models import User, WorkingGroup
 
-from . import bus, selectors
+from . import bus, fanout, selectors
 from .models import (
     EmailMode,
     EmailState,
@@ -38,6 +41,8 @@ from .models import (
 INLINE_FANOUT_MAX = 200
 # Rows per INSERT and per batch of live frames.
 BATCH_SIZE = 1000
+# Immediate emails per `send_emails_task` (one task per recipient made 1,000 publishes for 1,000).
+EMAIL_TASK_SIZE = 100
 SNIPPET_CHARS = 200
 # An organizer's message kept in full on the row (Notification.note) for the email.
 NOTE_CHARS = 5000
@@ -177,7 +182,7 @@ def notify(
     More than INLINE_FANOUT_MAX recipients: the work goes to `notify_task` after commit and 0 is
     returned. Side effects: inbox rows (one per recipient and occurrence_key, never two); after
     commit, a `notification` frame with the unread count to each new recipient's `user.<id>`
-    group, and `send_email_task` for rows to email now.
+    group, and `send_emails_task` (one per EMAIL_TASK_SIZE rows) for rows to email now.
     """
     ids = sorted({int(i) for i in recipient_ids})
     if kind not in Kind.values:
@@ -212,6 +217,19 @@ def notify(
     )
 
 
+class _Written(NamedTuple):
+    """One inbox row the batch wrote now: what its frame and its email need."""
+
+    pk: int
+    recipient_id: int
+    in_app: bool
+    email_mode: str
+    email_due_at: dt.datetime | None
+    title: str
+    snippet: str
+    unread: int  # the recipient's unread count with this row (0 when not in the app)
+
+
 def write_notifications(
     *,
     kind: str,
@@ -227,27 +245,42 @@ def write_notifications(
     """The fan-out itself, in batches of BATCH_SIZE, each in its own transaction, with the
     same number of queries per batch.
 
-    Side effects: as `notify`. Per batch: recipients with language, zone and quiet hours (1),
-    their preferences for the kind (1), rows already written for this occurrence (1), the
-    INSERT (1), the new rows back (1), unread counts (1).
+    Side effects: as `notify`. Per batch on PostgreSQL: the recipients' (language, zone, quiet
+    hours) combinations (1), then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING
+    that joins the preferences and returns the new rows with their unread counts (1). Elsewhere
+    (SQLite, the embedded default) the ORM path: recipients (1), preferences (1), rows already
+    written (1), the INSERT (1), the new rows back (1), unread counts (1).
+
+    Over INLINE_FANOUT_MAX recipients in its own transactions (`notify_task`), each batch hands
+    its frames on commit to a background sender (notifications.fanout) and the next batch
+    starts at once; the call returns when the last frames are handed to the channel layer.
+    Otherwise each batch's frames go on its commit, or the caller's (`publish_many_on_commit`).
     """
     now = now or timezone.now()
     written = 0
-    for start in range(0, len(recipient_ids), BATCH_SIZE):
-        # One transaction per batch: a large fan-out holds no lock for long, each batch's
-        # frames go out as it commits, and a retry after a crash redoes only what is missing.
-        with transaction.atomic():
-            written += _write_batch(
-                kind=kind,
-                actor_id=actor_id,
-                target_type=target_type,
-                target_id=target_id,
-                url=url,
-                occurrence_key=occurrence_key,
-                recipient_ids=recipient_ids[start : start + BATCH_SIZE],
-                context=context,
-                now=now,
-            )
+    # A large fan-out in its own transactions (notify_task) gets the background sender; a small
+    # one (inline, after a request's commit) sends on each commit as before, with no thread.
+    background = (
+        len(recipient_ids) > INLINE_FANOUT_MAX and not transaction.get_connection().in_atomic_block
+    )
+    with fanout.Sender() if background else contextlib.nullcontext() as sender:
+        for start in range(0, len(recipient_ids), BATCH_SIZE):
+            # One transaction per batch: a large fan-out holds no lock for long, each batch's
+            # frames go out as it commits, and a retry after a crash redoes only what is missing.
+            with transaction.atomic():
+                rows = _write_batch(
+                    kind=kind,
+                    actor_id=actor_id,
+                    target_type=target_type,
+                    target_id=target_id,
+                    url=url,
+                    occurrence_key=occurrence_key,
+                    recipient_ids=recipient_ids[start : start + BATCH_SIZE],
+                    context=context,
+                    now=now,
+                )
+                _announce_batch(rows, kind=kind, url=url, context=context, now=now, sender=sender)
+            written += len(rows)
     return written
 
 
@@ -262,7 +295,277 @@ def _write_batch(
     recipient_ids: list[int],
     context: Mapping[str, Any],
     now: dt.datetime,
-) -> int:
+) -> list[_Written]:
+    write = _insert_batch_sql if connection.vendor == "postgresql" else _insert_batch_orm
+    return write(
+        kind=kind,
+        actor_id=actor_id,
+        target_type=target_type,
+        target_id=target_id,
+        url=url,
+        occurrence_key=occurrence_key,
+        recipient_ids=recipient_ids,
+        context=context,
+        now=now,
+    )
+
+
+def _announce_batch(
+    rows: list[_Written],
+    *,
+    kind: str,
+    url: str,
+    context: Mapping[str, Any],
+    now: dt.datetime,
+    sender: fanout.Sender | None,
+) -> None:
+    """After the batch commits: its frames (to the sender, or on commit) and its emails."""
+    note = _note(context)
+    previews: dict[str, str] = {}
+    created_at = now.astimezone(dt.UTC).isoformat()
+    items: list[tuple[str, Mapping[str, Any]]] = []
+    for row in rows:
+        if not row.in_app:
+            continue
+        if row.snippet not in previews:
+            previews[row.snippet] = Notification(snippet=row.snippet, note=note).preview
+        # The contract's notification object, as selectors.notification_payload makes it.
+        payload = {
+            "id": row.pk,
+            "kind": kind,
+            "title": row.title,
+            "snippet": previews[row.snippet],
+            "url": url,
+            "created_at": created_at,
+            "read": False,
+        }
+        items.append(
+            (
+                bus.user_group(row.recipient_id),
+                {"type": "notification", "notification": payload, "unread_count": row.unread},
+            )
+        )
+    if items:
+        if sender is None:
+            bus.publish_many_on_commit(items)
+        else:
+            transaction.on_commit(partial(sender.submit, items), robust=True)
+    immediate = [
+        row.pk
+        for row in rows
+        if row.email_mode == EmailMode.IMMEDIATE and row.email_due_at and row.email_due_at <= now
+    ]
+    if immediate:
+        from .tasks import send_emails_task
+
+        def enqueue() -> None:
+            for at in range(0, len(immediate), EMAIL_TASK_SIZE):
+                send_emails_task.delay(immediate[at : at + EMAIL_TASK_SIZE])
+
+        transaction.on_commit(enqueue, robust=True)
+
+
+def _note(context: Mapping[str, Any]) -> str:
+    return str(context.get("note") or "").strip()[:NOTE_CHARS]
+
+
+def _group_label(context: Mapping[str, Any]) -> str:
+    return str(context.get("group_label", ""))[:200]
+
+
+def _due(*, now: dt.datetime, tz_name: str, quiet_start: Any, quiet_end: Any) -> dt.datetime:
+    """When an immediate email may go: now, or the end of the member's quiet hours."""
+    return quiet_until(now=now, tz_name=tz_name, start=quiet_start, end=quiet_end) or now
+
+
+# Columns the SQL path writes, in Notification's field order; a field added to the model and
+# not named here fails `_insert_sql` (and every fan-out test) until it is given a value.
+_SQL_COLUMNS: dict[str, str] = {
+    "recipient_id": "r.member_id",
+    "kind": "%(kind)s",
+    "actor_id": "%(actor_id)s",
+    "target_type": "%(target_type)s",
+    "target_id": "%(target_id)s",
+    "url": "%(url)s",
+    "group_label": "%(group_label)s",
+    "title": "COALESCE(c.title, %(fallback_title)s)",
+    "snippet": "COALESCE(c.snippet, %(fallback_snippet)s)",
+    "note": "%(note)s",
+    "created": "%(now)s",
+    "read_at": "NULL",
+    "in_app": "r.in_app",
+    "email_mode": "r.email_mode",
+    "email_state": f"CASE WHEN r.email_mode = '{EmailMode.OFF}' THEN '{EmailState.SKIPPED}' "
+    f"ELSE '{EmailState.PENDING}' END",
+    "email_due_at": f"CASE WHEN r.email_mode = '{EmailMode.IMMEDIATE}' "
+    "THEN COALESCE(c.due, %(now)s) END",
+    "email_attempts": "0",
+    "emailed_at": "NULL",
+    "email_error": "''",
+    "occurrence_key": "%(occurrence_key)s",
+}
+
+
+@cache
+def _insert_sql() -> str:
+    """One batch's INSERT ... SELECT: recipients from an id array, preferences joined (a
+    missing row is the kind's default), title and snippet from the rendered combinations,
+    ON CONFLICT DO NOTHING on (recipient, occurrence_key), and the new rows back with each
+    recipient's unread count (the count the statement's snapshot sees, plus this row)."""
+    fields = [f.column for f in Notification._meta.concrete_fields if f.column != "id"]
+    missing = set(fields) ^ set(_SQL_COLUMNS)
+    if missing:
+        raise RuntimeError(f"notifications fan-out SQL does not match the model: {missing}")
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    users = connection.ops.quote_name(User._meta.db_table)
+    prefs = connection.ops.quote_name(NotificationPreference._meta.db_table)
+    quiet = connection.ops.quote_name(NotificationSettings._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(f) for f in fields)
+    values = ", ".join(_SQL_COLUMNS[f] for f in fields)
+    # Table and column names come from the models, values are parameters: no user input.
+    return f"""
+WITH combo AS (
+    SELECT * FROM unnest(
+        %(c_language)s::text[], %(c_timezone)s::text[], %(c_quiet_start)s::time[],
+        %(c_quiet_end)s::time[], %(c_title)s::text[], %(c_snippet)s::text[],
+        %(c_due)s::timestamptz[]
+    ) AS c(language, timezone, quiet_start, quiet_end, title, snippet, due)
+),
+recipient AS (
+    SELECT u.id AS member_id, u.language, u.timezone, s.quiet_start, s.quiet_end,
+           COALESCE(p.in_app, %(default_in_app)s) AS in_app,
+           COALESCE(p.email, %(default_email)s) AS email_mode
+    FROM unnest(%(ids)s::bigint[]) AS wanted(id)
+    JOIN {users} u ON u.id = wanted.id
+    LEFT JOIN {quiet} s ON s.member_id = u.id
+    LEFT JOIN {prefs} p ON p.member_id = u.id AND p.kind = %(kind)s
+),
+written AS (
+    INSERT INTO {table} ({names})
+    SELECT {values}
+    FROM recipient r
+    LEFT JOIN combo c
+        ON c.language = r.language AND c.timezone = r.timezone
+        AND c.quiet_start IS NOT DISTINCT FROM r.quiet_start
+        AND c.quiet_end IS NOT DISTINCT FROM r.quiet_end
+    WHERE r.in_app OR r.email_mode <> '{EmailMode.OFF}'
+    ORDER BY r.member_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, recipient_id, in_app, email_mode, email_due_at, title, snippet
+)
+SELECT w.id, w.recipient_id, w.in_app, w.email_mode, w.email_due_at, w.title, w.snippet,
+       CASE WHEN w.in_app THEN 1 + (
+           SELECT count(*) FROM {table} n
+           WHERE n.recipient_id = w.recipient_id AND n.read_at IS NULL AND n.in_app
+       ) ELSE 0 END
+FROM written w
+ORDER BY w.recipient_id
+"""  # noqa: S608
+
+
+def _insert_batch_sql(
+    *,
+    kind: str,
+    actor_id: int | None,
+    target_type: str,
+    target_id: int,
+    url: str,
+    occurrence_key: str,
+    recipient_ids: list[int],
+    context: Mapping[str, Any],
+    now: dt.datetime,
+) -> list[_Written]:
+    """PostgreSQL: the batch in one INSERT ... SELECT; no model instance is built.
+
+    Rendering needs Python (gettext, the member's zone), so it is done once per (language,
+    zone, quiet hours) combination of the batch's recipients, read first, and joined in.
+    """
+    users = connection.ops.quote_name(User._meta.db_table)
+    quiet = connection.ops.quote_name(NotificationSettings._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT u.language, u.timezone, s.quiet_start, s.quiet_end "  # noqa: S608
+            f"FROM {users} u LEFT JOIN {quiet} s ON s.member_id = u.id "
+            "WHERE u.id = ANY(%s::bigint[])",
+            [recipient_ids],
+        )
+        combos = cursor.fetchall()
+        rendered: dict[tuple[str, str], tuple[str, str]] = {}
+        columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "c_language",
+                "c_timezone",
+                "c_quiet_start",
+                "c_quiet_end",
+                "c_title",
+                "c_snippet",
+                "c_due",
+            )
+        }
+        for language, tz_name, quiet_start, quiet_end in combos:
+            if (language, tz_name) not in rendered:
+                with translation.override(language):
+                    rendered[language, tz_name] = render(kind, context, tz_name=tz_name)
+            title, snippet = rendered[language, tz_name]
+            for name, value in zip(
+                columns,
+                (
+                    language,
+                    tz_name,
+                    quiet_start,
+                    quiet_end,
+                    title,
+                    snippet,
+                    _due(now=now, tz_name=tz_name, quiet_start=quiet_start, quiet_end=quiet_end),
+                ),
+                strict=True,
+            ):
+                columns[name].append(value)
+        if not rendered:
+            return []  # none of the ids is a member (any more)
+        # A member whose language or zone changed between the two statements has no
+        # combination: they get the site's rendering if the batch has it, else the first.
+        fallback_title, fallback_snippet = rendered.get(
+            (settings.LANGUAGE_CODE, "UTC"), next(iter(rendered.values()))
+        )
+        default = selectors.default_preference(kind)
+        cursor.execute(
+            _insert_sql(),
+            {
+                **columns,
+                "ids": recipient_ids,
+                "kind": kind,
+                "actor_id": actor_id,
+                "target_type": target_type,
+                "target_id": target_id,
+                "url": url,
+                "group_label": _group_label(context),
+                "note": _note(context),
+                "now": now,
+                "occurrence_key": occurrence_key,
+                "default_in_app": default["in_app"],
+                "default_email": default["email"],
+                "fallback_title": fallback_title,
+                "fallback_snippet": fallback_snippet,
+            },
+        )
+        return [_Written(*row) for row in cursor.fetchall()]
+
+
+def _insert_batch_orm(
+    *,
+    kind: str,
+    actor_id: int | None,
+    target_type: str,
+    target_id: int,
+    url: str,
+    occurrence_key: str,
+    recipient_ids: list[int],
+    context: Mapping[str, Any],
+    now: dt.datetime,
+) -> list[_Written]:
+    """Any other database (SQLite, the embedded default): model instances and bulk_create."""
     members = list(
         User.objects.filter(pk__in=recipient_ids)
         .select_related("notification_settings")
@@ -282,7 +585,7 @@ def _write_batch(
     )
     rendered: dict[tuple[str, str], tuple[str, str]] = {}
     rows: list[Notification] = []
-    note = str(context.get("note") or "").strip()[:NOTE_CHARS]
+    note = _note(context)
     for member in members:
         if member.pk in done:
             continue
@@ -297,17 +600,12 @@ def _write_batch(
         due = None
         if email == EmailMode.IMMEDIATE:
             quiet = getattr(member, "notification_settings", None)
-            due = now
-            if quiet is not None:
-                due = (
-                    quiet_until(
-                        now=now,
-                        tz_name=member.timezone,
-                        start=quiet.quiet_start,
-                        end=quiet.quiet_end,
-                    )
-                    or now
-                )
+            due = _due(
+                now=now,
+                tz_name=member.timezone,
+                quiet_start=quiet.quiet_start if quiet is not None else None,
+                quiet_end=quiet.quiet_end if quiet is not None else None,
+            )
         rows.append(
             Notification(
                 recipient_id=member.pk,
@@ -316,7 +614,7 @@ def _write_batch(
                 target_type=target_type,
                 target_id=target_id,
                 url=url,
-                group_label=str(context.get("group_label", ""))[:200],
+                group_label=_group_label(context),
                 title=title,
                 snippet=snippet,
                 note=note,
@@ -330,7 +628,7 @@ def _write_batch(
             )
         )
     if not rows:
-        return 0
+        return []
     # ignore_conflicts: a concurrent run of the same fan-out may have written some rows since
     # the read above; the unique constraint keeps one, and the read below sees which are ours.
     Notification.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
@@ -339,37 +637,22 @@ def _write_batch(
             occurrence_key=occurrence_key,
             recipient_id__in=[r.recipient_id for r in rows],
             created=now,
+        ).order_by("recipient_id")
+    )
+    counts = selectors.unread_counts(member_ids=[row.recipient_id for row in new if row.in_app])
+    return [
+        _Written(
+            pk=row.pk,
+            recipient_id=row.recipient_id,
+            in_app=row.in_app,
+            email_mode=row.email_mode,
+            email_due_at=row.email_due_at,
+            title=row.title,
+            snippet=row.snippet,
+            unread=counts.get(row.recipient_id, 0),
         )
-    )
-    live = [row for row in new if row.in_app]
-    counts = selectors.unread_counts(member_ids=[row.recipient_id for row in live])
-    bus.publish_many_on_commit(
-        [
-            (
-                bus.user_group(row.recipient_id),
-                {
-                    "type": "notification",
-                    "notification": selectors.notification_payload(row),
-                    "unread_count": counts[row.recipient_id],
-                },
-            )
-            for row in live
-        ]
-    )
-    immediate = [
-        row.pk
         for row in new
-        if row.email_mode == EmailMode.IMMEDIATE and row.email_due_at and row.email_due_at <= now
     ]
-    if immediate:
-        from .tasks import send_email_task
-
-        def enqueue() -> None:
-            for pk in immediate:
-                send_email_task.delay(pk)
-
-        transaction.on_commit(enqueue, robust=True)
-    return len(new)
 
 
 def group_name(working_group: WorkingGroup) -> str:

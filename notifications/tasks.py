@@ -61,6 +61,28 @@ def send_email_task(self: Any, notification_id: int) -> str:
     return outcome
 
 
+@shared_task(name="notifications.send_emails_task", acks_late=True)
+def send_emails_task(notification_ids: list[int]) -> dict[str, int]:
+    """Send the immediate emails of up to `services.EMAIL_TASK_SIZE` rows of one fan-out.
+
+    Each row as `send_email_task` sends it (`email.deliver`: only while pending, under its row
+    lock), so running this twice, or beside the sweep, sends nothing twice. A row that needs a
+    retry gets its own `send_email_task` after its backoff; if that is lost, the sweep sends it.
+    """
+    outcomes: dict[str, int] = {}
+    for pk in notification_ids:
+        outcome = email.deliver(pk)
+        if outcome == "retry":
+            from .models import Notification
+
+            attempts = (
+                Notification.objects.filter(pk=pk).values_list("email_attempts", flat=True).first()
+            ) or 1
+            send_email_task.apply_async(args=[pk], countdown=email.backoff_seconds(attempts))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
 @shared_task(name="notifications.email_sweep_task")
 def email_sweep_task(now: str | None = None) -> dict[str, int]:
     return email.sweep(now=_when(now))
