@@ -5,4 +5,8 @@ and print the same `FAMILY: figure` lines.
 """
 
 from tests.conftest import *  # noqa: F403 - the suite's fixtures (plan, redis_layer, ...)
-from tests.conftest import _fresh_channel_layers  # noqa: F401 - autouse; `*` skips _names
+from tests.conftest import (  # noqa: F401 - autouse; `*` skips _names
+    _closed_breakers,
+    _fresh_channel_layers,
+    _one_gateway_database_thread,
+)

@@ -3,6 +3,8 @@ longer outages. Each prints the same `FAMILY: figure` line with "(soak)"."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.reliability.support import report
@@ -12,6 +14,7 @@ from tests.reliability.test_faults import (
     check_redis_fault,
     check_slow_consumer,
     daphne_restart,
+    email_worker_kill,
     redis_fault,
     site,  # noqa: F401 - the fixture
     slow_consumer,
@@ -45,3 +48,11 @@ async def test_soak_slow_consumer(site: Site, capsys: pytest.CaptureFixture[str]
 
     report(capsys, "SLOW-CONSUMER (soak)", result.figure())
     check_slow_consumer(result)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("hold_at", ["RCPT"])  # "DATA" runs in make test
+def test_soak_email_worker_killed_mid_send(
+    plan: None, hold_at: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    email_worker_kill(hold_at=hold_at, tmp_path=tmp_path, capsys=capsys)

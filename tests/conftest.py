@@ -8,8 +8,14 @@ the run instead: CI must exercise the real servers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
 from minga.pytest_plugin import REDIS_UP, REDIS_URL
+
+if TYPE_CHECKING:
+    from tests.forums.test_multiprocess import Cluster
 
 
 @pytest.fixture
@@ -36,11 +42,39 @@ def redis_layer(settings: pytest.FixtureRequest, redis_url: str) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _one_gateway_database_thread(settings: Any) -> None:
+    """In-process sockets make their database hops on Channels' one thread: a connection that a
+    pool thread (minga.realtime.db_hop) still holds when the run ends keeps the test database
+    from being dropped. The servers the fault, browser and client families start run with the
+    threads, as production does."""
+    settings.GATEWAY_DB_THREADS = 0
+
+
+@pytest.fixture(autouse=True)
+def _closed_breakers() -> None:
+    """A test starts with every server's breaker closed: one that tripped it (a broker or a
+    cache made to fail) does not make the next test skip its calls (minga.breaker)."""
+    from minga import breaker
+
+    breaker._by_server.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layers() -> None:
     """Each test gets new channel-layer instances (the in-memory one keeps state otherwise)."""
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session")
+def mp_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two daphne processes, a Celery worker and a database of their own, on the shared Redis;
+    started once for tests/forums/test_multiprocess.py and tests/notifications/ (see there)."""
+    from tests.forums.test_multiprocess import start_cluster
+
+    with start_cluster(tmp_path_factory) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -138,6 +138,34 @@ def minga_server(
     workdir = tmp_path_factory.mktemp("browser-server")
     env = _server_env(workdir / "db.sqlite3")
     _manage(env, "migrate", "--noinput", "-v", "0")
+    # daphne starts while the operator's commands seed (it reads the database per request).
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "daphne.log"
+    daphne = str(Path(sys.executable).with_name("daphne"))
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [daphne, "-b", "127.0.0.1", "-p", str(port), "minga.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _seed_server(env)
+        _wait_until_ready(process, url, log)
+        yield LiveServer(url=url, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _seed_server(env: dict[str, str]) -> None:
+    """The Plan of Action and DELEGATE, with the commands an operator runs."""
     _manage(env, "seed_plan_of_action")
     _manage(
         env,
@@ -162,28 +190,6 @@ def minga_server(
         "--wg",
         "wg2",
     )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = workdir / "daphne.log"
-    daphne = str(Path(sys.executable).with_name("daphne"))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "minga.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_ready(process, url, log)
-        yield LiveServer(url=url, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")

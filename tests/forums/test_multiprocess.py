@@ -5,6 +5,11 @@ lives inside a transaction the subprocesses cannot see), migrates and seeds it w
 project's own commands, starts two `daphne` processes against it and Redis, and talks to them
 with the `websockets` client, authenticated with tokens from `manage.py issue_token`. Processes
 and database are removed in the fixture's teardown; every wait is bounded.
+
+The cluster is session-scoped (`mp_cluster` in tests/conftest.py, built by `start_cluster`
+here): these tests and tests/notifications/test_multiprocess.py share one, since starting it
+(a migrated database, two daphne processes, a Celery worker) costs far more than the tests.
+Each test opens its own sockets and reads only what it posted or what follows its subscribe.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +99,37 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise AssertionError(f"daphne on {port} did not answer:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+# Everything after `migrate` in one Django process (each start costs seconds on a loaded
+# machine): the same commands an operator runs, through call_command.
+SETUP_SCRIPT = """
+import io, json
+from django.core.management import call_command
+from community.models import User
+from forums.models import Room
+from forums.services import thread_create
+
+call_command("seed_plan_of_action", stdout=io.StringIO())
+tokens = {}
+for email, handle in (("ana@mp.example", "ana"), ("bruno@mp.example", "bruno")):
+    call_command(
+        "add_member", email, "--name", handle.title(), "--handle", handle,
+        "--password", "correct-horse-battery-9", "--wg", "wg1", "--role", "member",
+        stdout=io.StringIO(),
+    )
+    out = io.StringIO()
+    call_command("issue_token", email, stdout=out)
+    tokens[email] = out.getvalue().strip().splitlines()[-1]
+thread = thread_create(
+    room=Room.objects.get(slug="wg1-a"), author=User.objects.get(email="ana@mp.example"),
+    title="Across", body="First",
+)
+print(json.dumps({"tokens": tokens, "thread_id": thread.pk}))
+"""
+
+
+@contextmanager
+def start_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A database of its own, two daphne processes and a Celery worker; all gone on exit."""
     name = f"minga_mp_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_admin_url(), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -113,39 +147,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "PYTHONUNBUFFERED": "1",
         }
         _manage(env, "migrate", "--noinput", "-v", "0")
-        _manage(env, "seed_plan_of_action")
-        tokens = {}
-        for email, handle in (("ana@mp.example", "ana"), ("bruno@mp.example", "bruno")):
-            _manage(
-                env,
-                "add_member",
-                email,
-                "--name",
-                handle.title(),
-                "--handle",
-                handle,
-                "--password",
-                "correct-horse-battery-9",
-                "--wg",
-                "wg1",
-                "--role",
-                "member",
-            )
-            tokens[email] = _manage(env, "issue_token", email).strip().splitlines()[-1]
-        thread_id = int(
-            _manage(
-                env,
-                "shell",
-                "-c",
-                "from forums.models import Room; from forums.services import thread_create; "
-                "from community.models import User; "
-                "t = thread_create(room=Room.objects.get(slug='wg1-a'), "
-                "author=User.objects.get(email='ana@mp.example'), title='Across', body='First'); "
-                "print(t.pk)",
-            )
-            .strip()
-            .splitlines()[-1]
-        )
         ports = [_free_port(), _free_port()]
         logs_dir = tmp_path_factory.mktemp("daphne")
         for port in ports:
@@ -191,6 +192,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     stderr=subprocess.STDOUT,
                 )
             )
+        # Seeded while the processes start (they read the database per request, not before).
+        seeded = json.loads(_manage(env, "shell", "-c", SETUP_SCRIPT).strip().splitlines()[-1])
+        tokens: dict[str, str] = seeded["tokens"]
+        thread_id = int(seeded["thread_id"])
         for port, process, log in zip(ports, processes, logs, strict=False):
             _wait_for_port(port, process, log)
         yield Cluster(ports=ports, tokens=tokens, thread_id=thread_id, logs=logs)
@@ -273,8 +278,9 @@ async def post(ws: ClientConnection, cluster: Cluster, body: str) -> dict[str, A
 
 
 async def test_multiprocess_message_posted_on_one_process_arrives_on_the_other(
-    cluster: Cluster,
+    mp_cluster: Cluster,
 ) -> None:
+    cluster = mp_cluster
     async with (
         client(cluster, 0, "ana@mp.example") as ana,
         client(cluster, 1, "bruno@mp.example") as bruno,
@@ -291,7 +297,8 @@ async def test_multiprocess_message_posted_on_one_process_arrives_on_the_other(
     ), cluster.log_tail()
 
 
-async def test_multiprocess_presence_spans_processes(cluster: Cluster) -> None:
+async def test_multiprocess_presence_spans_processes(mp_cluster: Cluster) -> None:
+    cluster = mp_cluster
     async with client(cluster, 0, "ana@mp.example") as ana:
         await subscribe(ana, None)
         async with client(cluster, 1, "bruno@mp.example") as bruno:
@@ -311,8 +318,9 @@ async def test_multiprocess_presence_spans_processes(cluster: Cluster) -> None:
 
 
 async def test_multiprocess_reconnect_with_after_gets_exactly_the_missed_messages(
-    cluster: Cluster,
+    mp_cluster: Cluster,
 ) -> None:
+    cluster = mp_cluster
     async with client(cluster, 1, "bruno@mp.example") as bruno:
         subscribed = await subscribe(bruno, None)
         seen = subscribed["last_seq"]

@@ -1,7 +1,8 @@
 """A mention posted on one daphne process reaches the mentioned member's socket on another.
 
 Reuses the forums' two-process cluster (tests/forums/test_multiprocess.py: its own PostgreSQL
-database, real Redis, two daphne processes, members ana and bruno with API tokens).
+database, real Redis, two daphne processes, members ana and bruno with API tokens): the
+session-scoped `mp_cluster` of tests/conftest.py, started once for both modules.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.forums import test_multiprocess as forums_mp
 from tests.forums.test_multiprocess import WAIT, Cluster, client, post, recv, subscribe
-
-# The forums' module-scoped fixture (pytest registers it under this attribute's name).
-mp_cluster = forums_mp.cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
