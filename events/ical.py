@@ -49,9 +49,18 @@ def site_url() -> str:
     return str(settings.MINGA_SITE_URL).rstrip("/")
 
 
-def clean_text(value: str) -> str:
-    """Drop control characters; CR LF and lone CR become LF (escaped as \\n by the library)."""
-    return _CONTROL.sub("", (value or "").replace("\r\n", "\n").replace("\r", "\n"))
+class Text(vText):
+    """TEXT escaped exactly as RFC 5545 (3.3.11) says. icalendar's own escaping first turns a
+    literal backslash-N into a line break, so "C:\\Nuevos" would lose its backslash."""
+
+    def to_ical(self) -> bytes:
+        escaped = str(self).replace("\\", "\\\\").replace(";", r"\;").replace(",", r"\,")
+        return escaped.replace("\n", r"\n").encode(self.encoding)
+
+
+def clean_text(value: str) -> Text:
+    """Drop control characters; CR LF and lone CR become LF (escaped as \\n by Text)."""
+    return Text(_CONTROL.sub("", (value or "").replace("\r\n", "\n").replace("\r", "\n")))
 
 
 def _zone(event: Event) -> ZoneInfo:
@@ -210,7 +219,7 @@ def _calendar(name: str, method: str | None = None) -> Calendar:
     if method:
         cal.add("method", method)
     # An X- property has no known type: give it one, or its text would not be escaped.
-    cal.add("x-wr-calname", vText(" ".join(clean_text(name).split())))
+    cal.add("x-wr-calname", Text(" ".join(clean_text(name).split())))
     return cal
 
 

@@ -167,7 +167,10 @@ def _set_times(event: Event, starts_at: datetime, ends_at: datetime, zone: str) 
     if end_i <= start_i:
         raise _error("ends_at", _("The event must end after it starts."), "end_before_start")
     event.timezone = zone
-    event.local_start_date, event.local_start_time = recurrence.split_local(start_i, zone)
+    # A typed local time is kept as typed, even one in a DST gap: the series' other dates keep
+    # that wall-clock time (docs/calendar.md); only this date's instant follows the DST rule.
+    typed = starts_at if starts_at.tzinfo is None else start_i
+    event.local_start_date, event.local_start_time = recurrence.split_local(typed, zone)
     event.duration = end_i - start_i
     _derive_instants(event)
 
