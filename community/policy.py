@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from .models import ORGANIZER_ROLES, POSTING_ROLES, Organization, Role
 
 _ROLES_CACHE = "_minga_roles"
+_ORGANIZED_CACHE = "_minga_organized_events"
+# An event's own live room is the room `event-<id>` linked from it (events.services.live_room_slug).
+EVENT_ROOM_PREFIX = "event-"
 
 
 class InWorkingGroup(Protocol):
@@ -27,6 +30,13 @@ class InWorkingGroup(Protocol):
 class RoomLike(InWorkingGroup, Protocol):
     state: str
     visibility: str
+
+
+class EventLike(InWorkingGroup, Protocol):
+    """An event (events.models.Event): its id and its `organizers` (a many-to-many manager)."""
+
+    pk: Any
+    organizers: Any
 
 
 # Room visibilities (forums.models.Room.Visibility; community does not import forums).
@@ -60,9 +70,24 @@ def roles_of(member: Any) -> dict[int, str]:
 
 
 def forget_roles(member: Any) -> None:
-    """Call after changing a member's memberships so the next check reads them again."""
-    if hasattr(member, _ROLES_CACHE):
-        delattr(member, _ROLES_CACHE)
+    """Call after changing a member's memberships (or the events they co-organize) so the next
+    check reads them again."""
+    for cache in (_ROLES_CACHE, _ORGANIZED_CACHE):
+        if hasattr(member, cache):
+            delattr(member, cache)
+
+
+def organized_events_of(member: Any) -> dict[int, int | None]:
+    """{event_id: linked room_id} of the events listing `member` among their organizers (the
+    creator and the co-organizers), read once per member object (one query) and cached on it.
+    Only the live-room rules ask it: event rules read the event's own `organizers`."""
+    if not member.is_authenticated:
+        return {}
+    cached = getattr(member, _ORGANIZED_CACHE, None)
+    if cached is None:
+        cached = dict(member.organized_events.values_list("pk", "room_id"))
+        setattr(member, _ORGANIZED_CACHE, cached)
+    return cached
 
 
 def role_in(member: Any, working_group_id: int | None) -> str | None:
@@ -85,20 +110,46 @@ def is_organizer(member: Any) -> bool:
 # --- Rooms ------------------------------------------------------------------------------------
 
 
+def organizes_event_room(member: Any, room: RoomLike) -> bool:
+    """`room` is the own live room (`event-<id>`, linked from the event) of an event `member`
+    organizes (Event.organizers). A topic room linked from an event is shared with the rest of
+    its group and is not one. Only a room named `event-...` reads the member's organized events
+    (one query, then cached on the member)."""
+    slug = str(getattr(room, "slug", ""))
+    if not slug.startswith(EVENT_ROOM_PREFIX) or not is_participant(member):
+        return False
+    event_id = slug.removeprefix(EVENT_ROOM_PREFIX)
+    if not event_id.isdigit():
+        return False
+    organized = organized_events_of(member)
+    return int(event_id) in organized and organized[int(event_id)] == getattr(room, "pk", None)
+
+
 def can_read_room(member: Any, room: RoomLike) -> bool:
     """A network room (every topic room, archived ones included) is open to every participant;
-    a working-group room to the members of its group (any role, observers included) and the
-    secretariat. Only a working-group room reads the member's roles (one query, then cached)."""
+    a working-group room to the members of its group (any role, observers included), the
+    secretariat and, for an event's own live room, the event's organizers. Only a working-group
+    room reads the member's roles (one query, then cached)."""
     if not is_participant(member):
         return False
     if getattr(room, "visibility", NETWORK_VISIBILITY) != WORKING_GROUP_VISIBILITY:
         return True
-    return bool(member.is_staff) or role_in(member, room.working_group_id) is not None
+    return (
+        bool(member.is_staff)
+        or role_in(member, room.working_group_id) is not None
+        or organizes_event_room(member, room)
+    )
 
 
 def can_moderate_room(member: Any, room: RoomLike) -> bool:
-    # Moderators of a group read its rooms (organizer roles are roles in the group).
-    return is_secretariat(member) or is_organizer_of(member, room.working_group_id)
+    """The secretariat, the chairs and vice-chairs of the room's group (organizer roles are
+    roles in the group, so they read its rooms) and, in an event's own live room only, that
+    event's organizers (co-organizers included)."""
+    return (
+        is_secretariat(member)
+        or is_organizer_of(member, room.working_group_id)
+        or organizes_event_room(member, room)
+    )
 
 
 def can_post_in_room(member: Any, room: RoomLike) -> bool:
@@ -121,6 +172,39 @@ def can_post_in_room(member: Any, room: RoomLike) -> bool:
 def can_organize_events(member: Any, working_group_id: int | None) -> bool:
     """Chairs and vice-chairs for their group; network-wide events are the secretariat's."""
     return is_secretariat(member) or is_organizer_of(member, working_group_id)
+
+
+# --- One event --------------------------------------------------------------------------------
+#
+# Rights over ONE event (Indico's event managers): whoever organizes events of its working group
+# by role (chairs and vice-chairs; the secretariat, alone for network-wide events), and the
+# members the event lists as its organizers (its creator and its co-organizers, Event.organizers)
+# while they are active participants. Listed organizers manage that event only: edit it (details,
+# agenda, documents, dates, cancel), create its live room and moderate it, see its attendee list,
+# mark attendance and write to its registrants (the message of a change or a cancellation).
+# Naming or removing co-organizers, moving the event to another group and scheduling new events
+# (duplicating included) stay with the roles: a co-organizer cannot hand on rights it was given.
+
+
+def is_event_organizer(member: Any, event: EventLike) -> bool:
+    """`member` is an active participant listed in `event.organizers` (creator or co-organizer).
+    Reads `event.organizers.all()`: prefetch it where many events are asked (access functions
+    do); one query otherwise."""
+    if not is_participant(member) or event.pk is None:
+        return False
+    return any(person.pk == member.pk for person in event.organizers.all())
+
+
+def can_manage_event(member: Any, event: EventLike) -> bool:
+    """Every organizer action on THIS event (see the block above). Role holders first: their
+    check needs no query beyond the member's cached roles."""
+    return can_organize_events(member, event.working_group_id) or is_event_organizer(member, event)
+
+
+def can_name_co_organizers(member: Any, event: EventLike) -> bool:
+    """Change who co-organizes `event`: by role only (chairs and vice-chairs of its group, the
+    secretariat), never a listed co-organizer (rights are handed on by those who hold them)."""
+    return can_organize_events(member, event.working_group_id)
 
 
 def can_manage_members(member: Any, working_group_id: int | None) -> bool:

@@ -1,4 +1,7 @@
-"""Account settings for the calendar: the private feed URL and the reminder offsets."""
+"""Account settings for the calendar: the private feed URL and the reminder offsets.
+
+Opening the page writes nothing: without a feed address it offers "Create my calendar
+address" (a POST); with one, "Make a new address" replaces it."""
 
 from __future__ import annotations
 
@@ -56,13 +59,24 @@ def calendar_settings(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Your reminders were saved."))
             return redirect("calendar_settings")
-    services.feed_token_ensure(member=member)
+    # Reads only: the address is made by the member's POST (calendar_feed_create), never by
+    # opening the page.
     feed_url = selectors.calendar_feed_url(member=member, base_url=request.build_absolute_uri("/"))
     response = render(
         request, "events/calendar_settings.html", {"form": form, "feed_url": feed_url}
     )
     response["Cache-Control"] = "no-store"  # the page shows a secret URL
     return response
+
+
+@login_required
+@require_POST
+def calendar_feed_create(request: HttpRequest) -> HttpResponse:
+    """Make the member's first private feed address. A second POST (a double click, another
+    tab) keeps the address already made: only "Make a new address" replaces one."""
+    services.feed_token_ensure(member=request.user)  # type: ignore[arg-type]
+    messages.success(request, _("Your calendar address is ready; subscribe to it below."))
+    return redirect("calendar_settings")
 
 
 @login_required

@@ -6,7 +6,8 @@ room (slug|null), capacity, recurrence (RRULE|null), status, sequence, registrat
 ({status, position}|null: mine). Added: description_html, venue, city, country, online,
 visibility, allow_observers, exdates, url, ics_url, occurrences (within ?start&end),
 documents (in the detail only: id, title, kind file|link, url, name, content_type, size,
-agenda_items). Organizer endpoints added: documents (POST multipart, DELETE), live-room
+agenda_items), organizers (handles; in the detail and the answers of POST and PATCH, which
+take `organizers`: handles or e-mail addresses of co-organizers). Organizer endpoints added: documents (POST multipart, DELETE), live-room
 (POST), occurrences/{key} (PUT moves one date of a series, DELETE cancels it): docs/api.md.
 
 Rule errors answer 400 {"code": "invalid", "detail": {field: [messages]},
@@ -16,6 +17,7 @@ Rule errors answer 400 {"code": "invalid", "detail": {field: [messages]},
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -95,6 +97,7 @@ class EventOut(Schema):
     ics_url: str
     occurrences: list[OccurrenceOut] | None = None
     documents: list[DocumentOut] | None = None
+    organizers: list[str] | None = None
 
 
 class EventIn(Schema):
@@ -117,6 +120,7 @@ class EventIn(Schema):
     allow_observers: bool = False
     recurrence: str | None = None
     exdates: list[datetime] = []
+    organizers: list[str] = []
 
 
 class EventPatch(Schema):
@@ -139,6 +143,7 @@ class EventPatch(Schema):
     allow_observers: bool | None = None
     recurrence: str | None = None
     exdates: list[datetime] | None = None
+    organizers: list[str] | None = None
     message: str = ""
 
 
@@ -225,6 +230,11 @@ def documents_out(event: Event) -> list[dict[str, Any]]:
         }
         for d in rows
     ]
+
+
+def organizers_out(event: Event) -> list[str]:
+    """Handles of the event's organizers (its creator and co-organizers), by name."""
+    return [u.handle for u in sorted(event.organizers.all(), key=lambda u: (u.name, u.pk))]
 
 
 def _invalid(exc: ValidationError) -> HttpResponse:
@@ -342,17 +352,27 @@ def event_create(request: HttpRequest, payload: EventIn) -> Any:
             allow_observers=payload.allow_observers,
             recurrence=payload.recurrence or "",
             exdates=payload.exdates,
+            organizers=services.organizers_named(payload.organizers),
         )
     except ValidationError as exc:
         return _invalid(exc)
-    return Status(201, event_out(_reload(event.pk, member), member))
+    return Status(201, _with_organizers(_reload(event.pk, member), member))
 
 
 @router.get("/events/{event_id}/", response=EventOut, summary="One event")
 def event_detail(request: HttpRequest, event_id: int) -> dict[str, Any]:
     member = _member(request)
     event = selectors.event_for_member(event_id=event_id, member=member)
-    return {**event_out(event, member), "documents": documents_out(event)}
+    return {
+        **event_out(event, member),
+        "documents": documents_out(event),
+        "organizers": organizers_out(event),
+    }
+
+
+def _with_organizers(event: Event, member: User) -> dict[str, Any]:
+    """What POST and PATCH answer: the event and, as they may have changed, its organizers."""
+    return {**event_out(event, member), "organizers": organizers_out(event)}
 
 
 @router.patch("/events/{event_id}/", response=EventOut, summary="Change an event (organizers)")
@@ -366,13 +386,15 @@ def event_update(request: HttpRequest, event_id: int, patch: EventPatch) -> Any:
             changes["working_group"] = _group(changes["working_group"])
         if "room" in changes:
             changes["room"] = _room(changes["room"])
+        if "organizers" in changes:
+            changes["organizers"] = services.organizers_named(changes["organizers"] or [])
         for text_field in ("recurrence", "description", "venue", "city", "country"):
             if text_field in changes and changes[text_field] is None:
                 changes[text_field] = ""
         services.event_update(event=event, actor=member, changes=changes, message=message)
     except ValidationError as exc:
         return _invalid(exc)
-    return event_out(_reload(event.pk, member), member)
+    return _with_organizers(_reload(event.pk, member), member)
 
 
 @router.delete(
@@ -417,13 +439,27 @@ def registration_delete(request: HttpRequest, event_id: int) -> Any:
 
 
 def calendar_feed_extra(request: HttpRequest, member: User) -> dict[str, object]:
-    """`calendar_feed_url` of /api/v1/me/: the member's private feed, made on first ask."""
+    """`calendar_feed_url` of /api/v1/me/: the member's private feed, `null` until one is made
+    (POST /api/v1/me/calendar-feed/, or the calendar settings page). Reads only: a GET writes
+    nothing."""
     base_url = request.build_absolute_uri("/")
-    url = selectors.calendar_feed_url(member=member, base_url=base_url)
-    if url is None:
-        services.feed_token_ensure(member=member)
-        url = selectors.calendar_feed_url(member=member, base_url=base_url)
-    return {"calendar_feed_url": url}
+    return {"calendar_feed_url": selectors.calendar_feed_url(member=member, base_url=base_url)}
+
+
+class CalendarFeedOut(Schema):
+    calendar_feed_url: str
+
+
+@router.post(
+    "/me/calendar-feed/",
+    response={201: CalendarFeedOut},
+    summary="Make a new private calendar feed address (the old one, if any, stops working)",
+)
+def calendar_feed_create(request: HttpRequest) -> Any:
+    member = _member(request)
+    services.feed_token_regenerate(member=member)
+    url = selectors.calendar_feed_url(member=member, base_url=request.build_absolute_uri("/"))
+    return Status(201, {"calendar_feed_url": url})
 
 
 # --- Documents, the live room, one date of a series -------------------------------------------
@@ -527,26 +563,40 @@ def _occurrence_out(event_id: int, original: datetime) -> dict[str, Any]:
     }
 
 
+def _occurrence_change(
+    request: HttpRequest,
+    event_id: int,
+    key: str,
+    service: Callable[..., object],
+    **values: Any,
+) -> Any:
+    """Moving and cancelling one date share this: the organizer's event, the date its `key`
+    names (404 otherwise), `service(event, actor, original_start, **values)`; the date as it
+    now is, or the service's rule error as 400 (`_invalid`)."""
+    member = _member(request)
+    event = selectors.event_for_organizer(event_id=event_id, member=member)
+    occ = _occurrence(event, key)
+    try:
+        service(event=event, actor=member, original_start=occ.original_start, **values)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return _occurrence_out(event.pk, occ.original_start)
+
+
 @router.put(
     "/events/{event_id}/occurrences/{key}/",
     response=OccurrenceOut,
     summary="Move one date of a series (organizers); key: its original start, 20300312T140000Z",
 )
 def occurrence_move(request: HttpRequest, event_id: int, key: str, body: OccurrenceMoveIn) -> Any:
-    member = _member(request)
-    event = selectors.event_for_organizer(event_id=event_id, member=member)
-    occ = _occurrence(event, key)
-    try:
-        services.occurrence_reschedule(
-            event=event,
-            actor=member,
-            original_start=occ.original_start,
-            starts_at=body.starts_at,
-            ends_at=body.ends_at,
-        )
-    except ValidationError as exc:
-        return _invalid(exc)
-    return _occurrence_out(event.pk, occ.original_start)
+    return _occurrence_change(
+        request,
+        event_id,
+        key,
+        services.occurrence_reschedule,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+    )
 
 
 @router.delete(
@@ -557,16 +607,5 @@ def occurrence_move(request: HttpRequest, event_id: int, key: str, body: Occurre
 def occurrence_cancel(
     request: HttpRequest, event_id: int, key: str, body: CancelIn | None = None
 ) -> Any:
-    member = _member(request)
-    event = selectors.event_for_organizer(event_id=event_id, member=member)
-    occ = _occurrence(event, key)
-    try:
-        services.occurrence_cancel(
-            event=event,
-            actor=member,
-            original_start=occ.original_start,
-            message=body.message if body else "",
-        )
-    except ValidationError as exc:
-        return _invalid(exc)
-    return _occurrence_out(event.pk, occ.original_start)
+    message = body.message if body else ""
+    return _occurrence_change(request, event_id, key, services.occurrence_cancel, message=message)

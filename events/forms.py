@@ -8,6 +8,7 @@ DateTimeField would read them in the viewer's zone instead, which is not what wa
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +23,10 @@ from community.forms import timezone_choices
 from community.models import ORGANIZER_ROLES, Topic, User, WorkingGroup, available_timezones
 from forums.models import Room
 
-from . import recurrence
+from . import recurrence, services
 from .models import Event, EventDocument
 
+ORGANIZER_SEPARATORS = re.compile(r"[,;\s]+")
 LOCAL_INPUT_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
 
@@ -137,16 +139,29 @@ class EventForm(forms.Form):
     )
     visibility = forms.ChoiceField(label=_("Visibility"), choices=Event.Visibility.choices)
     allow_observers = forms.BooleanField(label=_("Observers may register"), required=False)
+    # Handles typed, not a <select>: the network has thousands of members.
+    organizers = forms.CharField(
+        label=_("Co-organizers"),
+        max_length=1000,
+        required=False,
+        help_text=_(
+            "Handles or e-mail addresses of active members, separated by commas, e.g. "
+            "@ana-perez, jo@example.org. They are listed as organizers with you."
+        ),
+    )
 
-    def __init__(self, *args: Any, member: User, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, member: User, event: Event | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {})
         kwargs["initial"].setdefault("timezone", member.timezone or "UTC")
         super().__init__(*args, **kwargs)
         self.member = member
         groups = organizable_groups(member)
+        co_organizer = event is not None and not policy.can_name_co_organizers(member, event)
+        if event is not None and co_organizer:
+            groups = self._for_co_organizer(event)
         self.fields["working_group"].queryset = groups
         self.fields["working_group"].empty_label = _("The whole network")
-        if not policy.is_secretariat(member):
+        if not policy.is_secretariat(member) and not co_organizer:
             # Network-wide events are the secretariat's.
             self.fields["working_group"].required = True
             self.fields["working_group"].empty_label = None
@@ -157,7 +172,8 @@ class EventForm(forms.Form):
         )
         rooms = Room.objects.exclude(state="archived").order_by("slug")
         if not policy.is_secretariat(member):
-            rooms = rooms.filter(Q(working_group__in=groups))
+            current = Q(pk=event.room_id) if event is not None and event.room_id else Q(pk=None)
+            rooms = rooms.filter(Q(working_group__in=groups) | current)
         self.fields["room"].queryset = rooms
         zones = timezone_choices()
         typed = self.data.get("timezone") if self.is_bound else None
@@ -167,8 +183,28 @@ class EventForm(forms.Form):
         self.fields["timezone"].widget.choices = zones
         self.fields["country"].choices = _country_choices()
 
+    def _for_co_organizer(self, event: Event) -> QuerySet[WorkingGroup]:
+        """A co-organizer without a role in the event's group edits the event where it is:
+        its group (topics and rooms of it) but not the group itself, nor who co-organizes
+        (policy.can_name_co_organizers). Disabled fields keep their initial value."""
+        for name in ("working_group", "organizers"):
+            self.fields[name].disabled = True
+        self.fields["organizers"].help_text = _(
+            "The chairs and vice-chairs of the event's working group and the secretariat change "
+            "the co-organizers."
+        )
+        return WorkingGroup.objects.filter(pk=event.working_group_id)
+
     def clean_recurrence(self) -> str:
         return str(self.cleaned_data.get("recurrence") or "").strip()
+
+    def clean_organizers(self) -> list[User]:
+        """The members named, checked by events.services.organizers_named (one query)."""
+        names = ORGANIZER_SEPARATORS.split(self.cleaned_data.get("organizers") or "")
+        try:
+            return services.organizers_named(names)
+        except ValidationError as error:
+            raise ValidationError(error.error_dict["organizers"]) from error
 
     def service_values(self) -> dict[str, Any]:
         """Keyword arguments of event_create from the cleaned data.
@@ -216,6 +252,10 @@ def event_initial(event: Event) -> dict[str, Any]:
         "registration_closes_at": local(event.registration_closes_at),
         "visibility": event.visibility,
         "allow_observers": event.allow_observers,
+        # Co-organizers: everyone listed but the creator, who stays one whatever is typed.
+        "organizers": ", ".join(
+            f"@{u.handle}" for u in event.organizers.all() if u.pk != event.created_by_id
+        ),
     }
 
 

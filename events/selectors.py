@@ -15,8 +15,11 @@ Signatures (for the calendar pages):
         Access function: the event if visible to `member`, else Http404 (a hidden event and a
         missing one look the same).
     event_for_organizer(*, event_id, member) -> Event
-        Access function: Http404 if not visible, PermissionDenied if not an organizer of it.
+        Access function: Http404 if not visible, PermissionDenied if not an organizer of it
+        (policy.can_manage_event: co-organizers included). `organizers` come prefetched.
     can_see_event(member, event) -> bool;  can_organize(member, event) -> bool
+        can_organize: every organizer action on this event (community.policy.can_manage_event:
+        the group's chairs and vice-chairs, the secretariat, and the event's listed organizers).
     my_registration(*, event, member) -> Registration | None   (withdrawn ones included)
     registration_state(*, event, member, now=None) -> RegistrationState
         For the registration button: state in "registered" | "waitlisted" | "full" (will be
@@ -33,7 +36,8 @@ Signatures (for the calendar pages):
     feed_member_for_token(raw) -> User | None
     working_group_feed_events(*, working_group) -> QuerySet[Event]
     member_feed_events(*, member) -> QuerySet[Event]
-        Events of the member's groups, network-wide public ones, and those they registered for.
+        Events of the member's groups, network-wide public ones, those they registered for and
+        those they organize.
 """
 
 from __future__ import annotations
@@ -65,15 +69,22 @@ from .models import (
 from .recurrence import Occurrence
 
 
+def _organized_q(member_id: int | None) -> Q:
+    """Events listing the member among their organizers: a subquery, so the list stays one
+    query and no row is repeated."""
+    through = Event.organizers.through.objects.filter(user_id=member_id)
+    return Q(pk__in=through.values("event_id"))
+
+
 def _visibility_q(member: object) -> Q | None:
-    """None = everything; a Q otherwise."""
+    """None = everything; a Q otherwise. An event's organizers always see it."""
     if policy.is_secretariat(member):
         return None
     public = Q(visibility=Event.Visibility.PUBLIC)
     if not policy.is_participant(member):
         return public
     group_ids = list(policy.roles_of(member).keys())
-    return public | Q(working_group_id__in=group_ids)
+    return public | Q(working_group_id__in=group_ids) | _organized_q(getattr(member, "pk", None))
 
 
 def can_see_event(member: object, event: Event) -> bool:
@@ -81,11 +92,14 @@ def can_see_event(member: object, event: Event) -> bool:
         return True
     if not policy.is_participant(member):
         return False
-    return policy.role_in(member, event.working_group_id) is not None
+    return policy.role_in(member, event.working_group_id) is not None or (
+        policy.is_event_organizer(member, event)
+    )
 
 
 def can_organize(member: object, event: Event) -> bool:
-    return policy.can_organize_events(member, event.working_group_id)
+    """Every organizer action on this event (policy.can_manage_event)."""
+    return policy.can_manage_event(member, event)
 
 
 def events_visible_to(
@@ -352,6 +366,7 @@ def member_feed_events(*, member: User) -> QuerySet[Event]:
             Q(working_group_id__in=group_ids)
             | Q(working_group__isnull=True, visibility=Event.Visibility.PUBLIC)
             | Exists(registered)
+            | _organized_q(member.pk)
         )
         .prefetch_related(
             Prefetch(

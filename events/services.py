@@ -20,6 +20,7 @@ PermissionDenied):
     occurrence_reschedule(*, event, actor, original_start, starts_at, ends_at) -> EventOccurrenceOverride
     occurrence_cancel(*, event, actor, original_start, message="") -> EventOccurrenceOverride
     event_cancel(*, event, actor, message="") -> Event     (stays, status cancelled, in feeds)
+        Its own live room (`event-<id>`) is locked: readable, only its moderators post.
     event_duplicate(*, event, actor, starts_at) -> Event  (same everything at a new start)
     agenda_item_create(*, event, actor, title, starts_at, ends_at, speakers="",
                        speaker_members=(), position=None) -> AgendaItem
@@ -38,6 +39,8 @@ PermissionDenied):
     reminder_preference_set(*, member, offsets_minutes) -> ReminderPreference
     feed_token_regenerate(*, member) -> tuple[CalendarFeedToken, str]   (raw token)
     feed_token_ensure(*, member) -> CalendarFeedToken
+    organizers_named(names) -> list[User]   (handles or e-mails of active members; read only)
+        Codes: unknown_member, too_many_organizers (organizers).
     reminders_send_due(*, now=None) -> list[ReminderDelivery]
 
 Side effects common to all: signals from events/signals.py after commit. This app sends no
@@ -66,9 +69,11 @@ from minga.signals import send_on_commit
 from community import policy
 from community.models import Topic, User, WorkingGroup, available_timezones
 from forums import attachments
+from forums import moderation as forum_moderation
 from forums import services as forum_services
 from forums.models import Room
 from forums.rendering import render_markdown
+from notifications import bus
 
 from . import recurrence, selectors, signals
 from .models import (
@@ -150,6 +155,18 @@ def _check_timezone(zone: str) -> None:
         )
 
 
+def _require_manager(actor: User, event: Event) -> None:
+    """Organizer actions on ONE event: its group's chairs and vice-chairs, the secretariat, and
+    the members it lists as organizers (community.policy.can_manage_event)."""
+    if not policy.can_manage_event(actor, event):
+        raise PermissionDenied(
+            _(
+                "Only the organizers of this event, the chairs and vice-chairs of its group and "
+                "the secretariat may do this."
+            )
+        )
+
+
 def _require_organizer(actor: User, working_group_id: int | None) -> None:
     if not policy.can_organize_events(actor, working_group_id):
         raise PermissionDenied(
@@ -219,6 +236,94 @@ def _render(event: Event) -> None:
     event.description_html = render_markdown(event.description) if event.description else ""
 
 
+MAX_ORGANIZERS = 20  # co-organizers of one event, typed by handle or e-mail
+
+
+def organizers_named(names: Iterable[str]) -> list[User]:
+    """The members `names` (handles, with or without "@", or e-mail addresses) name, in the
+    order given, without repeats: active participants only (active, e-mail verified), in one
+    query. Code (field `organizers`): unknown_member (naming every name not found),
+    too_many_organizers."""
+    wanted: list[str] = []
+    for raw in names:
+        name = raw.strip().lower()
+        name = name[1:] if name.startswith("@") else name
+        if name and name not in wanted:
+            wanted.append(name)
+    if len(wanted) > MAX_ORGANIZERS:
+        raise _error(
+            "organizers",
+            ngettext(
+                "At most %(count)s co-organizer.",
+                "At most %(count)s co-organizers.",
+                MAX_ORGANIZERS,
+            )
+            % {"count": MAX_ORGANIZERS},
+            "too_many_organizers",
+        )
+    if not wanted:
+        return []
+    found = User.objects.filter(
+        Q(handle__in=wanted) | Q(email__in=wanted),
+        is_active=True,
+        emailaddress__verified=True,
+    ).distinct()
+    by_name: dict[str, User] = {}
+    for user in found:
+        by_name[user.handle] = by_name[user.email] = user
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        raise _error(
+            "organizers",
+            _("No active member has the handle or e-mail address: %(names)s.")
+            % {"names": ", ".join(missing)},
+            "unknown_member",
+        )
+    return list({by_name[n].pk: by_name[n] for n in wanted}.values())
+
+
+def _organizers_change(
+    actor: User, event: Event, organizers: Iterable[User] | None
+) -> list[User] | None:
+    """The new organizers (None: unchanged), once the actor may name them: by role only
+    (policy.can_name_co_organizers); naming the same people again is no change, so a
+    co-organizer may send the list back as it is."""
+    if organizers is None:
+        return None
+    organizers = list(organizers)
+    if policy.can_name_co_organizers(actor, event):
+        return organizers
+    wanted = set(_organizer_ids(event.created_by_id, organizers))
+    if wanted != set(event.organizers.values_list("pk", flat=True)):
+        raise PermissionDenied(
+            _(
+                "Only the chairs and vice-chairs of the event's group and the secretariat "
+                "change its co-organizers."
+            )
+        )
+    return organizers
+
+
+def _organizers_replace(event: Event, organizers: Sequence[User]) -> None:
+    """Set the event's organizers. A member taken off the list of an event with its own live
+    room may have been reading or moderating it as an organizer only: their sockets re-check
+    their rooms after commit (`access.changed` on `user.<id>`, as a membership change does)."""
+    before = set(event.organizers.values_list("pk", flat=True))
+    wanted = _organizer_ids(event.created_by_id, organizers)
+    event.organizers.set(wanted)
+    if event.room_id is not None:
+        for user_id in sorted(before - set(wanted)):
+            bus.publish_on_commit(bus.user_group(user_id), {"type": "access.changed"})
+
+
+def _organizer_ids(creator_id: int | None, organizers: Iterable[User]) -> list[int]:
+    """The creator stays an organizer, whatever a later edit names."""
+    ids = [u.pk for u in organizers]
+    if creator_id is not None and creator_id not in ids:
+        ids.insert(0, creator_id)
+    return ids
+
+
 def _registered_count(event: Event) -> int:
     return event.registrations.filter(status=Registration.Status.REGISTERED).count()
 
@@ -251,8 +356,9 @@ def event_create(
 ) -> Event:
     """Schedule an event; `actor` must organize events of `working_group` (None: secretariat).
 
-    Side effects: the actor becomes an organizer (with `organizers`); emits `event_scheduled`
-    after commit.
+    Side effects: the actor becomes an organizer (with `organizers`, the co-organizers: they
+    manage this event, see community.policy.can_manage_event and docs/permissions.md); emits
+    `event_scheduled` after commit.
     """
     _require_organizer(actor, working_group.pk if working_group else None)
     event = Event(
@@ -282,7 +388,7 @@ def event_create(
     event.full_clean()
     event.save()
     event.topics.set(list(topics))
-    event.organizers.set([actor, *organizers])
+    event.organizers.set(_organizer_ids(actor.pk, organizers))
     event_id, actor_id = event.pk, actor.pk
     send_on_commit(
         signals.event_scheduled, sender=Event, event=event, event_id=event_id, actor_id=actor_id
@@ -308,6 +414,12 @@ def event_update(
 ) -> Event:
     """Change an event's fields (any of event_create's; times aware or naive-local).
 
+    `organizers` replaces the co-organizers; the event's creator stays one. Who may: every
+    organizer of the event (policy.can_manage_event, co-organizers included), except that
+    changing the co-organizers (PermissionDenied unless the list is unchanged) and moving the
+    event to another working group take the rights of role (policy.can_name_co_organizers;
+    can_organize_events over both groups).
+
     Side effects: locks the event row; bumps `sequence` when time, place, status, title,
     recurrence or exdates change; reminders follow the new times by themselves (the sweep
     reads the event's current occurrences) and unsent reminder rows for starts that no longer
@@ -322,17 +434,15 @@ def event_update(
             code="unknown_field",
         )
     locked = Event.objects.select_for_update().get(pk=event.pk)
-    _require_organizer(actor, locked.working_group_id)
+    _require_manager(actor, locked)
     if locked.is_cancelled:
         raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
     before = {f: getattr(locked, f) for f in SEQUENCE_FIELDS}
     data = dict(changes)
     if "working_group" in data:
-        new_group = data.pop("working_group")
-        _require_organizer(actor, new_group.pk if new_group else None)
-        locked.working_group = new_group
+        _move_to_group(actor, locked, data.pop("working_group"))
     topics = data.pop("topics", None)
-    organizers = data.pop("organizers", None)
+    organizers = _organizers_change(actor, locked, data.pop("organizers", None))
     exdates = data.pop("exdates", None)
     if {"starts_at", "ends_at", "timezone"} & set(data):
         _apply_time_changes(locked, data)
@@ -356,7 +466,7 @@ def event_update(
     if topics is not None:
         locked.topics.set(list(topics))
     if organizers is not None:
-        locked.organizers.set(list(organizers))
+        _organizers_replace(locked, organizers)
     if {"visibility", "working_group"} & set(changes):
         _sync_own_room(locked)
     if {"local_start_date", "local_start_time", "timezone", "recurrence", "exdates"} & set(changed):
@@ -376,6 +486,16 @@ def event_update(
         sequence_bumped=bumped,
     )
     return event
+
+
+def _move_to_group(actor: User, event: Event, group: WorkingGroup | None) -> None:
+    """Moving an event takes the rights of role over both groups (a co-organizer manages the
+    event where it is); naming its own group again is no move."""
+    group_id = group.pk if group else None
+    if group_id != event.working_group_id:
+        _require_organizer(actor, event.working_group_id)
+        _require_organizer(actor, group_id)
+    event.working_group = group
 
 
 def _apply_time_changes(event: Event, data: dict[str, Any]) -> None:
@@ -493,7 +613,7 @@ def _override(
     message: str,
 ) -> EventOccurrenceOverride:
     locked = Event.objects.select_for_update().get(pk=event.pk)
-    _require_organizer(actor, locked.working_group_id)
+    _require_manager(actor, locked)
     if locked.is_cancelled:
         raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
     original = original_start.astimezone(UTC)
@@ -563,11 +683,12 @@ def event_cancel(*, event: Event, actor: User, message: str = "") -> Event:
     """Cancel the event: it stays (feeds show STATUS:CANCELLED), registrations are kept.
 
     Side effects: locks the event row; bumps `sequence`; unsent reminders are dropped and no
-    new ones are due; emits `event_cancelled` after commit (notifications e-mails registered
-    and waitlisted members the cancellation, with METHOD:CANCEL).
+    new ones are due; the event's own live room is locked (see _lock_own_room: `room.updated`
+    after commit); emits `event_cancelled` after commit (notifications e-mails registered and
+    waitlisted members the cancellation, with METHOD:CANCEL).
     """
     locked = Event.objects.select_for_update().get(pk=event.pk)
-    _require_organizer(actor, locked.working_group_id)
+    _require_manager(actor, locked)
     if locked.is_cancelled:
         raise ValidationError(_("The event is already cancelled."), code="already_cancelled")
     locked.status = Event.Status.CANCELLED
@@ -576,6 +697,7 @@ def event_cancel(*, event: Event, actor: User, message: str = "") -> Event:
     locked.save()
     locked.refresh_from_db(fields=["sequence"])
     ReminderDelivery.objects.filter(registration__event=locked, sent_at__isnull=True).delete()
+    _lock_own_room(locked, actor)
     _copy_into(event, locked)
     event_id, actor_id = event.pk, actor.pk
     send_on_commit(
@@ -660,7 +782,7 @@ def agenda_item_create(
 
     `documents`: documents of the same event it links (code document_outside_event).
     """
-    _require_organizer(actor, event.working_group_id)
+    _require_manager(actor, event)
     chosen_documents = list(documents)
     _check_documents_of(event.pk, chosen_documents)
     if starts_at.tzinfo is None:
@@ -687,7 +809,7 @@ def agenda_item_create(
 @transaction.atomic
 def agenda_item_delete(*, item: AgendaItem, actor: User) -> None:
     """Remove an agenda item. No signals."""
-    _require_organizer(actor, item.event.working_group_id)
+    _require_manager(actor, item.event)
     item.delete()
 
 
@@ -802,7 +924,7 @@ def attendance_mark(
     *, event: Event, actor: User, member: User, attended: bool | None
 ) -> Registration:
     """Record whether a registered member attended (None: unknown). No signals."""
-    _require_organizer(actor, event.working_group_id)
+    _require_manager(actor, event)
     registration = Registration.objects.filter(
         event=event, member=member, status=Registration.Status.REGISTERED
     ).first()
@@ -972,7 +1094,7 @@ def document_add(
     Side effects: writes the file to default storage under a generated name and one row (the
     file is deleted again if the row cannot be written). No signals.
     """
-    _require_organizer(actor, event.working_group_id)
+    _require_manager(actor, event)
     url = (url or "").strip()
     if (uploaded_file is None) == (not url):
         raise _error(
@@ -1047,7 +1169,7 @@ def document_delete(*, document: EventDocument, actor: User) -> None:
     Side effects: deletes the row; the stored file is deleted after commit (a rollback keeps
     both). No signals.
     """
-    _require_organizer(actor, document.event.working_group_id)
+    _require_manager(actor, document.event)
     name = document.file.name if document.file else ""
     storage = document.file.storage
     document.delete()
@@ -1060,7 +1182,7 @@ def agenda_item_documents_set(
     *, item: AgendaItem, actor: User, documents: Iterable[EventDocument]
 ) -> AgendaItem:
     """Replace the documents linked from an agenda item (documents of its own event). No signals."""
-    _require_organizer(actor, item.event.working_group_id)
+    _require_manager(actor, item.event)
     chosen = list(documents)
     _check_documents_of(item.event_id, chosen)
     item.documents.set(chosen)
@@ -1080,7 +1202,8 @@ def _check_documents_of(event_id: int, documents: Sequence[EventDocument]) -> No
 
 
 def live_room_slug(event: Event) -> str:
-    return f"event-{event.pk}"
+    # The policy knows an event's own room by this name (community.policy.organizes_event_room).
+    return f"{policy.EVENT_ROOM_PREFIX}{event.pk}"
 
 
 def _live_room_visibility(event: Event) -> str:
@@ -1104,6 +1227,26 @@ def _sync_own_room(event: Event) -> None:
     )
 
 
+def _lock_own_room(event: Event, actor: User) -> None:
+    """A cancelled event's own live room (`event-<id>`) becomes read-only for delegates: the
+    room is locked (forums.moderation.room_settings_set, slow mode kept), so it stays readable,
+    its page says so, only its moderators may still post (to explain) and every subscribed
+    socket gets `room.updated` after commit. An archived room stays archived; a linked topic
+    room is shared with the rest of the group and is left as it is. The actor organizes the
+    event, so moderates its own room (the room follows the event's working group)."""
+    if event.room_id is None:
+        return
+    room = Room.objects.filter(pk=event.room_id, slug=live_room_slug(event)).first()
+    if room is None or room.state != Room.State.OPEN:
+        return
+    forum_moderation.room_settings_set(
+        room=room,
+        actor=actor,
+        state=Room.State.LOCKED,
+        slow_mode_seconds=room.slow_mode_seconds,
+    )
+
+
 @transaction.atomic
 def live_room_create(*, event: Event, actor: User) -> Room:
     """Create the event's own forum room for its live part and link it (`Event.room`).
@@ -1120,7 +1263,7 @@ def live_room_create(*, event: Event, actor: User) -> Room:
     event's `room`; `sequence` is unchanged (the feeds do not carry the room). No signals.
     """
     locked = Event.objects.select_for_update().get(pk=event.pk)
-    _require_organizer(actor, locked.working_group_id)
+    _require_manager(actor, locked)
     if locked.is_cancelled:
         raise ValidationError(_("A cancelled event cannot be changed."), code="event_cancelled")
     if locked.room_id is not None:

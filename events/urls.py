@@ -15,6 +15,11 @@ urlpatterns += page_urlpatterns
 urlpatterns += [
     path("account/calendar/", account_views.calendar_settings, name="calendar_settings"),
     path(
+        "account/calendar/create/",
+        account_views.calendar_feed_create,
+        name="calendar_feed_create",
+    ),
+    path(
         "account/calendar/regenerate/",
         account_views.calendar_feed_regenerate,
         name="calendar_feed_regenerate",

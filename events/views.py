@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -71,6 +72,46 @@ def add_service_errors(form: Form, error: ValidationError) -> None:
 
 def _error_text(error: ValidationError) -> str:
     return " ".join(error.messages)
+
+
+# (the success message, the URL to go to) of an organizer action that went through
+ActionDone = tuple[str, str]
+
+
+def _form_action(
+    request: HttpRequest,
+    form: Form,
+    act: Callable[[dict[str, Any]], ActionDone],
+    *,
+    denied: bool = False,
+    denied_field: str | None = None,
+) -> HttpResponse | None:
+    """The shape every organizer form shares: bind, validate, call the service, redirect.
+
+    On a valid POST `act(cleaned_data)` calls the service and returns (message, URL): the
+    message is flashed and the redirect returned. The service's ValidationError lands on the
+    form (add_service_errors); with `denied`, so does its PermissionDenied (under
+    `denied_field`, else above the form), otherwise that answers 403. None: render the form
+    (again), with its errors.
+    """
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        message, url = act(form.cleaned_data)
+    except ValidationError as error:
+        add_service_errors(form, error)
+    except PermissionDenied as error:
+        if not denied:
+            raise
+        form.add_error(denied_field, str(error))
+    else:
+        messages.success(request, message)
+        return HttpResponseRedirect(url)
+    return None
+
+
+def _detail_url(event: Event) -> str:
+    return reverse("event_detail", kwargs={"event_id": event.pk})
 
 
 # --- Calendar views ---------------------------------------------------------------------------
@@ -354,7 +395,10 @@ def event_detail(request: HttpRequest, event_id: int) -> HttpResponse:
         "occurrences": upcoming,
         "shown": shown,
         "occurrence_error": occurrence_error,
+        # Every organizer action on this event (co-organizers included); scheduling a copy
+        # is scheduling a new event of the group, which takes a role (policy).
         "can_organize": selectors.can_organize(member, event),
+        "can_duplicate": policy.can_organize_events(member, event.working_group_id),
         "organizers": list(event.organizers.all()),
         "topics": list(event.topics.all()),
     }
@@ -413,17 +457,13 @@ def event_create(request: HttpRequest) -> HttpResponse:
             _("Only working-group chairs, vice-chairs and the secretariat schedule events.")
         )
     form = EventForm(request.POST or None, member=member)
-    if request.method == "POST" and form.is_valid():
-        try:
-            event = services.event_create(actor=member, **form.service_values())
-        except ValidationError as error:
-            add_service_errors(form, error)
-        except PermissionDenied as error:
-            form.add_error("working_group", str(error))
-        else:
-            messages.success(request, _("The event is scheduled."))
-            return redirect("event_detail", event_id=event.pk)
-    return render(request, "events/event_form.html", {"form": form, "event": None})
+
+    def create(_data: dict[str, Any]) -> ActionDone:
+        event = services.event_create(actor=member, **form.service_values())
+        return _("The event is scheduled."), _detail_url(event)
+
+    done = _form_action(request, form, create, denied=True, denied_field="working_group")
+    return done or render(request, "events/event_form.html", {"form": form, "event": None})
 
 
 TIME_FIELDS = ("starts_at", "ends_at", "timezone")
@@ -434,8 +474,9 @@ WINDOW_FIELDS = ("registration_opens_at", "registration_closes_at")
 def event_edit(request: HttpRequest, event_id: int) -> HttpResponse:
     member = _member(request)
     event = _organizer_event(request, event_id)
-    form = EventForm(request.POST or None, member=member, initial=event_initial(event))
-    if request.method == "POST" and form.is_valid():
+    form = EventForm(request.POST or None, member=member, event=event, initial=event_initial(event))
+
+    def update(_data: dict[str, Any]) -> ActionDone:
         values = form.service_values()
         changed = set(form.changed_data)
         # The three time fields mean something only together, and so do the window's two
@@ -445,16 +486,11 @@ def event_edit(request: HttpRequest, event_id: int) -> HttpResponse:
         if changed & {*WINDOW_FIELDS, "timezone"}:
             changed |= set(WINDOW_FIELDS)
         changes = {name: values[name] for name in sorted(changed)}
-        try:
-            services.event_update(event=event, actor=member, changes=changes)
-        except ValidationError as error:
-            add_service_errors(form, error)
-        except PermissionDenied as error:
-            form.add_error("working_group", str(error))
-        else:
-            messages.success(request, _("The event is saved."))
-            return redirect("event_detail", event_id=event.pk)
-    return render(request, "events/event_form.html", {"form": form, "event": event})
+        services.event_update(event=event, actor=member, changes=changes)
+        return _("The event is saved."), _detail_url(event)
+
+    done = _form_action(request, form, update, denied=True, denied_field="working_group")
+    return done or render(request, "events/event_form.html", {"form": form, "event": event})
 
 
 @login_required
@@ -467,26 +503,14 @@ def event_reschedule(request: HttpRequest, event_id: int) -> HttpResponse:
         "timezone": event.timezone,
     }
     form = RescheduleForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.event_reschedule(
-                event=event,
-                actor=member,
-                starts_at=form.cleaned_data["starts_at"],
-                ends_at=form.cleaned_data["ends_at"],
-                timezone=form.cleaned_data["timezone"],
-                message=form.cleaned_data["message"],
-            )
-        except ValidationError as error:
-            add_service_errors(form, error)
-        else:
-            messages.success(request, _("The event is rescheduled; registrants are told."))
-            return redirect("event_detail", event_id=event.pk)
-    return render(
-        request,
-        "events/event_action.html",
-        {"form": form, "event": event, "action": "reschedule"},
-    )
+
+    def reschedule(data: dict[str, Any]) -> ActionDone:
+        services.event_reschedule(event=event, actor=member, **data)
+        return _("The event is rescheduled; registrants are told."), _detail_url(event)
+
+    done = _form_action(request, form, reschedule)
+    context = {"form": form, "event": event, "action": "reschedule"}
+    return done or render(request, "events/event_action.html", context)
 
 
 @login_required
@@ -494,17 +518,14 @@ def event_cancel(request: HttpRequest, event_id: int) -> HttpResponse:
     member = _member(request)
     event = _organizer_event(request, event_id)
     form = CancelForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.event_cancel(event=event, actor=member, message=form.cleaned_data["message"])
-        except ValidationError as error:
-            add_service_errors(form, error)
-        else:
-            messages.success(request, _("The event is cancelled; registrants are told."))
-            return redirect("event_detail", event_id=event.pk)
-    return render(
-        request, "events/event_action.html", {"form": form, "event": event, "action": "cancel"}
-    )
+
+    def cancel(data: dict[str, Any]) -> ActionDone:
+        services.event_cancel(event=event, actor=member, message=data["message"])
+        return _("The event is cancelled; registrants are told."), _detail_url(event)
+
+    done = _form_action(request, form, cancel)
+    context = {"form": form, "event": event, "action": "cancel"}
+    return done or render(request, "events/event_action.html", context)
 
 
 @login_required
@@ -515,23 +536,14 @@ def event_duplicate(request: HttpRequest, event_id: int) -> HttpResponse:
         request.POST or None,
         initial={"starts_at": recurrence.local_start(event) + timedelta(days=7)},
     )
-    if request.method == "POST" and form.is_valid():
-        try:
-            copy = services.event_duplicate(
-                event=event, actor=member, starts_at=form.cleaned_data["starts_at"]
-            )
-        except ValidationError as error:
-            add_service_errors(form, error)
-        except PermissionDenied as error:
-            form.add_error(None, str(error))
-        else:
-            messages.success(request, _("The copy is scheduled; check it and edit what differs."))
-            return redirect("event_detail", event_id=copy.pk)
-    return render(
-        request,
-        "events/event_action.html",
-        {"form": form, "event": event, "action": "duplicate"},
-    )
+
+    def duplicate(data: dict[str, Any]) -> ActionDone:
+        copy = services.event_duplicate(event=event, actor=member, starts_at=data["starts_at"])
+        return _("The copy is scheduled; check it and edit what differs."), _detail_url(copy)
+
+    done = _form_action(request, form, duplicate, denied=True)
+    context = {"form": form, "event": event, "action": "duplicate"}
+    return done or render(request, "events/event_action.html", context)
 
 
 @dataclass
@@ -819,34 +831,25 @@ def occurrence_change(request: HttpRequest, event_id: int, key: str) -> HttpResp
             "ends_at": recurrence.to_local(occurrence.ends_at, event.timezone),
         },
     )
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                if data["action"] == "cancel":
-                    services.occurrence_cancel(
-                        event=event,
-                        actor=member,
-                        original_start=occurrence.original_start,
-                        message=data["message"],
-                    )
-                    done = _("The date is cancelled; registrants are told.")
-                else:
-                    services.occurrence_reschedule(
-                        event=event,
-                        actor=member,
-                        original_start=occurrence.original_start,
-                        starts_at=data["starts_at"],
-                        ends_at=data["ends_at"],
-                    )
-                    done = _("The date is moved; registrants are told.")
-            except ValidationError as error:
-                add_service_errors(form, error)
-            else:
-                messages.success(request, done)
-                url = reverse("event_detail", kwargs={"event_id": event.pk})
-                return HttpResponseRedirect(f"{url}?occurrence={occurrence.key}")
-        status = 400
+    url = f"{_detail_url(event)}?occurrence={occurrence.key}"
+
+    def change(data: dict[str, Any]) -> ActionDone:
+        original_start = occurrence.original_start
+        if data["action"] == "cancel":
+            services.occurrence_cancel(
+                event=event, actor=member, original_start=original_start, message=data["message"]
+            )
+            return _("The date is cancelled; registrants are told."), url
+        services.occurrence_reschedule(
+            event=event,
+            actor=member,
+            original_start=original_start,
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+        )
+        return _("The date is moved; registrants are told."), url
+
+    done = _form_action(request, form, change)
+    status = 400 if request.method == "POST" else 200
     context = {"event": event, "occurrence": occurrence, "form": form}
-    return render(request, "events/occurrence_change.html", context, status=status)
+    return done or render(request, "events/occurrence_change.html", context, status=status)

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from community.models import Membership, Role, User, WorkingGroup
 from community.services import api_token_create
+from events.models import CalendarFeedToken
 from tests.factories import MembershipFactory, UserFactory
 
 AssertNumQueries = Callable[[int], AbstractContextManager[Any]]
@@ -75,12 +78,46 @@ def test_me_has_the_contract_shape(member: User, token: str) -> None:
         "language": "en",
         "timezone": "UTC",
         "memberships": [{"working_group": "wg1", "role": "member"}],
-        "calendar_feed_url": body["calendar_feed_url"],
+        # No private feed until the member asks for one (below): a GET writes nothing.
+        "calendar_feed_url": None,
     }
-    # The private iCalendar feed is made on first ask: a 256-bit token in the URL.
-    assert re.fullmatch(
-        r"http://testserver/events/feeds/[0-9a-f]{64}\.ics", body["calendar_feed_url"]
-    )
+
+
+def test_me_get_writes_nothing(member: User, token: str) -> None:
+    _get(token)  # the token's first use records last_used_at; measure a steady request
+
+    with CaptureQueriesContext(connection) as queries:
+        response = _get(token)
+
+    writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith("SELECT")]
+    assert (response.status_code, writes) == (200, [])
+    assert not CalendarFeedToken.objects.filter(member=member).exists()
+
+
+def test_me_calendar_feed_made_by_post_then_shown_by_get(member: User, token: str) -> None:
+    # Act
+    made = Client().post("/api/v1/me/calendar-feed/", HTTP_AUTHORIZATION=f"Token {token}")
+    shown = _get(token).json()["calendar_feed_url"]
+    again = Client().post("/api/v1/me/calendar-feed/", HTTP_AUTHORIZATION=f"Token {token}")
+
+    # Assert: a 256-bit token in the URL; asking again makes a new address, the old one dies.
+    url = made.json()["calendar_feed_url"]
+    assert made.status_code == 201
+    assert re.fullmatch(r"http://testserver/events/feeds/[0-9a-f]{64}\.ics", url)
+    assert shown == url
+    assert again.status_code == 201
+    assert again.json()["calendar_feed_url"] != url
+    assert _get(token).json()["calendar_feed_url"] == again.json()["calendar_feed_url"]
+
+
+def test_me_calendar_feed_post_with_session_requires_csrf(member: User) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(member)
+
+    response = browser.post("/api/v1/me/calendar-feed/")
+
+    assert response.status_code == 403
+    assert not CalendarFeedToken.objects.filter(member=member).exists()
 
 
 def test_me_memberships_in_group_order(member: User, token: str) -> None:
@@ -250,9 +287,10 @@ def test_me_query_count_with_session_does_not_grow(
         Membership.objects.create(member=user, working_group=wg, role=Role.MEMBER)
     browser = Client()
     browser.force_login(user)
-    browser.get("/api/v1/me/")  # the first ask makes the calendar feed token
+    browser.get("/api/v1/me/")  # the first request of a session may write; measure the next
 
     # session, member, verified email, organization, memberships with their groups, feed token
+    # (read only: none is made here)
     with django_assert_num_queries(6):
         response = browser.get("/api/v1/me/")
 

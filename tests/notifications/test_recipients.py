@@ -17,8 +17,9 @@ from django.utils import timezone
 from community.models import Role, User, WorkingGroup
 from events import services as event_services
 from events.models import Registration
-from forums.models import Message, Room
+from forums.models import Message, Report, Room
 from notifications.models import Notification
+from tests.factories import MembershipFactory
 from tests.notifications.conftest import follow, inbox_of, mute
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +27,89 @@ pytestmark = pytest.mark.django_db
 
 def _kinds(member: User) -> list[str]:
     return [kind for kind, _key in inbox_of(member)]
+
+
+# --- The members in position (fixtures) -----------------------------------------------------------
+
+
+@pytest.fixture
+def someone(make_member: Callable[..., User]) -> User:
+    """The member whose inbox a scenario reads: a verified member of wg1."""
+    return make_member("someone")
+
+
+@pytest.fixture
+def member_as(make_member: Callable[..., User]) -> Callable[..., User]:
+    """`someone` in a table's position: a role in a group (or none), verified or not."""
+
+    def make(*, role: str | None, verified: bool = True, group: str = "wg1") -> User:
+        member = make_member("someone", role=None, verified=verified)
+        if role is not None:
+            MembershipFactory(
+                member=member, working_group=WorkingGroup.objects.get(slug=group), role=role
+            )
+        return member
+
+    return make
+
+
+@pytest.fixture
+def reporter_language() -> str:
+    """Override with parametrize to give the reporter another language."""
+    return "en"
+
+
+@pytest.fixture
+def reporter(make_member: Callable[..., User], reporter_language: str) -> User:
+    return make_member("reporter", language=reporter_language)
+
+
+@pytest.fixture
+def reported(
+    author: User, room: Room, reporter: User, post: Callable[..., Message]
+) -> tuple[Message, Report]:
+    """A message by `author` in “Inspection data”, and `reporter`'s open report of it."""
+    from forums import moderation
+
+    message = post(author=author, room=room, body="Buy cheap watches", title="Inspection data")
+    return message, moderation.report_create(message=message, reporter=reporter, reason="Spam")
+
+
+@pytest.fixture
+def reporter_in(
+    make_member: Callable[..., User], author: User
+) -> Callable[[str, Message], tuple[User, list[Report]]]:
+    """`someone` in a moderation position towards `message`, with the reports they made: the
+    author (none), a bystander (none), or a reporter: observer, unverified or deactivated after
+    reporting (reporting needs a participant)."""
+    from forums import moderation
+
+    def place(position: str, message: Message) -> tuple[User, list[Report]]:
+        if position == "author":
+            return author, []
+        someone = make_member(
+            "someone",
+            role=Role.OBSERVER if position == "observer reporter" else Role.MEMBER,
+            verified=position != "unverified reporter",
+        )
+        if position == "bystander":
+            return someone, []
+        if position == "unverified reporter":
+            EmailAddress.objects.filter(user=someone).update(verified=True)
+        report = moderation.report_create(message=message, reporter=someone, reason="Advertising")
+        if position == "unverified reporter":
+            EmailAddress.objects.filter(user=someone).update(verified=False)
+        if position == "deactivated reporter":
+            User.objects.filter(pk=someone.pk).update(is_active=False)
+        return someone, [report]
+
+    return place
+
+
+@pytest.fixture
+def registrants(make_member: Callable[..., User]) -> tuple[User, User]:
+    """Two verified members of wg1 who register for events in the scenarios."""
+    return make_member("first"), make_member("second")
 
 
 # --- New thread in a followed room ----------------------------------------------------------------
@@ -44,14 +128,14 @@ NEW_THREAD_TABLE = [
 @pytest.mark.parametrize("case", NEW_THREAD_TABLE, ids=[row[0] for row in NEW_THREAD_TABLE])
 def test_new_thread_recipients_by_position(
     case: tuple[str, str | None, bool, str | None, list[str]],
-    make_member: Callable[..., User],
+    member_as: Callable[..., User],
     author: User,
     room: Room,
     post: Callable[..., Message],
 ) -> None:
     # Arrange
     _scenario, role, verified, relation, expected = case
-    someone = make_member("someone", role=role, verified=verified)
+    someone = member_as(role=role, verified=verified)
     if relation == "follow":
         follow(someone, room=room)
     elif relation == "mute":
@@ -107,14 +191,13 @@ THREAD_TABLE = [
 @pytest.mark.parametrize("case", THREAD_TABLE, ids=[row[0] for row in THREAD_TABLE])
 def test_thread_message_recipients_by_position(
     case: tuple[str, str, str | None, bool, list[str]],
-    make_member: Callable[..., User],
+    someone: User,
     author: User,
     room: Room,
     post: Callable[..., Message],
 ) -> None:
     # Arrange
     _scenario, body, relation, replied_to, expected = case
-    someone = make_member("someone")
     first = post(author=someone, room=room, body="What about inspection data?")
     thread = first.thread
     if relation == "follow_thread":
@@ -156,7 +239,7 @@ def test_mention_of_unverified_member_is_not_told(
 
 
 def test_mention_added_by_edit_is_told_once(
-    make_member: Callable[..., User],
+    someone: User,
     author: User,
     room: Room,
     post: Callable[..., Message],
@@ -164,7 +247,6 @@ def test_mention_added_by_edit_is_told_once(
 ) -> None:
     from forums import services as forum_services
 
-    someone = make_member("someone")
     message = post(author=author, room=room, body="Draft")
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -205,15 +287,12 @@ EVENT_SCHEDULED_TABLE = [
 )
 def test_event_scheduled_recipients_by_position(
     case: tuple[str, str, str, bool, list[str]],
-    make_member: Callable[..., User],
+    member_as: Callable[..., User],
     chair: User,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     _scenario, group, role, verified, expected = case
-    someone = make_member("someone", role=None, verified=verified)
-    from tests.factories import MembershipFactory
-
-    MembershipFactory(member=someone, working_group=WorkingGroup.objects.get(slug=group), role=role)
+    someone = member_as(role=role, verified=verified, group=group)
 
     with django_capture_on_commit_callbacks(execute=True):
         _event(chair)
@@ -231,11 +310,10 @@ def test_event_scheduled_organizer_is_not_told(
 
 
 def test_event_cancelled_tells_registrants_not_withdrawn(
-    make_member: Callable[..., User], chair: User, django_capture_on_commit_callbacks: Any
+    registrants: tuple[User, User], chair: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     # Arrange
-    stays = make_member("stays")
-    leaves = make_member("leaves")
+    stays, leaves = registrants
     with django_capture_on_commit_callbacks(execute=True):
         event = _event(chair)
         event_services.registration_create(event=event, member=stays)
@@ -252,11 +330,10 @@ def test_event_cancelled_tells_registrants_not_withdrawn(
 
 
 def test_registration_waitlist_and_promotion_tell_the_member(
-    make_member: Callable[..., User], chair: User, django_capture_on_commit_callbacks: Any
+    registrants: tuple[User, User], chair: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     # Arrange
-    first = make_member("first")
-    second = make_member("second")
+    first, second = registrants
     with django_capture_on_commit_callbacks(execute=True):
         event = _event(chair, capacity=1)
         event_services.registration_create(event=event, member=first)
@@ -280,11 +357,9 @@ def test_registration_waitlist_and_promotion_tell_the_member(
 
 
 def test_mention_links_to_the_message_in_its_thread(
-    make_member: Callable[..., User], author: User, room: Room, post: Callable[..., Message]
+    someone: User, author: User, room: Room, post: Callable[..., Message]
 ) -> None:
     from django.urls import reverse
-
-    someone = make_member("someone")
 
     message = post(author=author, room=room, body="Over to you, @someone.")
 
@@ -315,6 +390,7 @@ def test_moderation_outcome_recipients_by_position(
     *,
     case: tuple[str, str, str, list[str]],
     make_member: Callable[..., User],
+    reporter_in: Callable[[str, Message], tuple[User, list[Report]]],
     author: User,
     chair: User,
     room: Room,
@@ -329,25 +405,8 @@ def test_moderation_outcome_recipients_by_position(
     message = post(author=author, room=room, body="Off-topic advertising.")
     other = make_member("other")
     reports = [moderation.report_create(message=message, reporter=other, reason="Spam")]
-    if position == "author":
-        someone = author
-    else:
-        someone = make_member(
-            "someone",
-            role=Role.OBSERVER if position == "observer reporter" else Role.MEMBER,
-            verified=position != "unverified reporter",
-        )
-        if position != "bystander":
-            # Reporting needs a participant: the verification is undone after the report.
-            if position == "unverified reporter":
-                EmailAddress.objects.filter(user=someone).update(verified=True)
-            reports.append(
-                moderation.report_create(message=message, reporter=someone, reason="Advertising")
-            )
-            if position == "unverified reporter":
-                EmailAddress.objects.filter(user=someone).update(verified=False)
-            if position == "deactivated reporter":
-                User.objects.filter(pk=someone.pk).update(is_active=False)
+    someone, own_reports = reporter_in(position, message)
+    reports += own_reports
     Notification.objects.all().delete()
 
     # Act: hiding closes every open report at once; dismissing closes each one.
@@ -364,11 +423,10 @@ def test_moderation_outcome_recipients_by_position(
 
 def test_moderation_outcome_title_snippet_and_link(
     *,
-    make_member: Callable[..., User],
-    author: User,
+    reporter: User,
+    reported: tuple[Message, Report],
     chair: User,
     room: Room,
-    post: Callable[..., Message],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     from django.urls import reverse
@@ -376,9 +434,7 @@ def test_moderation_outcome_title_snippet_and_link(
     from forums import moderation
 
     # Arrange
-    reporter = make_member("reporter")
-    message = post(author=author, room=room, body="Buy cheap watches", title="Inspection data")
-    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+    message, report = reported
 
     # Act
     with django_capture_on_commit_callbacks(execute=True):
@@ -398,18 +454,15 @@ def test_moderation_outcome_title_snippet_and_link(
 
 def test_moderation_outcome_dismissed_says_the_message_stays(
     *,
-    make_member: Callable[..., User],
-    author: User,
+    reporter: User,
+    reported: tuple[Message, Report],
     chair: User,
     room: Room,
-    post: Callable[..., Message],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     from forums import moderation
 
-    reporter = make_member("reporter")
-    message = post(author=author, room=room, body="A fair point", title="Inspection data")
-    report = moderation.report_create(message=message, reporter=reporter, reason="Rude")
+    _message, report = reported
 
     with django_capture_on_commit_callbacks(execute=True):
         moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
@@ -421,13 +474,13 @@ def test_moderation_outcome_dismissed_says_the_message_stays(
     )
 
 
+@pytest.mark.parametrize("reporter_language", ["es"])
 def test_moderation_outcome_title_in_the_reporters_language(
     *,
-    make_member: Callable[..., User],
-    author: User,
+    reporter: User,
+    reported: tuple[Message, Report],
     chair: User,
     room: Room,
-    post: Callable[..., Message],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     from django.utils import translation
@@ -435,9 +488,7 @@ def test_moderation_outcome_title_in_the_reporters_language(
     from forums import moderation
     from notifications.services import render
 
-    reporter = make_member("reporter", language="es")
-    message = post(author=author, room=room, body="Buy cheap watches", title="Inspection data")
-    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+    _message, report = reported
 
     with django_capture_on_commit_callbacks(execute=True):
         moderation.report_resolve(report=report, actor=chair, outcome="dismissed")
@@ -473,20 +524,16 @@ def test_moderation_outcome_hiding_an_unreported_message_tells_nobody(
 
 def test_moderation_outcome_not_sent_when_the_resolution_rolls_back(
     *,
-    make_member: Callable[..., User],
-    author: User,
+    reporter: User,
+    reported: tuple[Message, Report],
     chair: User,
-    room: Room,
-    post: Callable[..., Message],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     from django.db import transaction
 
     from forums import moderation, signals
 
-    reporter = make_member("reporter")
-    message = post(author=author, room=room, body="Off-topic")
-    report = moderation.report_create(message=message, reporter=reporter, reason="Spam")
+    _message, report = reported
     sent: list[dict[str, Any]] = []
 
     def capture(sender: Any, **kwargs: Any) -> None:

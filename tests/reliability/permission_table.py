@@ -12,7 +12,9 @@ and paste it between the markers. No Django import here: the table is plain data
 The setting: working group wg1, its open topic room wg1-a, a thread there by another member of
 wg1, a public event of wg1, a notification of another member, a file posted in wg1-a, and
 wg1-private, a room of wg1 readable by its working group only (visibility `working_group`, as an
-event visible to its group only gets).
+event visible to its group only gets). The events under test (a public event of wg1, one per
+transport, and a fresh one for each cancellation) list the `co_organizer` role among their
+organizers; the first has its own live room `event-<id>` with a thread of another member.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ROLES: dict[str, str] = {
     "secretariat": "staff, no role in wg1",
     "deactivated": "a member of wg1, deactivated while signed in",
     "removed": "was a member of wg1, membership deleted (a participant without a role in wg1)",
+    "co_organizer": "co-organizer of the events under test (Event.organizers), no role in any group",
 }
 
 # action -> (what it is, the transports that offer it)
@@ -47,6 +50,12 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "moderate": ("hide a message (moderation)", ("html",)),
     "create_event": ("create an event of wg1", ("html", "api")),
     "edit_event": ("edit an event of wg1", ("html", "api")),
+    "cancel_event": ("cancel an event of wg1", ("html", "api")),
+    "name_co_organizers": ("change the co-organizers of an event of wg1", ("html", "api")),
+    "moderate_event_room": (
+        "hide a message in an event's own live room (`event-<id>`; moderation)",
+        ("html",),
+    ),
     "register": (
         "register for a public event of wg1 (observers not admitted: the default)",
         ("html", "api"),
@@ -61,11 +70,17 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "attachment_unposted": ("download another member's file not posted yet", ("html",)),
 }
 
-_READERS = frozenset({"observer", "member", "room_moderator", "chair", "secretariat", "removed"})
+_READERS = frozenset(
+    {"observer", "member", "room_moderator", "chair", "secretariat", "removed", "co_organizer"}
+)
+# Participants without a role in wg1.
+_NO_ROLE = frozenset({"removed", "co_organizer"})
 # A working-group room: the group's members (any role) and the secretariat; not the removed.
-_GROUP_READERS = _READERS - {"removed"}
+_GROUP_READERS = _READERS - _NO_ROLE
 _POSTERS = frozenset({"member", "room_moderator", "chair", "secretariat"})
 _ORGANIZERS = frozenset({"room_moderator", "chair", "secretariat"})
+# Rights over ONE event (policy.can_manage_event): the roles, and the event's listed organizers.
+_EVENT_MANAGERS = _ORGANIZERS | {"co_organizer"}
 
 # The one table: action -> the roles allowed. Everything else is refused.
 ALLOWED: dict[str, frozenset[str]] = {
@@ -80,13 +95,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "react": _POSTERS,
     "moderate": _ORGANIZERS,
     "create_event": _ORGANIZERS,
-    "edit_event": _ORGANIZERS,
+    "edit_event": _EVENT_MANAGERS,
+    "cancel_event": _EVENT_MANAGERS,
+    "name_co_organizers": _ORGANIZERS,  # by role only: a co-organizer hands on no rights
+    "moderate_event_room": _EVENT_MANAGERS,
     "register": _POSTERS,  # a member without a role anywhere counts as an observer
-    "attendee_list": _ORGANIZERS,
+    "attendee_list": _EVENT_MANAGERS,
     "inbox_own": _READERS,
     "inbox_other": frozenset(),
     "feed_own": _READERS,
-    "feed_group": _READERS - {"removed"},
+    "feed_group": _READERS - _NO_ROLE,
     "feed_other": frozenset({"secretariat"}),
     "attachment": _READERS,
     "attachment_unposted": frozenset(),
@@ -110,6 +128,7 @@ _COLUMN = {
     "secretariat": "secr.",
     "deactivated": "deact.",
     "removed": "removed",
+    "co_organizer": "co-org.",
 }
 
 

@@ -59,7 +59,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
 
 def make_role(role: str) -> User | None:
     """A user in `role` for wg1 (None for anonymous); `deactivated` is deactivated later, by
-    `logged_in`, after its session exists."""
+    `logged_in`, after its session exists; `co_organizer` is listed on the events by
+    `World.add_co_organizer`."""
     if role == "anonymous":
         return None
     if role == "unverified":
@@ -68,6 +69,9 @@ def make_role(role: str) -> User | None:
         return user
     if role == "secretariat":
         return UserFactory(is_staff=True)
+    if role == "co_organizer":
+        # No role in any group; World.add_co_organizer lists them on the events under test.
+        return UserFactory()
     user = UserFactory()
     wg_role = {
         "observer": Role.OBSERVER,
@@ -94,25 +98,40 @@ def logged_in(user: User | None, role: str) -> Client:
 
 @dataclass
 class World:
-    """What every role is asked about: wg1-a's thread, a public event of wg1, files, feeds."""
+    """What every role is asked about: wg1-a's thread, public events of wg1 (one with its own
+    live room and a thread there), files, feeds. The `co_organizer` role is added to the
+    events' organizers (`add_co_organizer`) and to every fresh event."""
 
     author: User
+    chair: User
     thread: Thread
     seed: Message
     event: Event
     api_event: Event
+    room_event: Event
+    room_thread: Thread
     attachment: Attachment
     unposted: Attachment
     notification: Notification
     group_room: Room
+    co_organizers: list[User] = field(default_factory=list)
     counter: list[int] = field(default_factory=lambda: [0])
 
     def unique(self, text: str) -> str:
         self.counter[0] += 1
         return f"{text} {self.counter[0]}"
 
+    def add_co_organizer(self, user: User) -> None:
+        self.co_organizers.append(user)
+        for event in (self.event, self.api_event, self.room_event):
+            event.organizers.add(user)
 
-def _event(actor: User, title: str) -> Event:
+    def fresh_event(self, title: str) -> Event:
+        """An event to cancel (a cancelled event stays cancelled), scheduled by wg1's chair."""
+        return _event(self.chair, self.unique(title), organizers=self.co_organizers)
+
+
+def _event(actor: User, title: str, organizers: list[User] | None = None) -> Event:
     return event_services.event_create(
         actor=actor,
         title=title,
@@ -120,7 +139,21 @@ def _event(actor: User, title: str) -> Event:
         starts_at=FUTURE,
         ends_at=FUTURE + timedelta(hours=2),
         timezone="America/Port_of_Spain",
+        organizers=organizers or [],
     )
+
+
+def _organizer_handles(event: Event, *extra: str) -> list[str]:
+    return sorted(
+        {*Event.objects.get(pk=event.pk).organizers.values_list("handle", flat=True), *extra}
+    )
+
+
+def _names_author(event: Event, author: User) -> bool:
+    """The author was named a co-organizer of `event`; taken off again for the next role."""
+    named = event.organizers.filter(pk=author.pk).exists()
+    event.organizers.remove(author)
+    return named
 
 
 def _file(room: Room, uploader: User, message: Message | None) -> Attachment:
@@ -172,12 +205,17 @@ def make_world() -> World:
     room = Room.objects.get(slug="wg1-a")
     thread = ThreadFactory(room=room, author=author)
     seed = MessageFactory(thread=thread, author=author)
+    room_event = _event(chair, "Live session on social dialogue")
+    live_room = event_services.live_room_create(event=room_event, actor=chair)
     return World(
         author=author,
+        chair=chair,
         thread=thread,
         seed=seed,
         event=_event(chair, "Labor inspection workshop"),
         api_event=_event(chair, "Youth employment workshop"),
+        room_event=room_event,
+        room_thread=ThreadFactory(room=live_room, author=author),
         attachment=_file(room, author, seed),
         unposted=_file(room, author, None),
         notification=_notification(author, chair),
@@ -324,8 +362,23 @@ def html_cells(client: Client, role: str, world: World, own: Own) -> Probe:
     cells["create_event"] = Event.objects.filter(title=title).exists()
 
     title = world.unique("Renamed on the page")
-    client.post(f"/events/{world.event.pk}/edit/", event_form(title=title))
+    keep = " ".join(_organizer_handles(world.event))
+    client.post(f"/events/{world.event.pk}/edit/", event_form(title=title, organizers=keep))
     cells["edit_event"] = Event.objects.filter(pk=world.event.pk, title=title).exists()
+
+    fresh = world.fresh_event("Cancelled on the page")
+    client.post(f"/events/{fresh.pk}/cancel/", {"message": ""})
+    cells["cancel_event"] = Event.objects.filter(pk=fresh.pk, status="cancelled").exists()
+
+    named = " ".join(_organizer_handles(world.event, world.author.handle))
+    title = Event.objects.get(pk=world.event.pk).title
+    client.post(f"/events/{world.event.pk}/edit/", event_form(title=title, organizers=named))
+    cells["name_co_organizers"] = _names_author(world.event, world.author)
+
+    target = MessageFactory(thread=world.room_thread, author=world.author)
+    client.post(f"/messages/{target.pk}/hide/", {"reason": "off topic"})
+    target.refresh_from_db()
+    cells["moderate_event_room"] = target.hidden_at is not None
 
     client.post(f"/events/{world.event.pk}/register/")
     cells["register"] = _registered(world.event, own)
@@ -528,6 +581,14 @@ def api_cells(client: Client, role: str, world: World, own: Own) -> Probe:
     client.patch(f"/api/v1/events/{world.api_event.pk}/", {"title": title}, content_type=json)
     cells["edit_event"] = Event.objects.filter(pk=world.api_event.pk, title=title).exists()
 
+    fresh = world.fresh_event("Cancelled over the API")
+    client.delete(f"/api/v1/events/{fresh.pk}/")
+    cells["cancel_event"] = Event.objects.filter(pk=fresh.pk, status="cancelled").exists()
+
+    named = _organizer_handles(world.api_event, world.author.handle)
+    client.patch(f"/api/v1/events/{world.api_event.pk}/", {"organizers": named}, content_type=json)
+    cells["name_co_organizers"] = _names_author(world.api_event, world.author)
+
     client.put(f"/api/v1/events/{world.api_event.pk}/registration/")
     cells["register"] = _registered(world.api_event, own)
 
@@ -598,6 +659,8 @@ def test_permission_matrix_html_and_api_match_policy_table(
     cells = 0
     for role in ROLES:
         user = make_role(role)
+        if role == "co_organizer" and user is not None:
+            world.add_co_organizer(user)
         wrong.extend(policy_mismatches(role, user, room))
         cells += len(POLICY_FUNCTION)
         wrong.extend(group_room_policy_mismatches(role, user, world.group_room))
