@@ -24,8 +24,9 @@ USES_BUS = re.compile(
     r"|from \. import bus|from \.bus import"
 )
 DOTTED_LITERAL = re.compile(r"""["']([a-z]+\.[a-z_]+)["']""")
-# Dotted strings that are no frame kinds: logger names, dispatch uids, app labels.
-NOT_KINDS = re.compile(r"^(community|forums|events|notifications|minga|frontend|django)\.")
+# Dotted strings that are no frame kinds: logger names, dispatch uids, app labels, and the
+# columns of a one-letter SQL alias ("r.member_id" in notifications' fan-out statement).
+NOT_KINDS = re.compile(r"^((community|forums|events|notifications|minga|frontend|django)|[a-z])\.")
 CATALOGUE_ROW = re.compile(r"^\|\s*`([A-Za-z0-9_.]+)`\s*\|", re.MULTILINE)
 
 

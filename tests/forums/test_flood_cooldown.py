@@ -86,12 +86,12 @@ def test_api_post_during_cooldown_is_429_without_the_room_lock(
     with CaptureQueriesContext(connection) as queries:
         response = _api_post(client, thread, "three")
 
-    # The first refusal was decided under the lock; the next one before it, in four queries:
-    # the token, the member's verified email, the thread with its room, the repeat check.
+    # The first refusal was decided under the lock; the next one before it, in three queries:
+    # the token with the member's verified email, the thread with its room, the repeat check.
     assert (refused.status_code, len(_locks(first))) == (429, 1)
     assert (response.status_code, response.json()["code"]) == (429, "rate_limited")
     assert response.json()["detail"] == refused.json()["detail"]
-    assert (_locks(queries), len(queries)) == ([], 4)
+    assert (_locks(queries), len(queries)) == ([], 3)
     assert list(Message.objects.values_list("body", flat=True)) == ["one"]
 
 
