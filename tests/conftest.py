@@ -9,7 +9,7 @@ the run instead: CI must exercise the real servers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from minga.pytest_plugin import REDIS_UP, REDIS_URL
@@ -41,12 +41,15 @@ def redis_layer(settings: pytest.FixtureRequest, redis_url: str) -> str:
     channel_layers.backends.clear()
 
 
-@pytest.fixture(autouse=True)
-def _one_gateway_database_thread(settings: Any) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _one_gateway_database_thread() -> None:
     """In-process sockets make their database hops on Channels' one thread: a connection that a
     pool thread (minga.realtime.db_hop) still holds when the run ends keeps the test database
     from being dropped. The servers the fault, browser and client families start run with the
-    threads, as production does."""
+    threads, as production does. (Not through the `settings` fixture: an autouse use of it
+    would restore settings after every module's own fixtures are torn down.)"""
+    from django.conf import settings
+
     settings.GATEWAY_DB_THREADS = 0
 
 
