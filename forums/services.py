@@ -341,11 +341,12 @@ def _prime(instance: Any, name: str, objects: list[Any], queryset: QuerySet[Any]
 
 
 def _existing_message(author: User, client_id: uuid.UUID) -> Message | None:
-    return (
-        Message.objects.select_related("author", "author__organization", "room", "thread")
-        .filter(author=author, client_id=client_id)
-        .first()
-    )
+    # Not .first(): its ORDER BY id lets PostgreSQL walk the primary key of every message
+    # instead of the (author, client_id) unique index; there is at most one row anyway.
+    found = Message.objects.select_related(
+        "author", "author__organization", "room", "thread"
+    ).filter(author=author, client_id=client_id)[:1]
+    return next(iter(found), None)
 
 
 def _lock_room(room_id: int) -> Room:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -58,7 +60,7 @@ def publish_rollback_unsafe(group: str, frame: Mapping[str, Any]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, envelope)
+        run_sync(layer, layer.group_send, group, envelope)
     except Exception:
         logger.warning("publish failed", extra={"group": group}, exc_info=True)
 
@@ -72,11 +74,71 @@ def publish_on_commit(group: str, frame: Mapping[str, Any]) -> None:
         if layer is None:
             return
         try:
-            async_to_sync(layer.group_send)(group, envelope)
+            run_sync(layer, layer.group_send, group, envelope)
         except Exception:
             logger.warning("publish failed", extra={"group": group}, exc_info=True)
 
     transaction.on_commit(send, robust=True)
+
+
+# --- Publishing from synchronous code --------------------------------------------------------------
+
+# How long synchronous code waits for a publish on the publisher loop (the bounded layer gives up
+# after 2 s itself; this only guards against a loop that stopped answering).
+PUBLISH_WAIT_SECONDS = 5.0
+_publisher: tuple[int, asyncio.AbstractEventLoop, Any] | None = None
+_publisher_lock = threading.Lock()
+
+
+def run_sync(layer: Any, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    """Run `await fn(*args)` to completion from synchronous code.
+
+    In a request or a gateway hop asgiref knows the server's event loop, and the call runs there,
+    as `async_to_sync` does. Elsewhere (a Celery worker, the benchmark's poster, a script)
+    `async_to_sync` would make a new event loop per call, and channels_redis a new layer and a
+    new Redis connection with it: for channels_redis' layers the call runs on this process's
+    publisher loop instead, one thread and one connection for every publish (docs/performance.md,
+    "Posting"). Channels' in-memory layer keeps `async_to_sync`: its queues belong to one loop.
+    """
+    if _in_server_context() or not _is_redis_layer(layer):
+        async_to_sync(fn)(*args)
+        return
+    future = asyncio.run_coroutine_threadsafe(fn(*args), _publisher_loop(layer))
+    future.result(timeout=PUBLISH_WAIT_SECONDS)
+
+
+def _in_server_context() -> bool:
+    from asgiref.sync import SyncToAsync
+
+    return getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None
+
+
+def _is_redis_layer(layer: Any) -> bool:
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:  # pragma: no cover - channels_redis is a dependency
+        return False
+    return isinstance(layer, RedisPubSubChannelLayer | RedisChannelLayer)
+
+
+def _publisher_loop(layer: Any) -> asyncio.AbstractEventLoop:
+    """This process's publisher loop, started on first use (and again in a forked child).
+
+    When the channel layer is replaced (settings changed: tests), the old layer's connections on
+    this loop are closed."""
+    global _publisher  # noqa: PLW0603 - one per process
+    with _publisher_lock:
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="bus-publisher", daemon=True)
+            thread.start()
+            _publisher = (os.getpid(), loop, layer)
+        pid, loop, last = _publisher
+        if last is not layer:
+            asyncio.run_coroutine_threadsafe(last.flush(), loop)
+            _publisher = (pid, loop, layer)
+        return loop
 
 
 # --- Local fan-out: one subscription per group per process ---------------------------------------
@@ -273,7 +335,7 @@ def publish_many_on_commit(items: list[tuple[str, Mapping[str, Any]]]) -> None:
 
     def send() -> None:
         try:
-            async_to_sync(send_all)()
+            run_sync(get_channel_layer(), send_all)
         except Exception:
             logger.warning("batch publish failed", exc_info=True)
 
