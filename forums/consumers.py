@@ -29,7 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, Min, OuterRef
 from django.http import Http404
-from django.utils import translation
+from django.utils import timezone, translation
 from minga.realtime import db_hop
 
 from community import policy
@@ -287,10 +287,23 @@ def _post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
             reply_to_id=data["reply_to"],
             attachment_ids=data.get("attachments") or (),
         )
+    except services.RateLimitedError as exc:
+        error = FrameError(services.error_code(exc), services.error_detail(exc))
+        seconds = (exc.free_at - timezone.now()).total_seconds()
+        error.retry_in = min(max(seconds, 0.0), services.FLOOD_COOLDOWN_MAX_SECONDS)
+        raise error from None
     except (PermissionDenied, ValidationError, Http404) as exc:
         raise FrameError(services.error_code(exc), services.error_detail(exc)) from None
     # A repeat gets the same ack: the stored message's id and seq.
     return {"type": "ack", "client_id": client_id, "message_id": message.pk, "seq": message.seq}
+
+
+def _stored_ack(member_id: int, client_id: str) -> dict[str, Any] | None:
+    """The ack of the member's message with this client_id when one is stored, else None."""
+    found = Message.objects.filter(author_id=member_id, client_id=uuid.UUID(client_id))
+    for message_id, seq in found.values_list("pk", "seq")[:1]:
+        return {"type": "ack", "client_id": client_id, "message_id": message_id, "seq": seq}
+    return None
 
 
 def _typing(member_id: int, room_id: int, thread_id: int) -> dict[str, Any] | None:
@@ -392,6 +405,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.tokens = float(FRAME_BURST)
         self.refilled = time.monotonic()
         self.acks: dict[str, dict[str, Any]] = {}  # client_id -> ack, oldest first
+        self.post_refused: dict[int, tuple[float, FrameError]] = {}  # room id -> (until, error)
         # The socket's name in presence entries (unique per process and connection).
         self.socket_id = uuid.uuid4().hex
         # Client frames and bus frames are handled one at a time, in arrival order, as Channels'
@@ -684,7 +698,30 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if known is not None:
             await self.send_frame(known)
             return
-        ack = await self._db(frame, _post, self.member_id, room_id, frame.data)
+        refused = self.post_refused.get(room_id)
+        if refused is not None and refused[0] > time.monotonic():
+            # Cooling down: only a repeat (posted from another tab or the API) is looked up,
+            # in one query; anything else is refused as the service would.
+            stored = await self._db(frame, _stored_ack, self.member_id, client_id)
+            if stored is not None:
+                await self.send_frame(stored)
+                return
+            raise FrameError(
+                refused[1].code,
+                refused[1].detail,
+                frame_type=frame.type,
+                client_id=frame.data.get("client_id"),
+                room=frame["room"],
+            )
+        try:
+            ack = await self._db(frame, _post, self.member_id, room_id, frame.data)
+        except FrameError as error:
+            retry_in = error.retry_in
+            if error.code == "rate_limited" and retry_in:
+                # The service's window, so a flood over this socket costs no database hop until
+                # it frees (the services' cache marker covers other sockets and the API).
+                self.post_refused[room_id] = (time.monotonic() + retry_in, error)
+            raise
         self.acks[client_id] = ack
         if len(self.acks) > ACKS_REMEMBERED:
             del self.acks[next(iter(self.acks))]

@@ -97,6 +97,9 @@ class FrameError(Exception):
         self.frame_type = frame_type
         self.client_id = client_id
         self.room = room
+        # For `rate_limited`: seconds until the limit frees the member (the gateway then refuses
+        # that socket's sends to the room by itself meanwhile), when the service said.
+        self.retry_in: float | None = None
 
     def frame(self) -> dict[str, Any]:
         """The `error` frame: type, code, detail, and what it answers when known."""

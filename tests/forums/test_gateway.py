@@ -576,6 +576,53 @@ async def test_message_send_over_flood_limit_is_rate_limited_and_not_stored(
     assert (first["type"], second["code"], bodies) == ("ack", "rate_limited", ["one"])
 
 
+async def test_sends_within_the_limits_window_are_refused_without_the_database_and_repeats_acked(
+    member: User, thread: Thread, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a limit of one message; count what reaches the database side.
+    settings.FORUMS_FLOOD_LIMIT = (1, 60)
+    calls: list[str] = []
+    real_post = consumers._post
+
+    def counting_post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        calls.append(data["body"])
+        return real_post(member_id, room_id, data)
+
+    monkeypatch.setattr(consumers, "_post", counting_post)
+    first_id = str(uuid.uuid4())
+
+    def post(body: str, client_id: str | None = None) -> dict[str, Any]:
+        return {
+            "type": "message.send",
+            "room": "wg1-a",
+            "thread": thread.pk,
+            "body": body,
+            "client_id": client_id or str(uuid.uuid4()),
+        }
+
+    async with socket(member) as ws:
+        await subscribe(ws)
+        await recv(ws)
+        await send(ws, post("one", first_id))
+        ack, _echo = await recv(ws), await recv(ws)
+        # Act: the limit refuses "two"; the flood after it; then a retry of the acked "one".
+        for body in ("two", "three", "four"):
+            await send(ws, post(body))
+        refusals = [await recv(ws) for _ in range(3)]
+        await send(ws, post("one", first_id))
+        repeat = await recv(ws)
+
+    # Assert: one database call per answer the service had to give, none for the flood.
+    bodies = await database_sync_to_async(
+        lambda: list(Message.objects.filter(thread=thread).values_list("body", flat=True))
+    )()
+    # The service said when the window frees (60 s here, capped at its 5 s cooldown).
+    assert calls == ["one", "two"]
+    assert [f["code"] for f in refusals] == ["rate_limited"] * 3
+    assert len({f["detail"] for f in refusals}) == 1
+    assert (repeat, bodies) == (ack, ["one"])
+
+
 async def test_message_send_reply_to_unknown_message_is_refused(
     member: User, thread: Thread
 ) -> None:
