@@ -2,10 +2,11 @@
 
 Rules (docs/events.md has the table):
 - Only participants are told (active, verified email), and about a room only those who may read
-  it (`community.policy.can_read_room`: every participant for a network room; the group's members,
-  observers included, and the secretariat for a working-group room). The same conditions are
-  written here as one query (`_reads_room`), so no per-member policy call is needed and a
-  follower who can no longer read a room is told nothing from it.
+  it (`community.policy.can_read_room`: every participant for a network room; for a
+  working-group room the group's members, observers included, the secretariat and, in an
+  event's own live room, the event's organizers). The same conditions are written here as one
+  query (`_reads_room`), so no per-member policy call is needed and a follower who can no longer
+  read a room is told nothing from it.
 - The author of what happened is never told about it.
 - A mute on the room or the thread silences new threads, thread messages and replies there;
   an @mention is addressed to the member by name and still reaches them unless they muted that
@@ -17,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.models import EmailAddress
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 
 from community.models import Membership, User
 
@@ -58,14 +60,35 @@ def _reads_room(*, room_id: int | None = None, thread_id: int | None = None) -> 
     rooms = Room.objects.filter(pk=room_id) if room_id is not None else Room.objects.all()
     if thread_id is not None:
         rooms = rooms.filter(threads__pk=thread_id)
-    readable = Q(visibility=Room.Visibility.NETWORK) | Q(
-        Exists(
-            Membership.objects.filter(
-                member_id=OuterRef(OuterRef("pk")), working_group_id=OuterRef("working_group_id")
+    readable = (
+        Q(visibility=Room.Visibility.NETWORK)
+        | Q(
+            Exists(
+                Membership.objects.filter(
+                    member_id=OuterRef(OuterRef("pk")),
+                    working_group_id=OuterRef("working_group_id"),
+                )
             )
         )
+        | Q(Exists(_organizing_this_room()))
     )
     return Q(is_staff=True) | Q(Exists(rooms.filter(readable)))
+
+
+def _organizing_this_room() -> QuerySet[Any]:
+    """The member organizes the event whose own live room this is (policy.organizes_event_room:
+    the room linked from the event and named `event-<its id>`, not a topic room it links)."""
+    from community.policy import EVENT_ROOM_PREFIX
+    from events.models import Event
+
+    own_slug = Concat(Value(EVENT_ROOM_PREFIX), Cast("event_id", CharField()))
+    return (
+        Event.organizers.through.objects.filter(
+            user_id=OuterRef(OuterRef("pk")), event__room_id=OuterRef("pk")
+        )
+        .annotate(own_slug=own_slug)
+        .filter(own_slug=OuterRef("slug"))
+    )
 
 
 def _ids(qs: QuerySet[User]) -> list[int]:

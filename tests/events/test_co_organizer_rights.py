@@ -329,6 +329,30 @@ def test_co_organizer_reads_and_moderates_the_event_room_only(
     assert message.hidden_at is not None
 
 
+def test_a_co_organizer_outside_the_group_is_told_of_mentions_in_the_event_room(
+    make_event: Callable[..., Event], chair: User, co_organizer: User, member: User
+) -> None:
+    # Arrange: a working-group-only event, its own live room; an outsider with no role.
+    from notifications import recipients
+
+    closed = make_event(
+        title="Closed meeting", visibility="working_group", organizers=[co_organizer]
+    )
+    room = services.live_room_create(event=closed, actor=chair)
+    thread = ThreadFactory(room=room, author=member)
+    outsider = UserFactory(handle="olga")
+
+    # Act: the notification rules' reader check, as for an @mention of both.
+    told = recipients.mentioned(
+        member_ids=[co_organizer.pk, outsider.pk], author_id=member.pk, thread_id=thread.pk
+    )
+
+    # Assert: the same answer as policy.can_read_room.
+    assert told == [co_organizer.pk]
+    assert policy.can_read_room(co_organizer, room) is True
+    assert policy.can_read_room(outsider, room) is False
+
+
 def test_linked_topic_room_is_not_moderated_by_co_organizers(
     make_event: Callable[..., Event], co_organizer: User
 ) -> None:
