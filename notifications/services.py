@@ -14,6 +14,7 @@ import datetime as dt
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, NamedTuple
 
@@ -217,6 +218,20 @@ def notify(
     )
 
 
+@dataclass(frozen=True)
+class Occurrence:
+    """What happened, once for all the recipients of a fan-out: the columns their rows share."""
+
+    kind: str
+    actor_id: int | None
+    target_type: str
+    target_id: int
+    url: str
+    occurrence_key: str
+    context: Mapping[str, Any]
+    now: dt.datetime
+
+
 class _Written(NamedTuple):
     """One inbox row the batch wrote now: what its frame and its email need."""
 
@@ -256,7 +271,16 @@ def write_notifications(
     starts at once; the call returns when the last frames are handed to the channel layer.
     Otherwise each batch's frames go on its commit, or the caller's (`publish_many_on_commit`).
     """
-    now = now or timezone.now()
+    what = Occurrence(
+        kind=kind,
+        actor_id=actor_id,
+        target_type=target_type,
+        target_id=target_id,
+        url=url,
+        occurrence_key=occurrence_key,
+        context=context,
+        now=now or timezone.now(),
+    )
     written = 0
     # A large fan-out in its own transactions (notify_task) gets the background sender; a small
     # one (inline, after a request's commit) sends on each commit as before, with no thread.
@@ -268,61 +292,24 @@ def write_notifications(
             # One transaction per batch: a large fan-out holds no lock for long, each batch's
             # frames go out as it commits, and a retry after a crash redoes only what is missing.
             with transaction.atomic():
-                rows = _write_batch(
-                    kind=kind,
-                    actor_id=actor_id,
-                    target_type=target_type,
-                    target_id=target_id,
-                    url=url,
-                    occurrence_key=occurrence_key,
-                    recipient_ids=recipient_ids[start : start + BATCH_SIZE],
-                    context=context,
-                    now=now,
-                )
-                _announce_batch(rows, kind=kind, url=url, context=context, now=now, sender=sender)
+                rows = _write_batch(what, recipient_ids[start : start + BATCH_SIZE])
+                _announce_batch(rows, what, sender=sender)
             written += len(rows)
     return written
 
 
-def _write_batch(
-    *,
-    kind: str,
-    actor_id: int | None,
-    target_type: str,
-    target_id: int,
-    url: str,
-    occurrence_key: str,
-    recipient_ids: list[int],
-    context: Mapping[str, Any],
-    now: dt.datetime,
-) -> list[_Written]:
+def _write_batch(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
     write = _insert_batch_sql if connection.vendor == "postgresql" else _insert_batch_orm
-    return write(
-        kind=kind,
-        actor_id=actor_id,
-        target_type=target_type,
-        target_id=target_id,
-        url=url,
-        occurrence_key=occurrence_key,
-        recipient_ids=recipient_ids,
-        context=context,
-        now=now,
-    )
+    return write(what, recipient_ids)
 
 
 def _announce_batch(
-    rows: list[_Written],
-    *,
-    kind: str,
-    url: str,
-    context: Mapping[str, Any],
-    now: dt.datetime,
-    sender: fanout.Sender | None,
+    rows: list[_Written], what: Occurrence, *, sender: fanout.Sender | None
 ) -> None:
     """After the batch commits: its frames (to the sender, or on commit) and its emails."""
-    note = _note(context)
+    note = _note(what.context)
     previews: dict[str, str] = {}
-    created_at = now.astimezone(dt.UTC).isoformat()
+    created_at = what.now.astimezone(dt.UTC).isoformat()
     items: list[tuple[str, Mapping[str, Any]]] = []
     for row in rows:
         if not row.in_app:
@@ -332,10 +319,10 @@ def _announce_batch(
         # The contract's notification object, as selectors.notification_payload makes it.
         payload = {
             "id": row.pk,
-            "kind": kind,
+            "kind": what.kind,
             "title": row.title,
             "snippet": previews[row.snippet],
-            "url": url,
+            "url": what.url,
             "created_at": created_at,
             "read": False,
         }
@@ -353,7 +340,9 @@ def _announce_batch(
     immediate = [
         row.pk
         for row in rows
-        if row.email_mode == EmailMode.IMMEDIATE and row.email_due_at and row.email_due_at <= now
+        if row.email_mode == EmailMode.IMMEDIATE
+        and row.email_due_at
+        and row.email_due_at <= what.now
     ]
     if immediate:
         from .tasks import send_emails_task
@@ -463,18 +452,7 @@ ORDER BY w.recipient_id
 """  # noqa: S608
 
 
-def _insert_batch_sql(
-    *,
-    kind: str,
-    actor_id: int | None,
-    target_type: str,
-    target_id: int,
-    url: str,
-    occurrence_key: str,
-    recipient_ids: list[int],
-    context: Mapping[str, Any],
-    now: dt.datetime,
-) -> list[_Written]:
+def _insert_batch_sql(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
     """PostgreSQL: the batch in one INSERT ... SELECT; no model instance is built.
 
     Rendering needs Python (gettext, the member's zone), so it is done once per (language,
@@ -506,7 +484,7 @@ def _insert_batch_sql(
         for language, tz_name, quiet_start, quiet_end in combos:
             if (language, tz_name) not in rendered:
                 with translation.override(language):
-                    rendered[language, tz_name] = render(kind, context, tz_name=tz_name)
+                    rendered[language, tz_name] = render(what.kind, what.context, tz_name=tz_name)
             title, snippet = rendered[language, tz_name]
             for name, value in zip(
                 columns,
@@ -517,7 +495,9 @@ def _insert_batch_sql(
                     quiet_end,
                     title,
                     snippet,
-                    _due(now=now, tz_name=tz_name, quiet_start=quiet_start, quiet_end=quiet_end),
+                    _due(
+                        now=what.now, tz_name=tz_name, quiet_start=quiet_start, quiet_end=quiet_end
+                    ),
                 ),
                 strict=True,
             ):
@@ -529,21 +509,21 @@ def _insert_batch_sql(
         fallback_title, fallback_snippet = rendered.get(
             (settings.LANGUAGE_CODE, "UTC"), next(iter(rendered.values()))
         )
-        default = selectors.default_preference(kind)
+        default = selectors.default_preference(what.kind)
         cursor.execute(
             _insert_sql(),
             {
                 **columns,
                 "ids": recipient_ids,
-                "kind": kind,
-                "actor_id": actor_id,
-                "target_type": target_type,
-                "target_id": target_id,
-                "url": url,
-                "group_label": _group_label(context),
-                "note": _note(context),
-                "now": now,
-                "occurrence_key": occurrence_key,
+                "kind": what.kind,
+                "actor_id": what.actor_id,
+                "target_type": what.target_type,
+                "target_id": what.target_id,
+                "url": what.url,
+                "group_label": _group_label(what.context),
+                "note": _note(what.context),
+                "now": what.now,
+                "occurrence_key": what.occurrence_key,
                 "default_in_app": default["in_app"],
                 "default_email": default["email"],
                 "fallback_title": fallback_title,
@@ -553,18 +533,7 @@ def _insert_batch_sql(
         return [_Written(*row) for row in cursor.fetchall()]
 
 
-def _insert_batch_orm(
-    *,
-    kind: str,
-    actor_id: int | None,
-    target_type: str,
-    target_id: int,
-    url: str,
-    occurrence_key: str,
-    recipient_ids: list[int],
-    context: Mapping[str, Any],
-    now: dt.datetime,
-) -> list[_Written]:
+def _insert_batch_orm(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
     """Any other database (SQLite, the embedded default): model instances and bulk_create."""
     members = list(
         User.objects.filter(pk__in=recipient_ids)
@@ -577,15 +546,15 @@ def _insert_batch_orm(
             "notification_settings__quiet_end",
         )
     )
-    prefs = selectors.preferences_for(member_ids=[m.pk for m in members], kind=kind)
+    prefs = selectors.preferences_for(member_ids=[m.pk for m in members], kind=what.kind)
     done = set(
         Notification.objects.filter(
-            occurrence_key=occurrence_key, recipient_id__in=recipient_ids
+            occurrence_key=what.occurrence_key, recipient_id__in=recipient_ids
         ).values_list("recipient_id", flat=True)
     )
     rendered: dict[tuple[str, str], tuple[str, str]] = {}
     rows: list[Notification] = []
-    note = _note(context)
+    note = _note(what.context)
     for member in members:
         if member.pk in done:
             continue
@@ -595,13 +564,13 @@ def _insert_batch_orm(
         key = (member.language, member.timezone)
         if key not in rendered:
             with translation.override(member.language):
-                rendered[key] = render(kind, context, tz_name=member.timezone)
+                rendered[key] = render(what.kind, what.context, tz_name=member.timezone)
         title, snippet = rendered[key]
         due = None
         if email == EmailMode.IMMEDIATE:
             quiet = getattr(member, "notification_settings", None)
             due = _due(
-                now=now,
+                now=what.now,
                 tz_name=member.timezone,
                 quiet_start=quiet.quiet_start if quiet is not None else None,
                 quiet_end=quiet.quiet_end if quiet is not None else None,
@@ -609,22 +578,22 @@ def _insert_batch_orm(
         rows.append(
             Notification(
                 recipient_id=member.pk,
-                kind=kind,
-                actor_id=actor_id,
-                target_type=target_type,
-                target_id=target_id,
-                url=url,
-                group_label=_group_label(context),
+                kind=what.kind,
+                actor_id=what.actor_id,
+                target_type=what.target_type,
+                target_id=what.target_id,
+                url=what.url,
+                group_label=_group_label(what.context),
                 title=title,
                 snippet=snippet,
                 note=note,
-                created=now,
+                created=what.now,
                 read_at=None,
                 in_app=in_app,
                 email_mode=email,
                 email_state=EmailState.SKIPPED if email == EmailMode.OFF else EmailState.PENDING,
                 email_due_at=due,
-                occurrence_key=occurrence_key,
+                occurrence_key=what.occurrence_key,
             )
         )
     if not rows:
@@ -634,9 +603,9 @@ def _insert_batch_orm(
     Notification.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
     new = list(
         Notification.objects.filter(
-            occurrence_key=occurrence_key,
+            occurrence_key=what.occurrence_key,
             recipient_id__in=[r.recipient_id for r in rows],
-            created=now,
+            created=what.now,
         ).order_by("recipient_id")
     )
     counts = selectors.unread_counts(member_ids=[row.recipient_id for row in new if row.in_app])

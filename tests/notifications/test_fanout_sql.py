@@ -92,14 +92,17 @@ def test_fanout_sql_writes_the_rows_the_orm_path_writes(plan: None) -> None:
         "target_type": "forums.message",
         "target_id": 7,
         "url": "/rooms/wg1-a/threads/1/#message-7",
-        "recipient_ids": ids,
         "context": {**CONTEXT, "group_label": "WG1", "note": "  Bring the data.  "},
         "now": NOW,
     }
 
     # Act
-    by_sql = services._insert_batch_sql(occurrence_key="message:7:sql", **common)
-    by_orm = services._insert_batch_orm(occurrence_key="message:7:orm", **common)
+    by_sql = services._insert_batch_sql(
+        services.Occurrence(occurrence_key="message:7:sql", **common), ids
+    )
+    by_orm = services._insert_batch_orm(
+        services.Occurrence(occurrence_key="message:7:orm", **common), ids
+    )
 
     # Assert: the same columns, row for row, and the same rows reported back (the ORM's
     # unread counts include the row the SQL path wrote first).
@@ -135,15 +138,17 @@ def test_fanout_sql_unread_count_includes_earlier_unread_rows(
 
     # Act
     rows = services._insert_batch_sql(
-        kind="mention",
-        actor_id=None,
-        target_type="forums.message",
-        target_id=3,
-        url="/",
-        occurrence_key="message:3",
-        recipient_ids=[member.pk],
-        context=CONTEXT,
-        now=NOW,
+        services.Occurrence(
+            kind="mention",
+            actor_id=None,
+            target_type="forums.message",
+            target_id=3,
+            url="/",
+            occurrence_key="message:3",
+            context=CONTEXT,
+            now=NOW,
+        ),
+        [member.pk],
     )
 
     # Assert
@@ -274,8 +279,8 @@ async def test_fanout_sender_pushes_nothing_for_a_rolled_back_batch(
     real = services._announce_batch
     calls: list[int] = []
 
-    def failing(rows: Any, **kwargs: Any) -> None:
-        real(rows, **kwargs)  # the batch's hooks are registered, then it rolls back
+    def failing(rows: Any, what: Any, **kwargs: Any) -> None:
+        real(rows, what, **kwargs)  # the batch's hooks are registered, then it rolls back
         calls.append(len(rows))
         if len(calls) == 2:
             raise RuntimeError("the worker died mid-batch")
