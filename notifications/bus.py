@@ -17,6 +17,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -105,6 +106,19 @@ def run_sync(layer: Any, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         return
     future = asyncio.run_coroutine_threadsafe(fn(*args), _publisher_loop(layer))
     future.result(timeout=PUBLISH_WAIT_SECONDS)
+
+
+def publish_many_soon(items: list[tuple[str, Mapping[str, Any]]]) -> Future[None] | None:
+    """Start publishing `(group, frame)` pairs of committed rows, for synchronous code that goes
+    on with other work meanwhile (the fan-out's next batch): on the publisher loop, returning its
+    future, where `run_sync` would use it; else published now (returns None)."""
+    layer = get_channel_layer()
+    if layer is None or not items:
+        return None
+    if _in_server_context() or not _is_redis_layer(layer):
+        run_sync(layer, apublish_many, items)
+        return None
+    return asyncio.run_coroutine_threadsafe(apublish_many(items), _publisher_loop(layer))
 
 
 def _in_server_context() -> bool:
