@@ -161,11 +161,6 @@ def _presence_frame(
     }
 
 
-def _is_control(text: str) -> bool:
-    """Whether a bus frame may be one the gateway acts upon instead of relaying."""
-    return '"session.revoked"' in text or '"access.changed"' in text
-
-
 class _RoomMovedError(Exception):
     """The slug no longer names the room id this process remembered for it."""
 
@@ -748,7 +743,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     # --- Bus frames ---------------------------------------------------------------------------
 
-    async def relay(self, text: str) -> None:
+    async def relay(self, text: str, control: bool | None = None) -> None:
         """A frame of one of this socket's groups, from the hub: pre-serialised, sent as is.
 
         The fast path (the socket is idle, the frame is no control frame) sends at once, with no
@@ -758,7 +753,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         """
         if self.closing or self.member_id is None:
             return
-        if self.backlog or self.turn.locked() or _is_control(text):
+        if control is None:
+            control = bus.is_control(text)
+        if self.backlog or self.turn.locked() or control:
             self.backlog.append(text)
             self._drain_soon()
             return
@@ -782,7 +779,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         # Substring tests first: a frame is only decoded when it may be one we act upon.
-        if _is_control(text) and await self._control(text):
+        if bus.is_control(text) and await self._control(text):
             return
         if self.forbidden_rooms and self._of_forbidden_room(text):
             return

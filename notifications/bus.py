@@ -158,10 +158,16 @@ def _publisher_loop(layer: Any) -> asyncio.AbstractEventLoop:
 # --- Local fan-out: one subscription per group per process ---------------------------------------
 
 
+def is_control(text: str) -> bool:
+    """Whether a bus frame may be one a socket acts upon (`session.revoked`, `access.changed`)
+    instead of relaying it."""
+    return '"session.revoked"' in text or '"access.changed"' in text
+
+
 class Socket(Protocol):
     """What the hub delivers to: a websocket of this process (forums.consumers.GatewayConsumer)."""
 
-    async def relay(self, text: str) -> None: ...
+    async def relay(self, text: str, control: bool | None = None) -> None: ...
 
 
 class Hub:
@@ -228,9 +234,11 @@ class Hub:
         text = message.get("text")
         if not sockets or not isinstance(text, str):
             return
+        # Whether the gateway must act on the frame, asked once per frame, not once per socket.
+        control = is_control(text)
         for socket in tuple(sockets):
             try:
-                await socket.relay(text)
+                await socket.relay(text, control)
             except Exception:
                 logger.warning("relay to a socket failed", exc_info=True)
 

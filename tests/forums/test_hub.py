@@ -46,7 +46,7 @@ class Collector:
         self.got: list[str] = []
         self.fail = fail
 
-    async def relay(self, text: str) -> None:
+    async def relay(self, text: str, control: bool | None = None) -> None:
         if self.fail:
             raise RuntimeError("this socket broke")
         self.got.append(text)
