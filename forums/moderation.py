@@ -104,12 +104,19 @@ def active_mute(*, member: Any, room: Room, now: datetime | None = None) -> Room
 def check_not_muted(*, member: Any, room: Room, now: datetime | None = None) -> None:
     """Raise `Muted` when `member` is muted in `room` now (moderators are never refused)."""
     mute = active_mute(member=member, room=room, now=now)
-    if mute is None or policy.can_moderate_room(member, room):
+    refuse_if_muted(member=member, room=room, until=None if mute is None else mute.until)
+
+
+def refuse_if_muted(*, member: Any, room: Room, until: datetime | None) -> None:
+    """Raise `Muted` for a mute in force `until` (None: not muted), unless `member` moderates
+    `room`. For a caller that read the mute's end in a query of its own (a post reads it with
+    the rest of its checks)."""
+    if until is None or policy.can_moderate_room(member, room):
         return
     raise Muted(
         _("A moderator muted you in this room until %(until)s.")
-        % {"until": formats.date_format(timezone.localtime(mute.until), "DATETIME_FORMAT")},
-        until=mute.until,
+        % {"until": formats.date_format(timezone.localtime(until), "DATETIME_FORMAT")},
+        until=until,
     )
 
 
@@ -512,6 +519,7 @@ __all__ = [
     "mutes_in_force",
     "open_report_counts",
     "open_reports",
+    "refuse_if_muted",
     "report_create",
     "report_resolve",
     "room_settings_set",

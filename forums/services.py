@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +25,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.files import File
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -50,6 +50,7 @@ from .models import (
     Reaction,
     ReadState,
     Room,
+    RoomMute,
     Thread,
     next_change,
 )
@@ -151,6 +152,13 @@ def rooms_ensure_for_topics() -> int:
 
 def _check_can_post(member: User, room: Room, thread: Thread | None) -> None:
     """Raise Refused unless `member` may post in `room` (and `thread`, when given) now."""
+    _check_may_post(member, room, thread)
+    # A member a moderator muted here (forums.moderation.Muted, code "forbidden").
+    moderation.check_not_muted(member=member, room=room)
+
+
+def _check_may_post(member: User, room: Room, thread: Thread | None) -> None:
+    """_check_can_post without the mute, which a post reads with its other checks."""
     if not policy.is_participant(member):
         raise Refused(_("Sign in with a verified account to post."))
     if room.state == Room.State.ARCHIVED:
@@ -163,8 +171,6 @@ def _check_can_post(member: User, room: Room, thread: Thread | None) -> None:
         raise Refused(_("You may read this room but not post in it."))
     if thread is not None and thread.locked and not policy.can_moderate_room(member, room):
         raise Refused(_("This thread is locked: only moderators post."), code="thread_locked")
-    # A member a moderator muted here (forums.moderation.Muted, code "forbidden").
-    moderation.check_not_muted(member=member, room=room)
 
 
 def _may_post_when_open(member: User, room: Room) -> bool:
@@ -208,34 +214,88 @@ def _slow_mode_refused(wait: int, free_at: datetime) -> RateLimitedError:
     )
 
 
-def _check_rate(member: User, room: Room, now: datetime) -> None:
-    """Flood control and slow mode. Runs under the room's row lock, so counts cannot race.
+# The names of the annotations a post's checks add to the row it reads under the room's lock.
+_EXISTING = "post_existing_id"
+_MUTED_UNTIL = "post_muted_until"
+_NTH_RECENT = "post_nth_recent_at"
+_LAST_POST = "post_last_at"
+_REPLY_OK = "post_reply_ok"
+
+
+def _post_checks(
+    *,
+    author: User,
+    room: Room,
+    client_id: uuid.UUID,
+    now: datetime,
+    reply_to_id: int | None = None,
+) -> dict[str, Any]:
+    """What a post checks under the room's lock, as annotations for the query that reads the
+    thread (or the room), so that the checks cost no round trip of their own: the author's
+    message with this client_id (a repeat), the end of a mute in force, the created_at of the
+    author's `count`-th newest message in the flood window (None: under the limit), the
+    author's last message (only in slow mode) and whether `reply_to_id` is a message of the
+    thread (OuterRef("pk"): the query must read the thread). Read in a statement of its own
+    after the lock was taken, so they see every post committed before it.
+    """
+    count, seconds = flood_limit()
+    mine = (
+        Message.objects.filter(room_id=room.pk, author_id=author.pk)
+        .order_by("-created_at")
+        .values("created_at")
+    )
+    checks: dict[str, Any] = {
+        _EXISTING: Subquery(
+            Message.objects.filter(author_id=author.pk, client_id=client_id).values("pk")[:1]
+        ),
+        _MUTED_UNTIL: Subquery(
+            RoomMute.objects.filter(room_id=room.pk, member_id=author.pk, until__gt=now)
+            .order_by("-until")
+            .values("until")[:1]
+        ),
+        _NTH_RECENT: Subquery(
+            mine.filter(created_at__gt=now - timedelta(seconds=seconds))[count - 1 : count]
+        ),
+    }
+    if room.slow_mode_seconds:
+        checks[_LAST_POST] = Subquery(mine[:1])
+    if reply_to_id is not None:
+        checks[_REPLY_OK] = Exists(Message.objects.filter(pk=reply_to_id, thread_id=OuterRef("pk")))
+    return checks
+
+
+def _check_rate(member: User, room: Room, now: datetime, found: Mapping[str, Any]) -> None:
+    """Flood control and slow mode, from `found` (_post_checks' answers, read under the room's
+    row lock, so counts cannot race).
 
     Raises RateLimitedError; the caller remembers it (`_remember_refusal`) once the lock is
     released.
     """
     count, seconds = flood_limit()
-    # The newest `count` posts in the window (one query, as a count was): when there are
-    # `count`, the window frees as the oldest of them leaves it.
-    recent = list(
-        Message.objects.filter(
-            room=room, author=member, created_at__gt=now - timedelta(seconds=seconds)
-        )
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[:count]
-    )
-    if len(recent) >= count:
-        raise _flood_refused(count, seconds, recent[-1] + timedelta(seconds=seconds))
+    # When the author has `count` posts in the window, it frees as the oldest of them leaves it.
+    nth_recent = found[_NTH_RECENT]
+    if nth_recent is not None:
+        raise _flood_refused(count, seconds, nth_recent + timedelta(seconds=seconds))
     if room.slow_mode_seconds and not policy.can_moderate_room(member, room):
-        last = (
-            Message.objects.filter(room=room, author=member)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)
-            .first()
-        )
+        last = found[_LAST_POST]
         if last is not None and now - last < timedelta(seconds=room.slow_mode_seconds):
             wait = room.slow_mode_seconds - int((now - last).total_seconds())
             raise _slow_mode_refused(wait, last + timedelta(seconds=room.slow_mode_seconds))
+
+
+def _check_post(
+    member: User, room: Room, thread: Thread | None, now: datetime, found: Mapping[str, Any]
+) -> None:
+    """Every refusal of a post (may post here, muted, flood, slow mode) from `found`."""
+    _check_may_post(member, room, thread)
+    # A member a moderator muted here (forums.moderation.Muted, code "forbidden").
+    moderation.refuse_if_muted(member=member, room=room, until=found[_MUTED_UNTIL])
+    _check_rate(member, room, now, found)
+
+
+class _RepeatError(Exception):
+    """The author already posted with this client_id: the transaction is rolled back (the seq
+    it took is given back) and the stored message answers."""
 
 
 # After a refusal, the member's next posts in that room are refused before the room's row lock
@@ -349,10 +409,36 @@ def _existing_message(author: User, client_id: uuid.UUID) -> Message | None:
     return next(iter(found), None)
 
 
+def _stored_message(author: User, client_id: uuid.UUID) -> Message:
+    """The message a repeat's check found under the lock (messages are never removed, only
+    marked deleted, so it is still there)."""
+    existing = _existing_message(author, client_id)
+    if existing is None:
+        raise ValidationError(_("This message was deleted."), code="not_found")
+    return existing
+
+
 def _lock_room(room_id: int) -> Room:
-    # The room row lock orders every insert into the room: seq is taken, the message inserted and
-    # the transaction committed while it is held, so seq order is commit order.
+    # The room row lock orders every change of the room (its change number is taken under it).
     return Room.objects.select_for_update().get(pk=room_id)
+
+
+def _take_seq(room_id: int) -> Room:
+    """Lock the room's row and take its next seq, in one statement; the room, `last_seq` being
+    the seq taken. Room.DoesNotExist when there is no such room.
+
+    The row lock orders every insert into the room: the seq is taken, the message inserted and
+    the transaction committed while it is held, so seq order is commit order. A post refused
+    after this rolls its transaction back, and the seq with it: seqs have no gaps.
+    """
+    quote = connection.ops.quote_name
+    table, pk = quote(Room._meta.db_table), quote(Room._meta.pk.column)
+    seq = quote(Room._meta.get_field("last_seq").column)
+    statement = f"UPDATE {table} SET {seq} = {seq} + 1 WHERE {pk} = %s RETURNING *"  # noqa: S608 - names from the model
+    rooms = list(Room.objects.raw(statement, [room_id]))
+    if not rooms:
+        raise Room.DoesNotExist
+    return rooms[0]
 
 
 def _insert_message(
@@ -367,18 +453,8 @@ def _insert_message(
     rendered: Rendered,
     files: Sequence[Attachment] = (),
 ) -> Message:
-    """Take the room's next seq and insert the message (caller holds the room lock); `files`
-    (checked and locked by the caller) are attached to it."""
-    if (
-        reply_to_id is not None
-        and not Message.objects.filter(pk=reply_to_id, thread=thread).exists()
-    ):
-        raise ValidationError(
-            _("reply_to: no message %(id)s in this thread.") % {"id": reply_to_id},
-            code="invalid",
-        )
-    Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
-    room.last_seq += 1
+    """Insert the message with the seq the caller took (`_take_seq`, which holds the room lock);
+    `files` (checked and locked by the caller) are attached to it."""
     message = Message(
         thread=thread,
         room=room,
@@ -464,12 +540,12 @@ def thread_create(
     now = timezone.now()
     try:
         with transaction.atomic():
-            locked = _lock_room(room.pk)
-            existing = _existing_message(author, client_id)
-            if existing is not None:
-                return existing.thread
-            _check_can_post(author, locked, None)
-            _check_rate(author, locked, now)
+            locked = _take_seq(room.pk)
+            checks = _post_checks(author=author, room=locked, client_id=client_id, now=now)
+            found = Room.objects.filter(pk=room.pk).annotate(**checks).values(*checks).get()
+            if found[_EXISTING] is not None:
+                raise _RepeatError
+            _check_post(author, locked, None, now, found)
             thread = Thread(
                 room=locked, title=clean_t, author=author, created=now, last_activity_at=now
             )
@@ -489,6 +565,8 @@ def thread_create(
     except RateLimitedError as refused:
         _remember_refusal(author, room.pk, refused)
         raise
+    except _RepeatError:
+        return _stored_message(author, client_id).thread
     except IntegrityError:
         # The same client_id committed by a concurrent request of the same author.
         existing = _existing_message(author, client_id)
@@ -537,15 +615,23 @@ def message_post(
     now = timezone.now()
     try:
         with transaction.atomic():
-            room = _lock_room(thread.room_id)
-            existing = _existing_message(author, client_id)
-            if existing is not None:
-                return existing, False
-            # Read the thread again under the lock: it may have been locked meanwhile.
-            fresh = Thread.objects.get(pk=thread.pk)
-            _check_can_post(author, room, fresh)
-            _check_rate(author, room, now)
+            room = _take_seq(thread.room_id)
+            checks = _post_checks(
+                author=author, room=room, client_id=client_id, now=now, reply_to_id=reply_to_id
+            )
+            # The thread read again under the lock (it may have been locked meanwhile), with
+            # every check's answer: the post's one query before its writes.
+            fresh = Thread.objects.annotate(**checks).get(pk=thread.pk)
+            found = {name: getattr(fresh, name) for name in checks}
+            if found[_EXISTING] is not None:
+                raise _RepeatError
+            _check_post(author, room, fresh, now, found)
             files = _pending_attachments(author, room, wanted)
+            if reply_to_id is not None and not found[_REPLY_OK]:
+                raise ValidationError(
+                    _("reply_to: no message %(id)s in this thread.") % {"id": reply_to_id},
+                    code="invalid",
+                )
             message = _insert_message(
                 room=room,
                 thread=fresh,
@@ -561,6 +647,8 @@ def message_post(
     except RateLimitedError as refused:
         _remember_refusal(author, thread.room_id, refused)
         raise
+    except _RepeatError:
+        return _stored_message(author, client_id), False
     except IntegrityError:
         existing = _existing_message(author, client_id)
         if existing is None:

@@ -57,7 +57,12 @@ def _post(thread: Thread, author: User, body: str, client_id: uuid.UUID | None =
 
 
 def _locks(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    """The statements that lock a row: SELECT ... FOR UPDATE, and the room's seq UPDATE."""
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if "FOR UPDATE" in q["sql"] or q["sql"].startswith('UPDATE "forums_room"')
+    ]
 
 
 def _refusal(thread: Thread, author: User) -> ValidationError:
@@ -250,7 +255,7 @@ def test_unreachable_cache_fails_open_to_the_locked_check(
     member.organization  # noqa: B018
 
     with caplog.at_level(logging.WARNING, logger="minga.cache"):
-        with django_assert_num_queries(11):  # as many as with a cache: no marker, no extra query
+        with django_assert_num_queries(7):  # as many as with a cache: no marker, no extra query
             first = _post(thread, member, "one")
         with CaptureQueriesContext(connection) as queries:
             refused = [services.error_code(_refusal(thread, member)) for _ in range(2)]
@@ -303,13 +308,13 @@ async def test_socket_sends_during_cooldown_are_refused_without_the_lock_on_ever
 ) -> None:
     settings.FORUMS_FLOOD_LIMIT = (1, 60)
     locks: list[int] = []
-    real_lock = services._lock_room
+    real_lock = services._take_seq
 
     def counting_lock(room_id: int) -> Room:
         locks.append(room_id)
         return real_lock(room_id)
 
-    monkeypatch.setattr(services, "_lock_room", counting_lock)
+    monkeypatch.setattr(services, "_take_seq", counting_lock)
     # Posted over the API (or another process): the socket never acked it itself.
     stored = await database_sync_to_async(_post)(thread, member, "one", uuid.UUID(int=1))
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import IntegerField, Value
 from django.utils import timezone
 
 from community.models import User
@@ -178,7 +179,7 @@ def test_message_post_integrity_race_returns_existing(
     # message is returned.
     client_id = uuid.uuid4()
     first = post(thread, member, "Race", client_id=client_id)
-    monkeypatch.setattr(services, "_existing_message", _miss_then_find(1))
+    _blind_to_repeats(monkeypatch)
 
     again, created = services.message_post(
         thread=thread, author=member, body="Race", client_id=client_id
@@ -188,15 +189,58 @@ def test_message_post_integrity_race_returns_existing(
     assert Room.objects.get(pk=thread.room_id).last_seq == 1
 
 
-def _miss_then_find(misses: int) -> Any:
+def _blind_to_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check under the room lock finds no repeat, as when the other commit came later."""
+    real = services._post_checks
+
+    def checks(**kwargs: Any) -> dict[str, Any]:
+        found = real(**kwargs)
+        found[services._EXISTING] = Value(None, output_field=IntegerField())
+        return found
+
+    monkeypatch.setattr(services, "_post_checks", checks)
+
+
+def test_message_post_repeat_gives_its_seq_back(thread: Thread, member: User) -> None:
+    # The repeat is found after the seq was taken: the transaction is rolled back with it, so
+    # the next message gets the next seq (no gap a client would read as a lost message).
+    client_id = uuid.uuid4()
+    first = post(thread, member, "Once", client_id=client_id)
+
+    again, created = services.message_post(
+        thread=thread, author=member, body="Once", client_id=client_id
+    )
+    following = post(thread, member, "Next")
+
+    assert (again.pk, created) == (first.pk, False)
+    assert (first.seq, following.seq, Room.objects.get(pk=thread.room_id).last_seq) == (1, 2, 2)
+
+
+def test_thread_create_repeat_found_under_the_lock_returns_its_thread(
+    room: Room, member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check before the lock misses the first request's commit; the one under the lock
+    # finds it: the first thread answers, nothing is written and no seq is spent.
+    client_id = uuid.uuid4()
+    first = services.thread_create(
+        room=room, author=member, title="Once", body="Body", client_id=client_id
+    )
     real = services._existing_message
-    calls = {"n": 0}
+    calls: list[uuid.UUID] = []
 
-    def existing(author: User, client_id: uuid.UUID) -> Message | None:
-        calls["n"] += 1
-        return None if calls["n"] <= misses else real(author, client_id)
+    def miss_first(author: User, wanted: uuid.UUID) -> Message | None:
+        calls.append(wanted)
+        return None if len(calls) == 1 else real(author, wanted)
 
-    return existing
+    monkeypatch.setattr(services, "_existing_message", miss_first)
+
+    again = services.thread_create(
+        room=room, author=member, title="Once", body="Body", client_id=client_id
+    )
+
+    assert (again.pk, len(calls)) == (first.pk, 2)
+    assert (Thread.objects.filter(room=room).count(), Message.objects.count()) == (1, 1)
+    assert Room.objects.get(pk=room.pk).last_seq == 1
 
 
 def test_message_post_same_client_id_other_author_is_another_message(
@@ -473,9 +517,9 @@ def test_message_post_query_count(
 ) -> None:
     member.is_verified  # noqa: B018 - warm the per-request cache the way the API's auth does
     member.organization  # noqa: B018
-    # savepoint + lock room + existing? (under the lock) + thread + roles + mute + flood count
-    # + seq update + insert + thread update + release (no @handle: no lookup)
-    with django_assert_num_queries(11):
+    # savepoint + lock room taking the seq + thread with every check (repeat, mute, flood) +
+    # roles + insert + thread update + release (no @handle: no lookup)
+    with django_assert_num_queries(7):
         post(thread, member, "No mentions here")
 
 

@@ -94,13 +94,13 @@ async def _bystander_bodies(ws: Any, until: str) -> list[str]:
 def _count_locks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every room row lock the services take, from any thread."""
     locks: list[int] = []
-    real_lock = services._lock_room
+    real_lock = services._take_seq
 
     def counting_lock(room_id: int) -> Room:
         locks.append(room_id)
         return real_lock(room_id)
 
-    monkeypatch.setattr(services, "_lock_room", counting_lock)
+    monkeypatch.setattr(services, "_take_seq", counting_lock)
     return locks
 
 
