@@ -220,6 +220,7 @@ _MUTED_UNTIL = "post_muted_until"
 _NTH_RECENT = "post_nth_recent_at"
 _LAST_POST = "post_last_at"
 _REPLY_OK = "post_reply_ok"
+_FOLLOWED = "post_followed"
 
 
 def _post_checks(
@@ -229,14 +230,17 @@ def _post_checks(
     client_id: uuid.UUID,
     now: datetime,
     reply_to_id: int | None = None,
+    new_thread: bool = False,
 ) -> dict[str, Any]:
     """What a post checks under the room's lock, as annotations for the query that reads the
-    thread (or the room), so that the checks cost no round trip of their own: the author's
-    message with this client_id (a repeat), the end of a mute in force, the created_at of the
-    author's `count`-th newest message in the flood window (None: under the limit), the
-    author's last message (only in slow mode) and whether `reply_to_id` is a message of the
-    thread (OuterRef("pk"): the query must read the thread). Read in a statement of its own
-    after the lock was taken, so they see every post committed before it.
+    thread (or, for a new thread, the room), so that the checks cost no round trip of their
+    own: the author's message with this client_id (a repeat), the end of a mute in force, the
+    created_at of the author's `count`-th newest message in the flood window (None: under the
+    limit), the author's last message (only in slow mode), whether `reply_to_id` is a message
+    of the thread, and whether anyone else follows the thread (a new thread: the room), which
+    tells the notifications whether there is anyone to tell besides mentions and replies.
+    Read in a statement of its own after the lock was taken, so they see every post committed
+    before it.
     """
     count, seconds = flood_limit()
     mine = (
@@ -259,6 +263,12 @@ def _post_checks(
     }
     if room.slow_mode_seconds:
         checks[_LAST_POST] = Subquery(mine[:1])
+    followers = Follow.objects.filter(level=Follow.Level.FOLLOW).exclude(member_id=author.pk)
+    if new_thread:
+        checks[_FOLLOWED] = Exists(followers.filter(room_id=room.pk, thread__isnull=True))
+        return checks
+    # The query reads the thread: OuterRef("pk") is its id.
+    checks[_FOLLOWED] = Exists(followers.filter(thread_id=OuterRef("pk")))
     if reply_to_id is not None:
         checks[_REPLY_OK] = Exists(Message.objects.filter(pk=reply_to_id, thread_id=OuterRef("pk")))
     return checks
@@ -492,7 +502,11 @@ def _insert_message(
     return message
 
 
-def _announce_created(message: Message, *, new_thread: Thread | None = None) -> None:
+def _announce_created(
+    message: Message, *, followed: bool, new_thread: Thread | None = None
+) -> None:
+    """After commit: `message.created` to the room's group, then the signals; `followed`: did
+    anyone but the author follow the thread (a new thread: the room) (_post_checks)."""
     frame: dict[str, Any] = {
         "type": "message.created",
         "room": message.room.slug,
@@ -506,7 +520,11 @@ def _announce_created(message: Message, *, new_thread: Thread | None = None) -> 
     if new_thread is not None:
         signals.send_on_commit(signals.thread_created, Thread, thread=new_thread, message=message)
     signals.send_on_commit(
-        signals.message_posted, Message, message=message, mentioned_ids=mentioned
+        signals.message_posted,
+        Message,
+        message=message,
+        mentioned_ids=mentioned,
+        followed=followed,
     )
 
 
@@ -541,7 +559,9 @@ def thread_create(
     try:
         with transaction.atomic():
             locked = _take_seq(room.pk)
-            checks = _post_checks(author=author, room=locked, client_id=client_id, now=now)
+            checks = _post_checks(
+                author=author, room=locked, client_id=client_id, now=now, new_thread=True
+            )
             found = Room.objects.filter(pk=room.pk).annotate(**checks).values(*checks).get()
             if found[_EXISTING] is not None:
                 raise _RepeatError
@@ -561,7 +581,7 @@ def thread_create(
                 now=now,
                 rendered=rendered,
             )
-            _announce_created(message, new_thread=thread)
+            _announce_created(message, followed=found[_FOLLOWED], new_thread=thread)
     except RateLimitedError as refused:
         _remember_refusal(author, room.pk, refused)
         raise
@@ -643,7 +663,7 @@ def message_post(
                 rendered=rendered,
                 files=files,
             )
-            _announce_created(message)
+            _announce_created(message, followed=found[_FOLLOWED])
     except RateLimitedError as refused:
         _remember_refusal(author, thread.room_id, refused)
         raise

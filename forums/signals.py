@@ -5,7 +5,9 @@ class and keyword arguments listed here. Receivers run after the response's tran
 committed, through `send_robust`: one failing receiver is logged and does not stop the others.
 
 - thread_created(thread: Thread, message: Message)          a new thread and its first message
-- message_posted(message: Message, mentioned_ids: list[int]) a new message (the first of a thread too)
+- message_posted(message: Message, mentioned_ids: list[int], followed: bool)
+  a new message (the first of a thread too); `followed`: someone other than the author
+  followed its thread (for a thread's first message: its room) when it was posted
 - message_edited(message: Message, editor: User, added_mention_ids: list[int])
 - message_deleted(message: Message, actor: User)
 - reaction_changed(message: Message, member: User, emoji: str, added: bool)

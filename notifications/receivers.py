@@ -88,8 +88,15 @@ def _message_context(message: Any) -> dict[str, Any]:
     }
 
 
-def on_message_posted(sender: Any, *, message: Any, mentioned_ids: list[int], **_: Any) -> None:
+def on_message_posted(
+    sender: Any, *, message: Any, mentioned_ids: list[int], followed: bool = True, **_: Any
+) -> None:
     """Hand the message's notifications to a worker (`message_posted_task`).
+
+    Nothing is queued when there is nobody to tell: no mention, no reply, and nobody but the
+    author following the thread (for a new thread, the room) when it was posted (`followed`,
+    read with the post's checks at no extra query). Most messages in a busy room are of that
+    kind, and each task would cost the poster an enqueue and a worker a few queries.
 
     The signal arrives after commit on the poster's thread; for a socket post that is the
     gateway process's one database thread, where the recipient queries and inbox writes would
@@ -98,6 +105,8 @@ def on_message_posted(sender: Any, *, message: Any, mentioned_ids: list[int], **
     cannot take the task (Redis away, failing fast), the work runs here instead: nothing lost.
     """
     if message.deleted_at is not None or message.hidden_at is not None:
+        return
+    if not mentioned_ids and message.reply_to_id is None and not followed:
         return
     work = {"message_id": int(message.pk), "mentioned_ids": [int(i) for i in mentioned_ids]}
     if message_posted_task.app.conf.task_always_eager:

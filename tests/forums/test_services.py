@@ -125,8 +125,12 @@ def test_message_post_publishes_created_frame_after_commit(
             {"type": "message.created", "room": "wg1-a", "seq": 1, "message": expected_message},
         )
     ]
+    # Nobody but the author follows the thread (read with the post's checks).
     assert received == [
-        ("message_posted", {"sender": Message, "message": message, "mentioned_ids": []})
+        (
+            "message_posted",
+            {"sender": Message, "message": message, "mentioned_ids": [], "followed": False},
+        )
     ]
 
 

@@ -149,11 +149,75 @@ def test_task_reads_the_message_in_one_query_before_resolving_recipients(
     queued: list[dict[str, Any]],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    _post(thread, member, "No mention", django_capture_on_commit_callbacks)
+    message = _post(thread, member, "No mention", django_capture_on_commit_callbacks)
 
     with CaptureQueriesContext(connection) as queries:
-        receivers.message_posted_task(**queued[0])
+        # Queued only when someone follows (below); the task still runs for one that was not.
+        receivers.message_posted_task(message_id=message.pk, mentioned_ids=[])
 
     # the message with thread, room, working group and author (1), the thread's first message
     # (1), thread followers (1); nobody follows: nothing written
     assert len(queries) == 3
+
+
+# --- Nobody to tell: no task ---------------------------------------------------------------------
+
+
+def test_message_nobody_follows_queues_nothing(
+    thread: Thread,
+    member: User,
+    carla: User,
+    queued: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # No mention, no reply, and only the author follows the thread: no one to tell.
+    forum_services.follow_set(member=member, thread=thread, level="follow")
+    first = _post(thread, carla, "First", django_capture_on_commit_callbacks)
+
+    _post(thread, member, "Second", django_capture_on_commit_callbacks)
+
+    # carla's message is queued (member follows); member's is not (only they follow).
+    assert queued == [{"message_id": first.pk, "mentioned_ids": []}]
+
+
+@pytest.mark.parametrize("why", ["thread follower", "mention", "reply"])
+def test_message_someone_may_be_told_of_is_queued(  # noqa: PLR0917 - fixtures
+    why: str,
+    thread: Thread,
+    member: User,
+    carla: User,
+    queued: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    earlier = _post(thread, carla, "Earlier", django_capture_on_commit_callbacks)
+    queued.clear()
+    if why == "thread follower":
+        forum_services.follow_set(member=carla, thread=thread, level="follow")
+    body = "Hola @carla" if why == "mention" else "Hola"
+    with django_capture_on_commit_callbacks(execute=True):
+        message, _created = forum_services.message_post(
+            thread=thread,
+            author=member,
+            body=body,
+            client_id=uuid.uuid4(),
+            reply_to_id=earlier.pk if why == "reply" else None,
+        )
+
+    assert [q["message_id"] for q in queued] == [message.pk]
+
+
+def test_new_thread_is_queued_only_when_someone_follows_the_room(
+    member: User,
+    carla: User,
+    queued: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    room = Room.objects.get(slug="wg1-a")
+    with django_capture_on_commit_callbacks(execute=True):
+        quiet = forum_services.thread_create(room=room, author=member, title="Quiet", body="x")
+    forum_services.follow_set(member=carla, room=room, level="follow")
+    with django_capture_on_commit_callbacks(execute=True):
+        told = forum_services.thread_create(room=room, author=member, title="Told", body="y")
+
+    assert [q["message_id"] for q in queued] == [told.messages.get().pk]
+    assert quiet.messages.count() == 1
