@@ -204,6 +204,7 @@ async def _minga(
     connect_s, retries = await _open_all(listeners, cfg["h4_budget"])
     log(f"  minga: {len(listeners)} clients connected in {connect_s:.1f} s ({retries} retried)")
     poller = RowPoller(minga_setup.DB_NAME, seeded["working_group"], seeded["recipients"])
+    load_before = round(os.getloadavg()[0], 2)
     poller.start()
     try:
         run = await asyncio.to_thread(
@@ -232,8 +233,16 @@ async def _minga(
         "t_call_s": round(run["ended"] - started, 3),
         "t_rows_s": round(poller.reached - started, 3) if poller.reached else None,
         **_pushes(listeners, started),
-        # The same rows by one raw INSERT ... SELECT into the inbox table itself, after the run.
+        # The same rows (the announcement's values) by one raw INSERT ... SELECT into the inbox
+        # table itself, after the run; then rows without the actor (the first harness's), then
+        # the same rows again.
         "raw_real_insert_s": run.get("raw_real_insert_s"),
+        "raw_real_insert_null_actor_s": run.get("raw_real_insert_null_actor_s"),
+        "raw_real_insert_again_s": run.get("raw_real_insert_again_s"),
+        # Where the announce's time went (bench/h4_minga.py `_timed`) and the machine's load
+        # (1-minute average) as the announce started and ended: the machine is shared.
+        "statements": run.get("statements"),
+        "loadavg_1m": [load_before, round(os.getloadavg()[0], 2)],
     }
     if out["t_rows_s"] and out["raw_real_insert_s"]:
         out["rows_vs_real_table"] = round(out["t_rows_s"] / out["raw_real_insert_s"], 1)

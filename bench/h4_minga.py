@@ -5,18 +5,24 @@
   `INSERT ... SELECT ... FROM generate_series` (users, verified primary EmailAddress, the
   membership, an ApiToken whose key_hash is the SHA-256 of `mga_h4<SALT>x<n>` computed by
   PostgreSQL). Member 0 is the group's chair (the announcer); members 1..ONLINE get tokens.
+  Then ANALYZE of those four tables (autovacuum is off on the bench's PostgreSQL).
   Prints JSON {"working_group", "chair", "recipients", "tokens"}.
 - `announce`: `notifications.services.announce` by the chair, as the announcements page does.
   A group this big goes to `notify_task`; this process runs Celery eagerly, so the task runs
   here right after the commit, as a worker would (the fan-out's code, batches, pushes and email
-  enqueueing unchanged), with the task modules loaded and Celery's registry finalized before
-  the clock starts, as in a running worker. Prints JSON with monotonic start/end and what was
-  written, and `raw_real_insert_s`: one `INSERT ... SELECT` of as many rows into the inbox table
-  itself, committed (then deleted), the floor for Minga's rows.
+  enqueueing unchanged), with the task modules loaded, Celery's registry finalized, its
+  producer pool made and the start-up garbage collected before the clock starts, as in a
+  running worker. Prints JSON with monotonic start/end and what was written, the trace of its
+  statements and commits (`statements`), and `raw_real_insert_s`: one `INSERT ... SELECT` of
+  the same rows (the announcement's own values, actor included) into the inbox table itself,
+  committed (then deleted), the floor for Minga's rows; then
+  `raw_real_insert_null_actor_s` (the first harness's rows, without an actor) and
+  `raw_real_insert_again_s` (the same rows again).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -120,6 +126,13 @@ def seed(members: int, online: int, salt: str) -> dict[str, Any]:
             {**params, "first": 1, "last": online, "prefix": ApiToken.PREFIX + prefix},
         )
     seconds = time.perf_counter() - started
+    # The PostgreSQL the bench runs on has autovacuum off: without this the planner would see
+    # these tables as they were before 10,000 rows each were loaded (estimates of 7-30 rows,
+    # sorts of all 10,000 for a LIMIT 201; EXPLAIN, 2026-11-25), which no production database
+    # sees for long. As an operator does after a bulk load; not timed.
+    with connection.cursor() as cur:
+        for table in (user_t, email_t, member_t, token_t):
+            cur.execute(f'ANALYZE "{table}"')
     chair = User.objects.get(email=f"h4-{salt}-0@h4.example.org")
     return {
         "working_group": group.pk,
@@ -176,8 +189,29 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _timed(into: list[tuple[float, float, str]], origin: float) -> Any:
+    """A Django execute wrapper noting each statement's start and duration (ms from `origin`)
+    and its first words: where an announcement's time goes, in the run's JSON."""
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        begun = time.monotonic()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            done = time.monotonic()
+            into.append(
+                (
+                    round((begun - origin) * 1000, 1),
+                    round((done - begun) * 1000, 1),
+                    " ".join(sql.split())[:48],
+                )
+            )
+
+    return wrapper
+
+
 def announce(chair_id: int, group_id: int) -> dict[str, Any]:
-    from django.db import transaction
+    from django.db import connection, transaction
     from minga.celery import app
 
     from community.models import User, WorkingGroup
@@ -192,10 +226,37 @@ def announce(chair_id: int, group_id: int) -> dict[str, Any]:
 
     app.finalize(auto=True)
     assert tasks.notify_task.name and fanout.Sender  # evaluated, not just imported
+    # Celery takes a producer from its pool even to run a task eagerly: the first one imports
+    # kombu's transport and builds the pool (cProfile, 2026-11-25: 0.1-0.3 s inside the timing
+    # in a cold process), which a running worker, or a web process that queued before, has.
+    with app.producer_or_acquire():
+        pass
     chair = User.objects.get(pk=chair_id)
     group = WorkingGroup.objects.get(pk=group_id)
+    statements: list[tuple[float, float, str]] = []
+    # Commits are not statements: the connection's own commit is timed for the trace.
+    connection.ensure_connection()
+    real_commit = connection._commit
+
+    def commit() -> None:
+        begun = time.monotonic()
+        real_commit()
+        statements.append(
+            (
+                round((begun - started) * 1000, 1),
+                round((time.monotonic() - begun) * 1000, 1),
+                "COMMIT",
+            )
+        )
+
+    connection._commit = commit  # type: ignore[method-assign]
+    # A process that has just imported Django, Celery and kombu has its first full garbage
+    # collection ahead: measured at 130-180 ms, inside the announce, in every cold run
+    # (gc.callbacks, 2026-11-25). A running worker has had it; so has this one, now.
+    gc.collect()
     started = time.monotonic()
-    with transaction.atomic():
+    # The wrapper outlives the transaction: the task runs on its commit, and is traced too.
+    with connection.execute_wrapper(_timed(statements, started)), transaction.atomic():
         minga_announce(
             actor=chair,
             working_group=group,
@@ -204,25 +265,37 @@ def announce(chair_id: int, group_id: int) -> dict[str, Any]:
             url=f"/groups/{group.slug}/",
         )
     ended = time.monotonic()
+    connection._commit = real_commit  # type: ignore[method-assign]
     rows = Notification.objects.filter(kind="announcement", target_id=group_id)
     modes: dict[str, int] = {}
     for mode in rows.values_list("email_mode", flat=True):
         modes[mode] = modes.get(mode, 0) + 1
     recipients = list(rows.order_by("recipient_id").values_list("recipient_id", flat=True))
+    key = rows.values_list("occurrence_key", flat=True).first()
     return {
         "started": started,
         "ended": ended,
         "rows": rows.count(),
         "email_modes": modes,
         "email_pending": rows.filter(email_state="pending").count(),
-        "raw_real_insert_s": _raw_real_insert(recipients),
+        # The same rows (the announcement's own values) by one raw INSERT ... SELECT, and the
+        # first harness's constant rows (no actor), then the same rows again: the machine is
+        # shared, so the first and the last show how much it moved meanwhile.
+        "raw_real_insert_s": _raw_real_insert(recipients, like=key),
+        "raw_real_insert_null_actor_s": _raw_real_insert(recipients),
+        "raw_real_insert_again_s": _raw_real_insert(recipients, like=key),
+        # (ms from the start, ms, statement or COMMIT) of the announce and its task.
+        "statements": statements,
     }
 
 
-def _raw_real_insert(recipient_ids: list[int]) -> float:
+def _raw_real_insert(recipient_ids: list[int], *, like: str | None = None) -> float:
     """Seconds for one `INSERT ... SELECT` of the same recipients' rows into the inbox table
-    itself (every column, its seven indexes, its foreign keys, logged), committed, then deleted.
+    itself (every column, its indexes, its foreign keys, logged), committed, then deleted.
 
+    With `like` (an occurrence_key Minga wrote), every row carries that row's values (actor,
+    title, snippet, note, email columns...): the same rows, by one plain statement. Without,
+    the constants this harness used first (no actor: one foreign-key check fewer per row).
     The ceiling in the JSON (`ceilings.pg_insert_10k`) is a TEMP table with 8 columns and 2
     indexes, which PostgreSQL does not write to its WAL; this is the floor for Minga's rows.
     """
@@ -256,15 +329,26 @@ def _raw_real_insert(recipient_ids: list[int]) -> float:
         "email_error": "''",
         "occurrence_key": "%(key)s",
     }
+    params: dict[str, Any] = {}
+    if like is not None:
+        row = (
+            Notification.objects.filter(occurrence_key=like, recipient_id=recipient_ids[0])
+            .values(*[f.attname for f in Notification._meta.concrete_fields])
+            .get()
+        )
+        for field in Notification._meta.concrete_fields:
+            if field.column not in {"id", "recipient_id", "occurrence_key"}:
+                values[field.column] = f"%(v_{field.column})s"
+                params[f"v_{field.column}"] = row[field.attname]
     names = ", ".join(connection.ops.quote_name(c) for c in cols)
     sql = (
-        f"INSERT INTO {table} ({names}) "  # noqa: S608 - names from _meta, values constants
+        f"INSERT INTO {table} ({names}) "  # noqa: S608 - names from _meta, values parameters
         f"SELECT {', '.join(values[c] for c in cols)} FROM unnest(%(ids)s::bigint[]) AS r"
     )
     key = f"bench-raw-{uuid.uuid4().hex}"
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, {"key": key, "ids": recipient_ids})
+        cursor.execute(sql, {**params, "key": key, "ids": recipient_ids})
     seconds = time.perf_counter() - started
     Notification.objects.filter(occurrence_key=key).delete()
     return round(seconds, 4)

@@ -47,8 +47,13 @@ class Notification(models.Model):
     unique, so a retried fan-out writes nothing twice.
     """
 
+    # No index of its own: the unique (recipient, occurrence_key) index leads with it and serves
+    # every lookup by recipient (inbox, digests, deleting a member); one index fewer per row.
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        db_index=False,
     )
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     actor = models.ForeignKey(

@@ -15,6 +15,8 @@ Rules (docs/events.md has the table):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -167,6 +169,12 @@ def thread_followers(*, thread_id: int, author_id: int | None) -> list[int]:
 
 def working_group_members(*, working_group_id: int | None, exclude: int | None = None) -> list[int]:
     """Every participant of the working group (observers included); None = the whole network."""
+    return _ids(_working_group_members(working_group_id=working_group_id, exclude=exclude))
+
+
+def _working_group_members(
+    *, working_group_id: int | None, exclude: int | None = None
+) -> QuerySet[User]:
     qs = participants()
     if working_group_id is not None:
         qs = qs.filter(
@@ -178,11 +186,15 @@ def working_group_members(*, working_group_id: int | None, exclude: int | None =
         )
     if exclude is not None:
         qs = qs.exclude(pk=exclude)
-    return _ids(qs)
+    return qs
 
 
 def registrants(*, event_id: int, exclude: int | None = None) -> list[int]:
     """Participants registered or waitlisted for the event (withdrawn members are not told)."""
+    return _ids(_registrants(event_id=event_id, exclude=exclude))
+
+
+def _registrants(*, event_id: int, exclude: int | None = None) -> QuerySet[User]:
     from events.models import Registration
 
     qs = participants().filter(
@@ -196,4 +208,55 @@ def registrants(*, event_id: int, exclude: int | None = None) -> list[int]:
     )
     if exclude is not None:
         qs = qs.exclude(pk=exclude)
-    return _ids(qs)
+    return qs
+
+
+# --- Rules: a recipient set by name, resolved where it is used --------------------------------
+
+# The rules a fan-out may carry instead of its recipients' ids: each is the query of the function
+# of the same name above, so both give the same members.
+_RULES: dict[str, Callable[..., QuerySet[User]]] = {
+    "working_group_members": _working_group_members,
+    "registrants": _registrants,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who is told, as a rule (`working_group_members` of a group, `registrants` of an event)
+    rather than a list of ids: a large fan-out's task carries the rule, and the fan-out resolves
+    it inside its INSERT (services.write_notifications), so 10,000 ids never go through the
+    broker and Python. `ids()` resolves it here, to the same members.
+
+    Raises ValueError for an unknown rule or arguments the rule does not take.
+    """
+
+    name: str
+    args: Mapping[str, int | None]
+
+    def __post_init__(self) -> None:
+        if self.name not in _RULES:
+            raise ValueError(f"Unknown recipient rule {self.name!r}.")
+        self.queryset()  # unknown or missing arguments fail here, not in a worker
+
+    def queryset(self) -> QuerySet[User]:
+        """The rule's members (unordered); the fan-out adds its keyset and limit."""
+        return _RULES[self.name](**self.args)
+
+    def ids(self, *, limit: int | None = None) -> list[int]:
+        """The members' ids in order; with `limit`, at most that many (the first ones)."""
+        qs = self.queryset().order_by("pk").values_list("pk", flat=True).distinct()
+        return list(qs[:limit] if limit is not None else qs)
+
+    def payload(self) -> dict[str, Any]:
+        """JSON-safe, for a task's arguments (`Rule.from_payload` reads it back)."""
+        return {"name": self.name, "args": dict(self.args)}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Rule:
+        return cls(name=str(payload["name"]), args=dict(payload.get("args") or {}))
+
+
+def working_group_members_rule(*, working_group_id: int | None, exclude: int | None = None) -> Rule:
+    """`working_group_members` as a rule."""
+    return Rule("working_group_members", {"working_group_id": working_group_id, "exclude": exclude})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.text import Truncator
@@ -28,7 +30,7 @@ from django.utils.translation import gettext as _
 
 from community.models import User, WorkingGroup
 
-from . import bus, fanout, selectors
+from . import bus, fanout, recipients, selectors
 from .models import (
     EmailMode,
     EmailState,
@@ -40,8 +42,11 @@ from .models import (
 
 # Above this many recipients the fan-out leaves the request for a Celery worker.
 INLINE_FANOUT_MAX = 200
-# Rows per INSERT and per batch of live frames.
+# Rows per INSERT and per batch of live frames, recipients given by id.
 BATCH_SIZE = 1000
+# The same for a fan-out by rule (recipients.Rule, resolved inside the INSERT): larger, as each
+# commit costs a WAL flush and the deferred foreign-key checks; docs/performance.md, H4.
+RULE_BATCH_SIZE = 10_000
 # Immediate emails per `send_emails_task` (one task per recipient made 1,000 publishes for 1,000).
 EMAIL_TASK_SIZE = 100
 SNIPPET_CHARS = 200
@@ -174,20 +179,30 @@ def notify(
     target_id: int,
     url: str,
     occurrence_key: str,
-    recipient_ids: Iterable[int],
+    recipient_ids: Iterable[int] | None = None,
+    rule: recipients.Rule | None = None,
     context: Mapping[str, Any],
     now: dt.datetime | None = None,
 ) -> int:
     """Tell each recipient once about one happening; returns how many rows were written now.
 
-    More than INLINE_FANOUT_MAX recipients: the work goes to `notify_task` after commit and 0 is
-    returned. Side effects: inbox rows (one per recipient and occurrence_key, never two); after
-    commit, a `notification` frame with the unread count to each new recipient's `user.<id>`
-    group, and `send_emails_task` (one per EMAIL_TASK_SIZE rows) for rows to email now.
+    The recipients are `recipient_ids`, or the members of `rule` (recipients.Rule), one of the
+    two. More than INLINE_FANOUT_MAX recipients: the work goes to `notify_task` after commit and
+    0 is returned; a rule then travels as the rule, resolved when the task writes the rows (so
+    who is told is decided then, as for any fan-out a worker runs later). Side effects: inbox
+    rows (one per recipient and occurrence_key, never two); after commit, a `notification` frame
+    with the unread count to each new recipient's `user.<id>` group, and `send_emails_task` (one
+    per EMAIL_TASK_SIZE rows) for rows to email now.
     """
-    ids = sorted({int(i) for i in recipient_ids})
     if kind not in Kind.values:
         raise ValidationError({"kind": f"Unknown notification kind {kind!r}."}, code="invalid")
+    if (recipient_ids is None) == (rule is None):
+        raise TypeError("notify() takes recipient_ids or rule, one of the two.")
+    if rule is not None:
+        # One bounded query: the whole list when it is small enough to write here.
+        ids = rule.ids(limit=INLINE_FANOUT_MAX + 1)
+    else:
+        ids = sorted({int(i) for i in recipient_ids or ()})
     if not ids:
         return 0
     if len(ids) > INLINE_FANOUT_MAX:
@@ -200,9 +215,12 @@ def notify(
             "target_id": target_id,
             "url": url,
             "occurrence_key": occurrence_key,
-            "recipient_ids": ids,
             "context": dict(context),
         }
+        if rule is not None:
+            payload["rule"] = rule.payload()
+        else:
+            payload["recipient_ids"] = ids
         transaction.on_commit(lambda: notify_task.delay(**payload), robust=True)
         return 0
     return write_notifications(
@@ -253,24 +271,34 @@ def write_notifications(
     target_id: int,
     url: str,
     occurrence_key: str,
-    recipient_ids: list[int],
+    recipient_ids: list[int] | None = None,
+    rule: recipients.Rule | None = None,
     context: Mapping[str, Any],
     now: dt.datetime | None = None,
 ) -> int:
-    """The fan-out itself, in batches of BATCH_SIZE, each in its own transaction, with the
-    same number of queries per batch.
+    """The fan-out itself, in batches, each in its own transaction, with the same number of
+    queries per batch.
 
-    Side effects: as `notify`. Per batch on PostgreSQL: the recipients' (language, zone, quiet
-    hours) combinations (1), then one INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING
-    that joins the preferences and returns the new rows with their unread counts (1). Elsewhere
-    (SQLite, the embedded default) the ORM path: recipients (1), preferences (1), rows already
+    The recipients are `recipient_ids` (batches of BATCH_SIZE) or the members of `rule`
+    (batches of RULE_BATCH_SIZE, taken in id order inside the INSERT), one of the two.
+    Side effects: as `notify`. Queries on PostgreSQL, by ids: per batch, the recipients'
+    (language, zone, quiet hours) combinations (1), then one INSERT ... SELECT ... ON CONFLICT
+    DO NOTHING RETURNING that joins the preferences and returns the new rows with their unread
+    counts (1). By rule: the combinations once for the whole rule (1), then per batch the
+    INSERT ... SELECT alone (1), whose recipients are the rule's next members (its query,
+    keyset on the id). Elsewhere (SQLite, the embedded default) a rule is resolved to its ids
+    first (1) and each batch takes the ORM path: recipients (1), preferences (1), rows already
     written (1), the INSERT (1), the new rows back (1), unread counts (1).
 
-    Over INLINE_FANOUT_MAX recipients in its own transactions (`notify_task`), each batch hands
-    its frames on commit to a background sender (notifications.fanout) and the next batch
-    starts at once; the call returns when the last frames are handed to the channel layer.
+    Over INLINE_FANOUT_MAX recipients (or by rule) in its own transactions (`notify_task`), each
+    batch hands its frames on commit to a background sender (notifications.fanout) and the next
+    batch starts at once; the call returns when the last frames are handed to the channel layer.
+    There the INSERT returns no unread counts: one grouped count per batch, after its commit,
+    gives them to the frames (PostgreSQL: +1 query per batch, outside the batch's transaction).
     Otherwise each batch's frames go on its commit, or the caller's (`publish_many_on_commit`).
     """
+    if (recipient_ids is None) == (rule is None):
+        raise TypeError("write_notifications() takes recipient_ids or rule, one of the two.")
     what = Occurrence(
         kind=kind,
         actor_id=actor_id,
@@ -281,32 +309,147 @@ def write_notifications(
         context=context,
         now=now or timezone.now(),
     )
-    written = 0
+    if rule is not None and connection.vendor != "postgresql":
+        recipient_ids, rule = rule.ids(), None
     # A large fan-out in its own transactions (notify_task) gets the background sender; a small
     # one (inline, after a request's commit) sends on each commit as before, with no thread.
-    background = (
-        len(recipient_ids) > INLINE_FANOUT_MAX and not transaction.get_connection().in_atomic_block
-    )
+    large = rule is not None or len(recipient_ids or ()) > INLINE_FANOUT_MAX
+    background = large and not transaction.get_connection().in_atomic_block
     with fanout.Sender() if background else contextlib.nullcontext() as sender:
-        for start in range(0, len(recipient_ids), BATCH_SIZE):
+        if rule is not None:
+            return _write_by_rule(what, rule, sender=sender)
+        ids = recipient_ids or []
+        written = 0
+        for start in range(0, len(ids), BATCH_SIZE):
             # One transaction per batch: a large fan-out holds no lock for long, each batch's
             # frames go out as it commits, and a retry after a crash redoes only what is missing.
             with transaction.atomic():
-                rows = _write_batch(what, recipient_ids[start : start + BATCH_SIZE])
+                rows = _write_batch(what, ids[start : start + BATCH_SIZE], sender=sender)
                 _announce_batch(rows, what, sender=sender)
             written += len(rows)
     return written
 
 
-def _write_batch(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
-    write = _insert_batch_sql if connection.vendor == "postgresql" else _insert_batch_orm
-    return write(what, recipient_ids)
+def _write_by_rule(what: Occurrence, rule: recipients.Rule, *, sender: fanout.Sender | None) -> int:
+    """PostgreSQL: the rule's members in id order, RULE_BATCH_SIZE per INSERT and transaction."""
+    members = rule.queryset()
+    combos = list(
+        members.order_by()
+        .values_list(
+            "language",
+            "timezone",
+            "notification_settings__quiet_start",
+            "notification_settings__quiet_end",
+        )
+        .distinct()
+    )
+    rendering = _rendering(what, combos)
+    if rendering is None:
+        return 0  # the rule has no members
+    written, after = 0, None
+    while True:
+        batch = members if after is None else members.filter(pk__gt=after)
+        # (id, language, timezone): the columns, in this order, `_insert_sql` reads from it.
+        batch = batch.order_by("pk").values("pk", "language", "timezone").distinct()
+        with transaction.atomic():
+            fetched, seen, last = _insert_rule_batch_sql(
+                what, batch[:RULE_BATCH_SIZE], rendering, unread=sender is None
+            )
+            count = 0 if not fetched or fetched[0][0] is None else len(fetched)
+            if count and sender is not None:
+                # Nothing but the INSERT in the batch's transaction: even the rows' tuples are
+                # made in the hook, after the commit.
+                transaction.on_commit(
+                    partial(_announce_committed, fetched, what, sender), robust=True
+                )
+            elif count:
+                _announce_batch(_written(fetched), what, sender=None)
+        written += count
+        if seen < RULE_BATCH_SIZE or last is None:
+            return written
+        after = last
+
+
+def _written(fetched: list[tuple[Any, ...]]) -> list[_Written]:
+    """The rows a rule's batch wrote, from its result (each row ends with the batch's bounds;
+    one row of NULLs when it wrote none)."""
+    return [_Written(*row[:-2]) for row in fetched if row[0] is not None]
+
+
+def _announce_committed(
+    fetched: list[tuple[Any, ...]], what: Occurrence, sender: fanout.Sender
+) -> None:
+    # After the commit: the hooks `_announce_batch` registers run at once.
+    _announce_batch(_written(fetched), what, sender=sender)
+
+
+def _write_batch(
+    what: Occurrence, recipient_ids: list[int], *, sender: fanout.Sender | None
+) -> list[_Written]:
+    if connection.vendor == "postgresql":
+        return _insert_batch_sql(what, recipient_ids, unread=sender is None)
+    return _insert_batch_orm(what, recipient_ids)
 
 
 def _announce_batch(
     rows: list[_Written], what: Occurrence, *, sender: fanout.Sender | None
 ) -> None:
     """After the batch commits: its frames (to the sender, or on commit) and its emails."""
+    if sender is not None:
+        # Built in the hook, after the commit: a batch of 10,000 rows commits without waiting
+        # for 10,000 frames to be made.
+        if any(row.in_app for row in rows):
+            transaction.on_commit(partial(_hand_over, rows, what, sender), robust=True)
+    else:
+        items = _frames(rows, what)
+        if items:
+            bus.publish_many_on_commit(items)
+    immediate = [
+        row.pk
+        for row in rows
+        if row.email_mode == EmailMode.IMMEDIATE
+        and row.email_due_at
+        and row.email_due_at <= what.now
+    ]
+    if immediate:
+        from .tasks import send_emails_task
+
+        def enqueue() -> None:
+            for at in range(0, len(immediate), EMAIL_TASK_SIZE):
+                send_emails_task.delay(immediate[at : at + EMAIL_TASK_SIZE])
+
+        transaction.on_commit(enqueue, robust=True)
+
+
+def _hand_over(rows: list[_Written], what: Occurrence, sender: fanout.Sender) -> None:
+    """On the batch's commit: its frames to the background sender. On PostgreSQL the unread
+    counts are read here, after the commit (one grouped count; the rows are in it), not per row
+    inside the INSERT, which kept the batch's transaction open for them (docs/performance.md,
+    H4)."""
+    if connection.vendor == "postgresql":
+        counts = _unread_counts([row.recipient_id for row in rows if row.in_app])
+        rows = [row._replace(unread=counts.get(row.recipient_id, 1)) for row in rows]
+    sender.submit(_frames(rows, what))
+
+
+def _unread_counts(member_ids: list[int]) -> dict[int, int]:
+    """{member: unread in-app rows} in one grouped count under `notif_unread` (an id array:
+    no parameter per member)."""
+    if not member_ids:
+        return {}
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT recipient_id, count(*) FROM {table} "  # noqa: S608 - name from _meta
+            "WHERE recipient_id = ANY(%s::bigint[]) AND read_at IS NULL AND in_app "
+            "GROUP BY recipient_id",
+            [member_ids],
+        )
+        return dict(cursor.fetchall())
+
+
+def _frames(rows: list[_Written], what: Occurrence) -> list[tuple[str, Mapping[str, Any]]]:
+    """The `notification` frame of each in-app row, to its recipient's group."""
     note = _note(what.context)
     previews: dict[str, str] = {}
     created_at = what.now.astimezone(dt.UTC).isoformat()
@@ -332,26 +475,7 @@ def _announce_batch(
                 {"type": "notification", "notification": payload, "unread_count": row.unread},
             )
         )
-    if items:
-        if sender is None:
-            bus.publish_many_on_commit(items)
-        else:
-            transaction.on_commit(partial(sender.submit, items), robust=True)
-    immediate = [
-        row.pk
-        for row in rows
-        if row.email_mode == EmailMode.IMMEDIATE
-        and row.email_due_at
-        and row.email_due_at <= what.now
-    ]
-    if immediate:
-        from .tasks import send_emails_task
-
-        def enqueue() -> None:
-            for at in range(0, len(immediate), EMAIL_TASK_SIZE):
-                send_emails_task.delay(immediate[at : at + EMAIL_TASK_SIZE])
-
-        transaction.on_commit(enqueue, robust=True)
+    return items
 
 
 def _note(context: Mapping[str, Any]) -> str:
@@ -395,12 +519,23 @@ _SQL_COLUMNS: dict[str, str] = {
 }
 
 
+# Where a batch's recipients come from: an id array, or a rule's query (its SQL, with the
+# keyset and limit, as Django compiles it); either gives (id, language, timezone) per member.
+_FROM_IDS = (
+    "SELECT u.id, u.language, u.timezone FROM unnest(%(ids)s::bigint[]) AS wanted(id) "
+    "JOIN {users} u ON u.id = wanted.id"
+)
+
+
 @cache
-def _insert_sql() -> str:
-    """One batch's INSERT ... SELECT: recipients from an id array, preferences joined (a
-    missing row is the kind's default), title and snippet from the rendered combinations,
-    ON CONFLICT DO NOTHING on (recipient, occurrence_key), and the new rows back with each
-    recipient's unread count (the count the statement's snapshot sees, plus this row)."""
+def _insert_sql(source: str = _FROM_IDS, *, bounds: bool = False, unread: bool = True) -> str:
+    """One batch's INSERT ... SELECT: recipients from `source`, preferences joined (a missing
+    row is the kind's default), title and snippet from the rendered combinations, ON CONFLICT
+    DO NOTHING on (recipient, occurrence_key), and the new rows back with each recipient's
+    unread count (the count the statement's snapshot sees, plus this row; 0 without `unread`,
+    when the caller counts after the commit). With `bounds`, each row also carries how many
+    recipients the batch had and the last one's id (one row with no inbox row when it wrote
+    none), for the next batch's keyset."""
     fields = [f.column for f in Notification._meta.concrete_fields if f.column != "id"]
     missing = set(fields) ^ set(_SQL_COLUMNS)
     if missing:
@@ -411,6 +546,21 @@ def _insert_sql() -> str:
     quiet = connection.ops.quote_name(NotificationSettings._meta.db_table)
     names = ", ".join(connection.ops.quote_name(f) for f in fields)
     values = ", ".join(_SQL_COLUMNS[f] for f in fields)
+    columns = "w.id, w.recipient_id, w.in_app, w.email_mode, w.email_due_at, w.title, w.snippet"
+    count = f"""CASE WHEN w.in_app THEN 1 + (
+           SELECT count(*) FROM {table} n
+           WHERE n.recipient_id = w.recipient_id AND n.read_at IS NULL AND n.in_app
+       ) ELSE 0 END"""  # noqa: S608
+    count = count if unread else "0"
+    if bounds:
+        result = f"""SELECT {columns}, {count}, b.seen, b.last
+FROM (SELECT count(*) AS seen, max(member_id) AS last FROM recipient) b
+LEFT JOIN written w ON TRUE
+ORDER BY w.recipient_id"""  # noqa: S608
+    else:
+        result = f"""SELECT {columns}, {count}
+FROM written w
+ORDER BY w.recipient_id"""  # noqa: S608
     # Table and column names come from the models, values are parameters: no user input.
     return f"""
 WITH combo AS (
@@ -424,8 +574,8 @@ recipient AS (
     SELECT u.id AS member_id, u.language, u.timezone, s.quiet_start, s.quiet_end,
            COALESCE(p.in_app, %(default_in_app)s) AS in_app,
            COALESCE(p.email, %(default_email)s) AS email_mode
-    FROM unnest(%(ids)s::bigint[]) AS wanted(id)
-    JOIN {users} u ON u.id = wanted.id
+    FROM ({_FROM_IDS.format(users=users) if source == _FROM_IDS else source})
+        AS u(id, language, timezone)
     LEFT JOIN {quiet} s ON s.member_id = u.id
     LEFT JOIN {prefs} p ON p.member_id = u.id AND p.kind = %(kind)s
 ),
@@ -442,17 +592,87 @@ written AS (
     ON CONFLICT DO NOTHING
     RETURNING id, recipient_id, in_app, email_mode, email_due_at, title, snippet
 )
-SELECT w.id, w.recipient_id, w.in_app, w.email_mode, w.email_due_at, w.title, w.snippet,
-       CASE WHEN w.in_app THEN 1 + (
-           SELECT count(*) FROM {table} n
-           WHERE n.recipient_id = w.recipient_id AND n.read_at IS NULL AND n.in_app
-       ) ELSE 0 END
-FROM written w
-ORDER BY w.recipient_id
+{result}
 """  # noqa: S608
 
 
-def _insert_batch_sql(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
+class _Rendering(NamedTuple):
+    """A fan-out's rendered (title, snippet, due) per (language, zone, quiet hours), as the
+    INSERT's parameters, and the rendering for a member with no combination."""
+
+    columns: dict[str, list[Any]]
+    fallback_title: str
+    fallback_snippet: str
+
+
+def _rendering(what: Occurrence, combos: Iterable[tuple[Any, ...]]) -> _Rendering | None:
+    """Render once per (language, zone) of `combos` ((language, zone, quiet start, quiet end)
+    rows); None when there are none (nobody to tell)."""
+    rendered: dict[tuple[str, str], tuple[str, str]] = {}
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "c_language",
+            "c_timezone",
+            "c_quiet_start",
+            "c_quiet_end",
+            "c_title",
+            "c_snippet",
+            "c_due",
+        )
+    }
+    for language, tz_name, quiet_start, quiet_end in combos:
+        if (language, tz_name) not in rendered:
+            with translation.override(language):
+                rendered[language, tz_name] = render(what.kind, what.context, tz_name=tz_name)
+        title, snippet = rendered[language, tz_name]
+        for name, value in zip(
+            columns,
+            (
+                language,
+                tz_name,
+                quiet_start,
+                quiet_end,
+                title,
+                snippet,
+                _due(now=what.now, tz_name=tz_name, quiet_start=quiet_start, quiet_end=quiet_end),
+            ),
+            strict=True,
+        ):
+            columns[name].append(value)
+    if not rendered:
+        return None
+    # A member whose language or zone changed between the two statements has no combination:
+    # they get the site's rendering if the batch has it, else the first.
+    fallback_title, fallback_snippet = rendered.get(
+        (settings.LANGUAGE_CODE, "UTC"), next(iter(rendered.values()))
+    )
+    return _Rendering(columns, fallback_title, fallback_snippet)
+
+
+def _insert_params(what: Occurrence, rendering: _Rendering) -> dict[str, Any]:
+    default = selectors.default_preference(what.kind)
+    return {
+        **rendering.columns,
+        "kind": what.kind,
+        "actor_id": what.actor_id,
+        "target_type": what.target_type,
+        "target_id": what.target_id,
+        "url": what.url,
+        "group_label": _group_label(what.context),
+        "note": _note(what.context),
+        "now": what.now,
+        "occurrence_key": what.occurrence_key,
+        "default_in_app": default["in_app"],
+        "default_email": default["email"],
+        "fallback_title": rendering.fallback_title,
+        "fallback_snippet": rendering.fallback_snippet,
+    }
+
+
+def _insert_batch_sql(
+    what: Occurrence, recipient_ids: list[int], *, unread: bool = True
+) -> list[_Written]:
     """PostgreSQL: the batch in one INSERT ... SELECT; no model instance is built.
 
     Rendering needs Python (gettext, the member's zone), so it is done once per (language,
@@ -467,70 +687,45 @@ def _insert_batch_sql(what: Occurrence, recipient_ids: list[int]) -> list[_Writt
             "WHERE u.id = ANY(%s::bigint[])",
             [recipient_ids],
         )
-        combos = cursor.fetchall()
-        rendered: dict[tuple[str, str], tuple[str, str]] = {}
-        columns: dict[str, list[Any]] = {
-            name: []
-            for name in (
-                "c_language",
-                "c_timezone",
-                "c_quiet_start",
-                "c_quiet_end",
-                "c_title",
-                "c_snippet",
-                "c_due",
-            )
-        }
-        for language, tz_name, quiet_start, quiet_end in combos:
-            if (language, tz_name) not in rendered:
-                with translation.override(language):
-                    rendered[language, tz_name] = render(what.kind, what.context, tz_name=tz_name)
-            title, snippet = rendered[language, tz_name]
-            for name, value in zip(
-                columns,
-                (
-                    language,
-                    tz_name,
-                    quiet_start,
-                    quiet_end,
-                    title,
-                    snippet,
-                    _due(
-                        now=what.now, tz_name=tz_name, quiet_start=quiet_start, quiet_end=quiet_end
-                    ),
-                ),
-                strict=True,
-            ):
-                columns[name].append(value)
-        if not rendered:
+        rendering = _rendering(what, cursor.fetchall())
+        if rendering is None:
             return []  # none of the ids is a member (any more)
-        # A member whose language or zone changed between the two statements has no
-        # combination: they get the site's rendering if the batch has it, else the first.
-        fallback_title, fallback_snippet = rendered.get(
-            (settings.LANGUAGE_CODE, "UTC"), next(iter(rendered.values()))
-        )
-        default = selectors.default_preference(what.kind)
         cursor.execute(
-            _insert_sql(),
-            {
-                **columns,
-                "ids": recipient_ids,
-                "kind": what.kind,
-                "actor_id": what.actor_id,
-                "target_type": what.target_type,
-                "target_id": what.target_id,
-                "url": what.url,
-                "group_label": _group_label(what.context),
-                "note": _note(what.context),
-                "now": what.now,
-                "occurrence_key": what.occurrence_key,
-                "default_in_app": default["in_app"],
-                "default_email": default["email"],
-                "fallback_title": fallback_title,
-                "fallback_snippet": fallback_snippet,
-            },
+            _insert_sql(unread=unread), {**_insert_params(what, rendering), "ids": recipient_ids}
         )
         return [_Written(*row) for row in cursor.fetchall()]
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _insert_rule_batch_sql(
+    what: Occurrence, batch: QuerySet[Any], rendering: _Rendering, *, unread: bool = True
+) -> tuple[list[tuple[Any, ...]], int, int | None]:
+    """PostgreSQL: one batch of a rule in one INSERT ... SELECT whose recipients are `batch`
+    (the rule's query with its keyset and limit: id, language, timezone); returns the result
+    rows (`_written` makes the rows written of them), how many members the batch had and the
+    last one's id."""
+    source, source_params = batch.query.sql_with_params()
+    params = _insert_params(what, rendering)
+    # Django compiles with positional %s; the statement's other parameters are named.
+    at = iter(range(len(source_params)))
+
+    def name(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%%"
+        i = next(at)
+        params[f"rule_{i}"] = source_params[i]
+        return f"%(rule_{i})s"
+
+    source = _PLACEHOLDER.sub(name, source)
+    if len([k for k in params if k.startswith("rule_")]) != len(source_params):
+        raise RuntimeError("the recipient rule's query has parameters the fan-out cannot name")
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(source, bounds=True, unread=unread), params)
+        fetched = cursor.fetchall()
+    seen, last = fetched[0][-2:] if fetched else (0, None)
+    return fetched, seen, last
 
 
 def _insert_batch_orm(what: Occurrence, recipient_ids: list[int]) -> list[_Written]:
@@ -645,8 +840,6 @@ def announce(*, actor: User, working_group: WorkingGroup, title: str, body: str,
 
     from community import policy
 
-    from . import recipients
-
     if not policy.can_manage_members(actor, working_group.pk):
         raise PermissionDenied(_("Only the group's coordinators may make announcements."))
     errors: dict[str, str] = {}
@@ -665,7 +858,8 @@ def announce(*, actor: User, working_group: WorkingGroup, title: str, body: str,
         target_id=working_group.pk,
         url=url,
         occurrence_key=f"announcement:{working_group.pk}:{actor.pk}:{int(now.timestamp() * 1e6)}",
-        recipient_ids=recipients.working_group_members(
+        # A rule, not ids: a large group's task resolves it inside its INSERT.
+        rule=recipients.working_group_members_rule(
             working_group_id=working_group.pk, exclude=actor.pk
         ),
         context={"title": title, "body": body, "group_label": group_name(working_group)},

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
-from . import email, services
+from . import email, recipients, services
 
 
 def _when(now: str | None) -> dt.datetime | None:
@@ -27,10 +27,15 @@ def notify_task(
     target_id: int,
     url: str,
     occurrence_key: str,
-    recipient_ids: list[int],
     context: dict[str, Any],
+    rule: dict[str, Any] | None = None,
+    recipient_ids: list[int] | None = None,
 ) -> int:
-    """The fan-out of `services.notify` for many recipients; safe to run twice (unique key)."""
+    """The fan-out of `services.notify` for many recipients; safe to run twice (unique key).
+
+    The recipients are a rule (`recipients.Rule.payload()`, resolved inside the fan-out's
+    INSERT) or, from callers that resolved them already, their ids.
+    """
     return services.write_notifications(
         kind=kind,
         actor_id=actor_id,
@@ -39,6 +44,7 @@ def notify_task(
         url=url,
         occurrence_key=occurrence_key,
         recipient_ids=recipient_ids,
+        rule=recipients.Rule.from_payload(rule) if rule is not None else None,
         context=context,
     )
 

@@ -31,7 +31,7 @@ NOW = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)  # 10:00 in Lima, 11:00 in M
 CONTEXT = {"actor": "Ana", "thread": "Inspection data", "body": "What do you think?"}
 
 
-def _write(ids: list[int], *, key: str, kind: str = "mention", **extra: Any) -> int:
+def _write(ids: list[int] | None, *, key: str, kind: str = "mention", **extra: Any) -> int:
     kwargs: dict[str, Any] = {
         "kind": kind,
         "actor_id": None,
@@ -65,7 +65,7 @@ def _varied_members() -> list[int]:
     return [plain.pk, quiet.pk, email_only.pk, app_only.pk, nothing.pk, 10**9]  # + no member
 
 
-def _write_in_thread(ids: list[int], **kwargs: Any) -> int:
+def _write_in_thread(ids: list[int] | None, **kwargs: Any) -> int:
     """`_write` outside any transaction (as a worker runs it), closing its thread's connection."""
     try:
         return _write(ids, **kwargs)
@@ -308,6 +308,53 @@ async def test_fanout_sender_pushes_nothing_for_a_rolled_back_batch(
                 Notification.objects.filter(occurrence_key="message:6").values_list("pk", flat=True)
             )
         )()
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+async def test_fanout_by_rule_sender_counts_unread_after_commit(
+    plan: None,
+    private_redis_layer: None,
+    close_db_thread: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: a group of three, each with two earlier unread rows and one read; the rule's
+    # batches of two, written as a worker writes them (the background sender).
+    from community.models import WorkingGroup
+    from notifications import recipients
+    from tests.factories import MembershipFactory
+
+    monkeypatch.setattr(services, "RULE_BATCH_SIZE", 2)
+
+    def arrange() -> tuple[list[int], int]:
+        group = WorkingGroup.objects.exclude(memberships__isnull=False).first()
+        assert group is not None
+        ids = sorted(MembershipFactory(working_group=group).member_id for _ in range(3))
+        for key in ("message:1", "message:2", "message:3"):
+            _write(ids, key=key)
+        Notification.objects.filter(occurrence_key="message:1").update(read_at=NOW)
+        return ids, group.pk
+
+    members, group_id = await sync_to_async(arrange)()
+    layer, channel = await _listen(members)
+    rule = recipients.working_group_members_rule(working_group_id=group_id)
+
+    # Act
+    written = await asyncio.to_thread(
+        _write_in_thread, None, key="announcement:9", kind="announcement", rule=rule
+    )
+    frames = await _frames(layer, channel, expect=3)
+
+    # Assert: each frame counts the two earlier unread rows and its own.
+    assert written == 3
+    assert (
+        sorted(
+            (f["notification"]["title"].startswith("Announcement"), f["unread_count"])
+            for f in frames
+        )
+        == [(True, 3)] * 3
     )
 
 
