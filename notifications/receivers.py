@@ -300,8 +300,9 @@ def _actor(actor_id: int | None) -> Any:
 def on_event_scheduled(
     sender: Any, *, event: Any, event_id: int, actor_id: int | None, **_: Any
 ) -> None:
-    """Every participant of the event's working group (the whole network for network events)."""
-    ids = recipients.working_group_members(
+    """Every participant of the event's working group (the whole network for network events),
+    as a rule: a big group's fan-out resolves it inside its INSERT (ADR 0010)."""
+    rule = recipients.working_group_members_rule(
         working_group_id=event.working_group_id, exclude=actor_id
     )
     services.notify(
@@ -311,7 +312,7 @@ def on_event_scheduled(
         target_id=event_id,
         url=_event_url(event_id),
         occurrence_key=f"event:{event_id}:scheduled",
-        recipient_ids=ids,
+        rule=rule,
         context=_event_context(event),
     )
 

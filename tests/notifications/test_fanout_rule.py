@@ -352,3 +352,42 @@ def test_notify_takes_ids_or_a_rule(plan: None, both: bool) -> None:
         )
 
     assert Notification.objects.count() == 0
+
+
+def test_scheduled_event_in_a_large_group_queues_the_rule(
+    plan: None, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Arrange: the group's chair schedules an event for a group over the inline threshold.
+    from notifications.tasks import notify_task
+
+    monkeypatch.setattr(services, "INLINE_FANOUT_MAX", 3)
+    group = WorkingGroup.objects.exclude(memberships__isnull=False).first()
+    assert group is not None
+    ids = _bulk_members(5, group)
+    Membership.objects.filter(member_id=ids[0]).update(role=Role.CHAIR)
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(notify_task, "delay", lambda **kw: queued.append(kw))
+    start = timezone.now() + dt.timedelta(days=7)
+
+    # Act
+    with django_capture_on_commit_callbacks(execute=True):
+        event_services.event_create(
+            actor=User.objects.get(pk=ids[0]),
+            title="Focus session",
+            working_group=group,
+            starts_at=start,
+            ends_at=start + dt.timedelta(hours=1),
+            timezone="America/Lima",
+        )
+    tasks = [q for q in queued if q["kind"] == "event_scheduled"]
+    notify_task.apply(kwargs=tasks[0])  # what the worker runs
+
+    # Assert: the rule travels, not the ids; everyone but the chair is told.
+    assert tasks[0]["rule"] == {
+        "name": "working_group_members",
+        "args": {"working_group_id": group.pk, "exclude": ids[0]},
+    }
+    told = Notification.objects.filter(kind="event_scheduled").values_list(
+        "recipient_id", flat=True
+    )
+    assert sorted(told) == ids[1:]
