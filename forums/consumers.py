@@ -143,13 +143,13 @@ def _summaries(member_ids: list[int], limit: int | None = None) -> list[dict[str
 
 
 def _presence_frame(
-    slug: str, online: list[int], joined: list[int], left: list[int]
+    slug: str, online: presence.Online, joined: list[int], left: list[int]
 ) -> dict[str, Any] | None:
     """The room's `presence` frame: the whole list while the room is small (the contract's
     form), else the changes and the count (docs/realtime-protocol.md); None when nothing
     changed that a big room's frame would carry."""
-    if len(online) <= presence.FULL_LIST_MAX:
-        return {"type": "presence", "room": slug, "online": _summaries(online)}
+    if online.count <= presence.FULL_LIST_MAX:
+        return {"type": "presence", "room": slug, "online": _summaries(online.ids)}
     if not joined and not left:
         return None
     return {
@@ -157,7 +157,7 @@ def _presence_frame(
         "room": slug,
         "joined": _summaries(joined),
         "left": left,
-        "count": len(online),
+        "count": online.count,
     }
 
 
@@ -170,13 +170,35 @@ class _RoomMovedError(Exception):
 _room_ids: dict[str, int] = {}
 
 
+# A big room's `subscribed` sample is the same for every subscriber (the lowest ids online) as
+# long as none of those members comes or goes: its summaries are kept for SAMPLE_SECONDS, so a
+# subscribe into a room of thousands makes two queries, not three (docs/performance.md, H3).
+SAMPLE_SECONDS = 2.0
+_samples: dict[tuple[int, ...], tuple[float, list[dict[str, Any]]]] = {}
+
+
+def _sample_summaries(member_ids: list[int]) -> list[dict[str, Any]]:
+    key = tuple(member_ids)
+    at = time.monotonic()
+    kept = _samples.get(key)
+    if kept is not None and kept[0] > at:
+        return kept[1]
+    if len(_samples) >= 16:  # a few big rooms per process; drop the lapsed ones
+        for old in [k for k, (until, _m) in _samples.items() if until <= at]:
+            del _samples[old]
+    members = _summaries(list(key))
+    _samples[key] = (at + SAMPLE_SECONDS, members)
+    return members
+
+
 def _room_state(
-    member_id: int, slug: str, room_id: int, online: list[int]
+    member_id: int, slug: str, room_id: int, online: list[int], big: bool = False
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """A subscribe's one database hop, made once the socket joined the room's group: access
     (the member now, the room by slug), (last_seq, last_change), the marks the replays run up
     to, read from the room's row after the join so nothing committed in between is missed, and
-    the `subscribed` list (at most presence.FULL_LIST_MAX members). Three queries
+    the `subscribed` list (at most presence.FULL_LIST_MAX members; in a `big` room a sample
+    whose summaries may be a moment old). Three queries, two for a kept sample
     (tests/forums/test_gateway_hops.py)."""
     member = _fresh_member(member_id)
     try:
@@ -185,7 +207,8 @@ def _room_state(
         raise FrameError("forbidden") from None
     if room.pk != room_id:
         raise _RoomMovedError
-    members = _summaries(online, presence.FULL_LIST_MAX)
+    cut = online[: presence.FULL_LIST_MAX]
+    members = _sample_summaries(cut) if big else _summaries(cut)
     return int(room.last_seq), int(room.last_change), members
 
 
@@ -352,7 +375,7 @@ def _token_credential(raw: str) -> str:
 
 
 async def announce_presence(
-    room_id: int, slug: str, online: list[int], joined: list[int], left: list[int]
+    room_id: int, slug: str, online: presence.Online, joined: list[int], left: list[int]
 ) -> None:
     """Publish the room's `presence` frame (idempotent, order-free); forums.presence calls this
     at most once per room per COALESCE_SECONDS in each process."""
@@ -553,8 +576,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             "last_seq": last_seq,
             "last_change": last_change,
         }
-        if len(online) > presence.FULL_LIST_MAX:
-            subscribed["online_count"] = len(online)  # `online` is cut: the first by name
+        if online.count > presence.FULL_LIST_MAX:
+            subscribed["online_count"] = online.count  # `online` is cut: the lowest ids, by name
         await self.send_frame(subscribed)
         if arrived:
             assert self.member_id is not None  # noqa: S101 - set in connect
@@ -616,9 +639,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _enter_room(
         self, frame: ClientFrame, slug: str
-    ) -> tuple[int, list[int], bool, tuple[int, int, list[dict[str, Any]]]]:
+    ) -> tuple[int, presence.Online, bool, tuple[int, int, list[dict[str, Any]]]]:
         """Join the room's group and presence, then make the subscribe's one database hop;
-        (room id, online member ids, whether the member arrived, _room_state's answer)."""
+        (room id, the members online, whether the member arrived, _room_state's answer)."""
         fresh = False
         while True:
             room_id = None if fresh else _room_ids.get(slug)
@@ -631,7 +654,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await bus.join(bus.room_group(room_id), self)
             online, arrived = await self._presence_join(room_id, slug)
             try:
-                state = await self._db(frame, _room_state, self.member_id, slug, room_id, online)
+                big = online.count > presence.FULL_LIST_MAX
+                state = await self._db(
+                    frame, _room_state, self.member_id, slug, room_id, online.ids, big
+                )
             except Exception as error:
                 # Forbidden, moved, or the database failed: undo the join, silently (the arrival
                 # was not announced yet), or the heartbeat would keep a ghost entry alive.
@@ -657,14 +683,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.warning("undoing a room join failed", exc_info=True)
 
-    async def _presence_join(self, room_id: int, slug: str) -> tuple[list[int], bool]:
+    async def _presence_join(self, room_id: int, slug: str) -> tuple[presence.Online, bool]:
         assert self.member_id is not None  # noqa: S101 - set in connect
         try:
             return await presence.get().join(room_id, slug, self.member_id, self.socket_id)
         except Exception:
             # Redis away: the room still works, presence shows only this member meanwhile.
             logger.warning("presence join failed", exc_info=True)
-            return [self.member_id], False
+            return presence.Online(1, [self.member_id]), False
 
     async def _leave_room(self, slug: str, room_id: int) -> None:
         assert self.member_id is not None  # noqa: S101 - set in connect

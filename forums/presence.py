@@ -1,25 +1,32 @@
 """Who is in a room now: one entry per subscribed socket, kept alive by a heartbeat, expiring.
 
-Where the channel layer is Redis (several processes, several hosts), entries live in Redis: one
-sorted set per room, member `"<member_id>:<socket>"`, score = the time the entry expires. Each
-process refreshes the entries of its own sockets every HEARTBEAT_SECONDS (one pipeline for all of
+Where the channel layer is Redis (several processes, several hosts), entries live in Redis, three
+keys per room: a sorted set of entries `"<member_id>:<socket>"` scored by the time each expires,
+a hash member id -> number of live entries, and a sorted set of the member ids online (scored by
+id). Lua scripts keep the three consistent and answer each operation in one round trip with data
+of bounded size: the member's number of sockets, the number of members online, the ids online
+while they are at most FULL_LIST_MAX (else the FULL_LIST_MAX lowest, the `subscribed` sample),
+and the members whose last entry expired. Joining or leaving a room of N members costs
+O(log N) in Redis and O(1) on the wire, not O(N) (docs/performance.md, H3). Each process
+refreshes the entries of its own sockets every HEARTBEAT_SECONDS (one pipeline for all of
 them), so a process that crashes leaves entries that expire after TTL_SECONDS: no ghosts. Every
-read drops expired entries first. With the in-memory layer (one process) the same structure is
-kept in a dict.
+operation drops expired entries first, decrementing their members' counts. With the in-memory
+layer (one process) the same structures are kept in dicts, with the same answers.
 
 Presence follows open sockets, not client frames: a delegate who only reads stays present for as
 long as the tab is open (daphne's keepalive pings close a dead connection within ~50 s).
 
 A member is online in a room while at least one of their sockets is subscribed to it; `join`
 and `leave` say whether that changed, and the gateway then reports the change with `changed`.
-When the heartbeat finds expired entries of a member with no live one left (a crashed
-process's ghost) it reports them the same way, so rooms learn of it too.
+When an operation finds expired entries of a member with no live one left (a crashed process's
+ghost) it reports them the same way, so rooms learn of it too.
 
 Broadcasts are coalesced per room (docs/decisions/0007-presence-coalesced-with-deltas.md): a
 change is announced at once when the room has had no announcement from this process for
 COALESCE_SECONDS, otherwise at the end of that interval, together with every other change of
 the interval, by one call of the listener set with `on_change` with the room's *current* online
-list. Without this, N members arriving in a room cost N^2/2 frames of up to N members each.
+count and list (or sample). Without this, N members arriving in a room cost N^2/2 frames of up
+to N members each.
 
 Keys are namespaced by the database name: room ids are per database, and two deployments (or a
 test run next to a development server) may share one Redis.
@@ -28,13 +35,15 @@ test run next to a development server) may share one Redis.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
+import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -50,9 +59,36 @@ COALESCE_SECONDS = 1.0
 # of the whole list, and a `subscribed` list cut to this many (docs/realtime-protocol.md).
 FULL_LIST_MAX = 50
 
-# listener(room_id, room_slug, online_ids, joined_ids, left_ids): online is the room's current
-# list; joined (still online) and left (no longer online) are the changes since the last call.
-Listener = Callable[[int, str, list[int], list[int], list[int]], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Online:
+    """A room's members online: how many, and their ids in ascending order: all of them while
+    `count` <= FULL_LIST_MAX, else the FULL_LIST_MAX lowest (a sample of bounded size)."""
+
+    count: int
+    ids: list[int]
+
+    @property
+    def whole(self) -> bool:
+        """Whether `ids` is every member online."""
+        return len(self.ids) >= self.count
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A store operation's answer: the room's members online after it; the member's number of
+    live sockets in the room after an add or remove; the members whose last entry expired (found
+    and dropped by this operation); and, for `look`, which of the ids asked about are online."""
+
+    online: Online
+    sockets: int = 0
+    gone: list[int] = field(default_factory=list)
+    present: list[int] = field(default_factory=list)
+
+
+# listener(room_id, room_slug, online, joined_ids, left_ids): online is the room's current count
+# and ids; joined (still online) and left (no longer online) are the changes since the last call.
+Listener = Callable[[int, str, Online, list[int], list[int]], Awaitable[None]]
 _listener: Listener | None = None
 
 
@@ -72,74 +108,216 @@ def _entry(member_id: int, socket: str) -> str:
     return f"{int(member_id)}:{socket}"
 
 
-def _member_ids(entries: list[str]) -> list[int]:
-    return sorted({int(e.split(":", 1)[0]) for e in entries})
+def _member(entry: str) -> int:
+    return int(entry.split(":", 1)[0])
 
 
 class Store(Protocol):
-    async def add(self, room_id: int, entry: str, expires: float, at: float) -> list[str]: ...
+    async def add(self, room_id: int, entry: str, expires: float, at: float) -> Seen: ...
 
-    async def remove(self, room_id: int, entry: str, at: float) -> list[str]: ...
+    async def remove(self, room_id: int, entry: str, at: float) -> Seen: ...
 
-    async def live(self, room_id: int, at: float) -> list[str]: ...
+    async def look(self, room_id: int, at: float, among: Collection[int] = ()) -> Seen: ...
 
     async def refresh(
         self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, tuple[list[str], list[str]]]: ...
+    ) -> dict[int, list[int]]: ...
 
     async def aclose(self) -> None: ...
 
 
+@dataclass
+class _Room:
+    sockets: dict[str, float] = field(default_factory=dict)  # entry -> when it expires
+    counts: dict[int, int] = field(default_factory=dict)  # member id -> live entries
+    ids: list[int] = field(default_factory=list)  # the keys of `counts`, ascending
+    # (expires, entry) pushed at each add and refresh; a popped pair whose entry has another
+    # expiry since is stale and skipped.
+    expiries: list[tuple[float, str]] = field(default_factory=list)
+
+
 class MemoryStore:
-    """The in-process store for the in-memory channel layer (a single process)."""
+    """The in-process store for the in-memory channel layer (a single process): the Redis
+    store's structures and answers, in dicts."""
 
     def __init__(self) -> None:
-        self.rooms: dict[int, dict[str, float]] = {}
+        self.rooms: dict[int, _Room] = {}
 
-    def _prune(self, room_id: int, at: float) -> list[str]:
-        room = self.rooms.get(room_id, {})
-        expired = [e for e, until in room.items() if until <= at]
-        for e in expired:
-            del room[e]
-        return expired
+    @staticmethod
+    def _gain(room: _Room, entry: str, expires: float) -> None:
+        if entry not in room.sockets:
+            member = _member(entry)
+            room.counts[member] = room.counts.get(member, 0) + 1
+            if room.counts[member] == 1:
+                bisect.insort(room.ids, member)
+        room.sockets[entry] = expires
+        heapq.heappush(room.expiries, (expires, entry))
 
-    def _live(self, room_id: int) -> list[str]:
-        return sorted(self.rooms.get(room_id, {}))
+    @staticmethod
+    def _drop(room: _Room, entry: str) -> int | None:
+        """Remove an entry; the member's id if that was their last one."""
+        if room.sockets.pop(entry, None) is None:
+            return None
+        member = _member(entry)
+        left = room.counts.get(member, 0) - 1
+        if left > 0:
+            room.counts[member] = left
+            return None
+        room.counts.pop(member, None)
+        at = bisect.bisect_left(room.ids, member)
+        if at < len(room.ids) and room.ids[at] == member:
+            del room.ids[at]
+        return member
 
-    async def add(self, room_id: int, entry: str, expires: float, at: float) -> list[str]:
-        self.rooms.setdefault(room_id, {})[entry] = expires
-        self._prune(room_id, at)
-        return self._live(room_id)
+    def _prune(self, room: _Room, at: float) -> list[int]:
+        gone = []
+        while room.expiries and room.expiries[0][0] <= at:
+            until, entry = heapq.heappop(room.expiries)
+            if room.sockets.get(entry) == until:
+                member = self._drop(room, entry)
+                if member is not None:
+                    gone.append(member)
+        return sorted(gone)
 
-    async def remove(self, room_id: int, entry: str, at: float) -> list[str]:
-        self.rooms.get(room_id, {}).pop(entry, None)
-        self._prune(room_id, at)
-        live = self._live(room_id)
-        if not live:
+    @staticmethod
+    def _online(room: _Room) -> Online:
+        return Online(len(room.counts), room.ids[:FULL_LIST_MAX])
+
+    def _seen(self, room_id: int, room: _Room, entry: str, gone: list[int]) -> Seen:
+        seen = Seen(self._online(room), room.counts.get(_member(entry), 0), gone)
+        if not room.sockets:
             self.rooms.pop(room_id, None)
-        return live
+        return seen
 
-    async def live(self, room_id: int, at: float) -> list[str]:
-        self._prune(room_id, at)
-        return self._live(room_id)
+    async def add(self, room_id: int, entry: str, expires: float, at: float) -> Seen:
+        room = self.rooms.setdefault(room_id, _Room())
+        self._gain(room, entry, expires)
+        return self._seen(room_id, room, entry, self._prune(room, at))
+
+    async def remove(self, room_id: int, entry: str, at: float) -> Seen:
+        room = self.rooms.get(room_id, _Room())
+        self._drop(room, entry)
+        return self._seen(room_id, room, entry, self._prune(room, at))
+
+    async def look(self, room_id: int, at: float, among: Collection[int] = ()) -> Seen:
+        room = self.rooms.get(room_id, _Room())
+        gone = self._prune(room, at)
+        present = sorted({m for m in among if m in room.counts})
+        if not room.sockets:
+            self.rooms.pop(room_id, None)
+        return Seen(self._online(room), 0, gone, present)
 
     async def refresh(
         self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, tuple[list[str], list[str]]]:
+    ) -> dict[int, list[int]]:
         out = {}
         for room_id, mine in entries.items():
-            room = self.rooms.setdefault(room_id, {})
+            room = self.rooms.setdefault(room_id, _Room())
             for e in mine:
-                room[e] = expires
-            out[room_id] = (self._prune(room_id, at), self._live(room_id))
+                self._gain(room, e, expires)
+            out[room_id] = self._prune(room, at)
         return out
 
     async def aclose(self) -> None:
         self.rooms.clear()
 
 
+# The Redis store's scripts. KEYS: the room's entries (sorted set, score = expiry), counts (hash
+# member id -> live entries) and ids (sorted set of the member ids online, score = id).
+_LUA_COMMON = """
+local function member(entry) return string.match(entry, '^(-?%d+):') end
+local function lose(m)
+  if redis.call('HINCRBY', KEYS[2], m, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], m)
+    redis.call('ZREM', KEYS[3], m)
+    return true
+  end
+  return false
+end
+local function gain(entry, expires)
+  if redis.call('ZADD', KEYS[1], expires, entry) == 1 then
+    local m = member(entry)
+    if redis.call('HINCRBY', KEYS[2], m, 1) == 1 then redis.call('ZADD', KEYS[3], m, m) end
+  end
+end
+local function prune(at)
+  local gone = {}
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', at)
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at)
+    for _, e in ipairs(expired) do
+      local m = member(e)
+      if m and lose(m) then gone[#gone + 1] = tonumber(m) end
+    end
+  end
+  return gone
+end
+local function keep(ttl) for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end end
+local function sockets(m) return tonumber(redis.call('HGET', KEYS[2], m) or '0') end
+local function view(limit)
+  return redis.call('HLEN', KEYS[2]), redis.call('ZRANGE', KEYS[3], 0, tonumber(limit) - 1)
+end
+"""
+# ARGV: at, expires, ttl, limit, entry
+_LUA_ADD = (
+    _LUA_COMMON
+    + """
+gain(ARGV[5], ARGV[2])
+local gone = prune(ARGV[1])
+keep(ARGV[3])
+local n, ids = view(ARGV[4])
+return {sockets(member(ARGV[5])), n, ids, gone}
+"""
+)
+# ARGV: at, limit, entry
+_LUA_REMOVE = (
+    _LUA_COMMON
+    + """
+if redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then lose(member(ARGV[3])) end
+local gone = prune(ARGV[1])
+local n, ids = view(ARGV[2])
+return {sockets(member(ARGV[3])), n, ids, gone}
+"""
+)
+# ARGV: at, limit, member ids asked about...
+_LUA_LOOK = (
+    _LUA_COMMON
+    + """
+local gone = prune(ARGV[1])
+local present = {}
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then present[#present + 1] = tonumber(ARGV[i]) end
+end
+local n, ids = view(ARGV[2])
+return {0, n, ids, gone, present}
+"""
+)
+# ARGV: at, expires, ttl, entries... (plain ZADD, not XX: an entry another process pruned while
+# this one stalled comes back, since its socket is still open)
+_LUA_REFRESH = (
+    _LUA_COMMON
+    + """
+for i = 4, #ARGV do gain(ARGV[i], ARGV[2]) end
+local gone = prune(ARGV[1])
+keep(ARGV[3])
+return gone
+"""
+)
+
+
+def _seen(reply: list[Any]) -> Seen:
+    sockets, count, ids, gone, *present = reply
+    return Seen(
+        Online(int(count), sorted(int(i) for i in ids)),
+        int(sockets),
+        sorted({int(m) for m in gone}),
+        sorted(int(m) for m in present[0]) if present else [],
+    )
+
+
 class RedisStore:
-    """Sorted sets in Redis, one per room; each operation is one MULTI/EXEC round trip."""
+    """Three keys per room in Redis (see the module's docstring); each operation is one Lua
+    script (EVALSHA), atomic, one round trip, with an answer of bounded size."""
 
     def __init__(self, url: str, prefix: str) -> None:
         from redis import asyncio as aioredis
@@ -148,53 +326,43 @@ class RedisStore:
             url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
         )
         self.prefix = prefix
+        self._add = self.redis.register_script(_LUA_ADD)
+        self._remove = self.redis.register_script(_LUA_REMOVE)
+        self._look = self.redis.register_script(_LUA_LOOK)
+        self._refresh = self.redis.register_script(_LUA_REFRESH)
 
-    def key(self, room_id: int) -> str:
-        return f"{self.prefix}room:{int(room_id)}"
+    def keys(self, room_id: int) -> list[str]:
+        """The room's entries, counts and ids (names unlike those of the single sorted set of
+        earlier versions, so that the two never mix while processes of both run)."""
+        base = f"{self.prefix}room:{int(room_id)}:"
+        return [base + "entries", base + "counts", base + "ids"]
 
-    async def add(self, room_id: int, entry: str, expires: float, at: float) -> list[str]:
-        key = self.key(room_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {entry: expires})
-            pipe.zremrangebyscore(key, "-inf", at)
-            pipe.zrange(key, 0, -1)
-            # The whole set goes too if every process holding it died.
-            pipe.expire(key, int(TTL_SECONDS * 2))
-            result = await pipe.execute()
-        return sorted(result[2])
+    async def add(self, room_id: int, entry: str, expires: float, at: float) -> Seen:
+        # The keys go too if every process holding entries in them died.
+        args = [repr(at), repr(expires), int(TTL_SECONDS * 2), FULL_LIST_MAX, entry]
+        return _seen(await self._add(keys=self.keys(room_id), args=args))
 
-    async def remove(self, room_id: int, entry: str, at: float) -> list[str]:
-        key = self.key(room_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(key, entry)
-            pipe.zremrangebyscore(key, "-inf", at)
-            pipe.zrange(key, 0, -1)
-            result = await pipe.execute()
-        return sorted(result[2])
+    async def remove(self, room_id: int, entry: str, at: float) -> Seen:
+        args = [repr(at), FULL_LIST_MAX, entry]
+        return _seen(await self._remove(keys=self.keys(room_id), args=args))
 
-    async def live(self, room_id: int, at: float) -> list[str]:
-        return sorted(await self.redis.zrangebyscore(self.key(room_id), f"({at}", "+inf"))
+    async def look(self, room_id: int, at: float, among: Collection[int] = ()) -> Seen:
+        args = [repr(at), FULL_LIST_MAX, *(int(m) for m in among)]
+        return _seen(await self._look(keys=self.keys(room_id), args=args))
 
     async def refresh(
         self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, tuple[list[str], list[str]]]:
+    ) -> dict[int, list[int]]:
         rooms = list(entries)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             for room_id in rooms:
-                key = self.key(room_id)
-                # Plain ZADD, not XX: an entry another process pruned while this one stalled
-                # comes back, since its socket is still open.
-                pipe.zadd(key, dict.fromkeys(entries[room_id], expires))
-                pipe.zrangebyscore(key, "-inf", at)
-                pipe.zremrangebyscore(key, "-inf", at)
-                pipe.zrange(key, 0, -1)
-                pipe.expire(key, int(TTL_SECONDS * 2))
+                args = [repr(at), repr(expires), int(TTL_SECONDS * 2), *entries[room_id]]
+                await self._refresh(keys=self.keys(room_id), args=args, client=pipe)
             result = await pipe.execute()
-        out = {}
-        for i, room_id in enumerate(rooms):
-            expired, live = result[i * 5 + 1], result[i * 5 + 3]
-            out[room_id] = (sorted(expired), sorted(live))
-        return out
+        return {
+            room_id: sorted({int(m) for m in gone})
+            for room_id, gone in zip(rooms, result, strict=True)
+        }
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -257,27 +425,29 @@ class Presence:
 
     async def join(
         self, room_id: int, slug: str, member_id: int, socket: str
-    ) -> tuple[list[int], bool]:
-        """Add a socket to the room; returns (online member ids, whether the member just came)."""
+    ) -> tuple[Online, bool]:
+        """Add a socket to the room; returns (the members online, whether the member just came)."""
         entry = _entry(member_id, socket)
         again = (room_id, entry) in self.local
         self.local[(room_id, entry)] = slug
         self._ensure_heartbeat()
         at = now()
-        live = await self.store.add(room_id, entry, at + TTL_SECONDS, at)
-        mine = [e for e in live if e.split(":", 1)[0] == str(member_id)]
-        return _member_ids(live), not again and mine == [entry]
+        seen = await self.store.add(room_id, entry, at + TTL_SECONDS, at)
+        if seen.gone:
+            self.changed(room_id, slug, left=seen.gone)
+        return seen.online, not again and seen.sockets == 1
 
-    async def leave(self, room_id: int, member_id: int, socket: str) -> tuple[list[int], bool]:
-        """Remove a socket; returns (online member ids, whether the member just left)."""
+    async def leave(self, room_id: int, member_id: int, socket: str) -> tuple[Online, bool]:
+        """Remove a socket; returns (the members online, whether the member just left)."""
         entry = _entry(member_id, socket)
-        self.local.pop((room_id, entry), None)
-        live = await self.store.remove(room_id, entry, now())
-        online = _member_ids(live)
-        return online, member_id not in online
+        slug = self.local.pop((room_id, entry), None)
+        seen = await self.store.remove(room_id, entry, now())
+        if seen.gone and slug is not None:
+            self.changed(room_id, slug, left=seen.gone)
+        return seen.online, seen.sockets == 0
 
-    async def online(self, room_id: int) -> list[int]:
-        return _member_ids(await self.store.live(room_id, now()))
+    async def online(self, room_id: int) -> Online:
+        return (await self.store.look(room_id, now())).online
 
     async def beat(self) -> None:
         """Refresh this process's entries, drop expired ones everywhere this process looks, and
@@ -291,9 +461,7 @@ class Presence:
             slugs[room_id] = slug
         at = now()
         result = await self.store.refresh(entries, at + TTL_SECONDS, at)
-        for room_id, (expired, live) in result.items():
-            online = _member_ids(live)
-            gone = [m for m in _member_ids(expired) if m not in online]
+        for room_id, gone in result.items():
             if gone:
                 self.changed(room_id, slugs[room_id], left=gone)
 
@@ -322,14 +490,16 @@ class Presence:
             while room_id in self.pending:
                 changes = self.pending.pop(room_id)
                 try:
-                    online = await self.online(room_id)
-                    current = set(online)
                     # Read now, after the interval: a member who came and went within it is
-                    # neither joined nor still online, and the list is the latest one.
+                    # neither joined nor still online, and the count and list are the latest.
+                    # Only the members who changed are looked up, not the whole room.
+                    asked = changes.joined | changes.left
+                    seen = await self.store.look(room_id, now(), sorted(asked))
+                    current = set(seen.present)
                     joined = sorted(changes.joined & current)
-                    left = sorted(changes.left - current)
+                    left = sorted((changes.left | set(seen.gone)) - current)
                     if _listener is not None:
-                        await _listener(room_id, changes.slug, online, joined, left)
+                        await _listener(room_id, changes.slug, seen.online, joined, left)
                 except Exception:
                     # Redis away: the next change (or the heartbeat) announces the room again.
                     logger.warning("presence announcement failed", exc_info=True)

@@ -50,6 +50,7 @@ def colleague(plan: None) -> User:
 @pytest.fixture(autouse=True)
 def forget_room_ids() -> None:
     consumers._room_ids.clear()  # room ids differ per test database
+    consumers._samples.clear()  # and so do member ids
 
 
 # --- Query counts of the hops -----------------------------------------------------------------
@@ -102,6 +103,49 @@ def test_room_state_caps_the_list_at_full_list_max(
 
 
 @pytest.mark.django_db
+def test_room_state_of_a_big_room_keeps_the_samples_summaries_for_a_while(
+    member: User, colleague: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
+    room = Room.objects.get(slug="wg1-a")
+    sample = [member.pk]
+
+    counts = []
+    for ids in (sample, sample, [colleague.pk]):  # the same sample twice, then another
+        with CaptureQueriesContext(connection) as queries:
+            *_marks, members = consumers._room_state(member.pk, "wg1-a", room.pk, ids, True)
+        counts.append((len(queries), members))
+    monkeypatch.setattr(consumers, "SAMPLE_SECONDS", 0.0)  # kept for no time: read each time
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            consumers._room_state(member.pk, "wg1-a", room.pk, [colleague.pk + 1], True)
+        counts.append((len(queries), None))
+
+    assert counts == [
+        (3, [me(member)]),
+        (2, [me(member)]),
+        (3, [me(colleague)]),
+        (3, None),
+        (3, None),
+    ]
+
+
+@pytest.mark.django_db
+def test_room_state_of_a_small_room_reads_the_list_every_time(
+    member: User, colleague: User
+) -> None:
+    room = Room.objects.get(slug="wg1-a")
+
+    counts = []
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            consumers._room_state(member.pk, "wg1-a", room.pk, [member.pk, colleague.pk])
+        counts.append(len(queries))
+
+    assert counts == [3, 3]
+
+
+@pytest.mark.django_db
 def test_room_state_for_a_remembered_id_the_slug_no_longer_names_raises_moved(
     member: User,
 ) -> None:
@@ -141,7 +185,9 @@ def test_token_identity_wrong_token_is_anonymous_without_identity(plan: None) ->
 
 @pytest.mark.django_db
 def test_presence_frame_of_a_small_room_is_the_whole_list(member: User, colleague: User) -> None:
-    frame = consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [colleague.pk], [])
+    online = presence.Online(2, [member.pk, colleague.pk])
+
+    frame = consumers._presence_frame("wg1-a", online, [colleague.pk], [])
 
     together = sorted([me(member), me(colleague)], key=lambda m: m["name"].lower())
     assert frame == {"type": "presence", "room": "wg1-a", "online": together}
@@ -154,7 +200,9 @@ def test_presence_frame_of_a_big_room_is_the_changes_and_the_count(
     monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
 
     with CaptureQueriesContext(connection) as queries:
-        frame = consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [colleague.pk], [99])
+        frame = consumers._presence_frame(
+            "wg1-a", presence.Online(2, [member.pk]), [colleague.pk], [99]
+        )
 
     assert (len(queries), frame) == (
         1,
@@ -174,7 +222,9 @@ def test_presence_frame_of_a_big_room_without_changes_is_none(
 ) -> None:
     monkeypatch.setattr(presence, "FULL_LIST_MAX", 1)
 
-    assert consumers._presence_frame("wg1-a", [member.pk, colleague.pk], [], []) is None
+    online = presence.Online(2, [member.pk])
+
+    assert consumers._presence_frame("wg1-a", online, [], []) is None
 
 
 # --- Through the gateway ------------------------------------------------------------------------
@@ -263,6 +313,26 @@ async def test_big_room_subscribed_is_capped_and_presence_comes_as_deltas(
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_subscribe_while_presence_store_is_away_shows_only_the_member(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def away(*args: Any) -> None:
+        raise ConnectionError("redis away")
+
+    headers = await database_sync_to_async(_session_headers)(member)
+    async with socket(headers) as ws:
+        monkeypatch.setattr(presence.get().store, "add", away)
+        subscribed = await _subscribe(ws)
+
+    # The room works; presence shows only this member, and no count (docs: Redis away).
+    assert (subscribed["type"], subscribed["online"], "online_count" in subscribed) == (
+        "subscribed",
+        [me(member)],
+        False,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_subscribe_with_a_stale_remembered_room_id_finds_the_room_again(
     member: User,
 ) -> None:
@@ -298,4 +368,4 @@ async def test_subscribe_whose_database_hop_fails_leaves_no_presence_behind(
         local = list(presence.get().local)
 
     # Without the undo, the heartbeat would keep this socket's entry alive after it closed.
-    assert (error["code"], online, local) == ("server_error", [], [])
+    assert (error["code"], online, local) == ("server_error", presence.Online(0, []), [])

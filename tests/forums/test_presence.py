@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,7 +21,7 @@ from minga.asgi import application
 
 from community.models import User
 from forums import presence
-from forums.presence import MemoryStore, Presence, RedisStore
+from forums.presence import MemoryStore, Online, Presence, RedisStore
 from tests.forums.factories import member_in
 
 
@@ -39,7 +40,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-Announcement = tuple[int, str, list[int], list[int], list[int]]
+Announcement = tuple[int, str, Online, list[int], list[int]]
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,7 @@ def changes(monkeypatch: pytest.MonkeyPatch) -> list[Announcement]:
     seen: list[Announcement] = []
 
     async def listener(
-        room_id: int, slug: str, online: list[int], joined: list[int], left: list[int]
+        room_id: int, slug: str, online: Online, joined: list[int], left: list[int]
     ) -> None:
         seen.append((room_id, slug, online, joined, left))
 
@@ -87,7 +88,7 @@ async def test_join_first_socket_of_member_is_an_arrival(store: Any, clock: Cloc
     first = await here.join(1, "wg1-a", 7, "sock-a")
     second = await here.join(1, "wg1-a", 8, "sock-b")
 
-    assert (first, second) == (([7], True), ([7, 8], True))
+    assert (first, second) == ((Online(1, [7]), True), (Online(2, [7, 8]), True))
 
 
 async def test_join_second_socket_of_member_is_no_arrival(store: Any, clock: Clock) -> None:
@@ -96,7 +97,7 @@ async def test_join_second_socket_of_member_is_no_arrival(store: Any, clock: Clo
 
     again = await here.join(1, "wg1-a", 7, "tab-2")
 
-    assert again == ([7], False)
+    assert again == (Online(1, [7]), False)
 
 
 async def test_join_same_socket_twice_is_no_arrival(store: Any, clock: Clock) -> None:
@@ -105,7 +106,7 @@ async def test_join_same_socket_twice_is_no_arrival(store: Any, clock: Clock) ->
 
     again = await here.join(1, "wg1-a", 7, "tab-1")
 
-    assert again == ([7], False)
+    assert again == (Online(1, [7]), False)
 
 
 async def test_leave_last_socket_of_member_is_a_departure(store: Any, clock: Clock) -> None:
@@ -117,7 +118,7 @@ async def test_leave_last_socket_of_member_is_a_departure(store: Any, clock: Clo
     one_tab_left = await here.leave(1, 7, "tab-1")
     gone = await here.leave(1, 7, "tab-2")
 
-    assert (one_tab_left, gone) == (([7, 8], False), ([8], True))
+    assert (one_tab_left, gone) == ((Online(2, [7, 8]), False), (Online(1, [8]), True))
 
 
 async def test_rooms_are_separate(store: Any, clock: Clock) -> None:
@@ -125,7 +126,7 @@ async def test_rooms_are_separate(store: Any, clock: Clock) -> None:
     await here.join(1, "wg1-a", 7, "s1")
     await here.join(2, "wg1-b", 8, "s2")
 
-    assert (await here.online(1), await here.online(2)) == ([7], [8])
+    assert (await here.online(1), await here.online(2)) == (Online(1, [7]), Online(1, [8]))
 
 
 async def test_crashed_process_entries_expire(store: Any, clock: Clock) -> None:
@@ -141,7 +142,7 @@ async def test_crashed_process_entries_expire(store: Any, clock: Clock) -> None:
     await alive.beat()
     after = await alive.online(1)
 
-    assert (before, after) == ([7, 8], [7])
+    assert (before, after) == (Online(2, [7, 8]), Online(1, [7]))
 
 
 async def test_beat_reports_vanished_member_to_listener(
@@ -155,7 +156,7 @@ async def test_beat_reports_vanished_member_to_listener(
     await alive.beat()
     await alive.settled()
 
-    assert changes == [(1, "wg1-a", [7], [], [8])]
+    assert changes == [(1, "wg1-a", Online(1, [7]), [], [8])]
 
 
 # --- Coalesced announcements ------------------------------------------------------------------
@@ -185,7 +186,7 @@ async def test_first_change_in_a_quiet_room_is_announced_at_once(
     await _arrive(here, 1, 7)
     await _until(lambda: bool(changes))
 
-    assert changes == [(1, "room-1", [7], [7], [])]
+    assert changes == [(1, "room-1", Online(1, [7]), [7], [])]
     await here.aclose()
 
 
@@ -202,8 +203,8 @@ async def test_changes_within_the_interval_make_one_announcement_with_the_latest
     await here.settled()
 
     assert changes == [
-        (1, "room-1", [7], [7], []),
-        (1, "room-1", [7, 8, 9, 10], [8, 9, 10], []),
+        (1, "room-1", Online(1, [7]), [7], []),
+        (1, "room-1", Online(4, [7, 8, 9, 10]), [8, 9, 10], []),
     ]
 
 
@@ -220,7 +221,7 @@ async def test_member_who_came_and_went_within_the_interval_is_not_announced_as_
     here.changed(1, "room-1", left=[8] if left else [])
     await here.settled()
 
-    assert changes[1:] == [(1, "room-1", [7], [], [8])]
+    assert changes[1:] == [(1, "room-1", Online(1, [7]), [], [8])]
 
 
 async def test_rooms_are_announced_separately(
@@ -232,16 +233,19 @@ async def test_rooms_are_announced_separately(
     await _arrive(here, 2, 8)
     await here.settled()
 
-    assert sorted(changes) == [(1, "room-1", [7], [7], []), (2, "room-2", [8], [8], [])]
+    assert sorted(changes, key=lambda c: c[0]) == [
+        (1, "room-1", Online(1, [7]), [7], []),
+        (2, "room-2", Online(1, [8]), [8], []),
+    ]
 
 
 async def test_failed_announcement_is_logged_and_the_next_change_announces_again(
     store: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[list[int]] = []
+    calls: list[Online] = []
 
     async def flaky(
-        room_id: int, slug: str, online: list[int], joined: list[int], left: list[int]
+        room_id: int, slug: str, online: Online, joined: list[int], left: list[int]
     ) -> None:
         calls.append(online)
         if len(calls) == 1:
@@ -255,7 +259,7 @@ async def test_failed_announcement_is_logged_and_the_next_change_announces_again
     await _arrive(here, 1, 8)
     await here.settled()
 
-    assert calls == [[7], [7, 8]]
+    assert calls == [Online(1, [7]), Online(2, [7, 8])]
 
 
 async def test_beat_keeps_live_entries_past_their_first_ttl(store: Any, clock: Clock) -> None:
@@ -266,7 +270,7 @@ async def test_beat_keeps_live_entries_past_their_first_ttl(store: Any, clock: C
         clock.t += presence.HEARTBEAT_SECONDS
         await here.beat()
 
-    assert await here.online(1) == [7]
+    assert await here.online(1) == Online(1, [7])
 
 
 async def test_beat_restores_an_entry_pruned_while_the_process_stalled(
@@ -281,7 +285,7 @@ async def test_beat_restores_an_entry_pruned_while_the_process_stalled(
 
     await stalled.beat()  # the socket is still open: it comes back
 
-    assert (pruned, await other.online(1)) == ([8], [7, 8])
+    assert (pruned, await other.online(1)) == (Online(1, [8]), Online(2, [7, 8]))
 
 
 async def test_beat_without_local_sockets_does_nothing(store: Any, clock: Clock) -> None:
@@ -289,7 +293,256 @@ async def test_beat_without_local_sockets_does_nothing(store: Any, clock: Clock)
 
     await here.beat()
 
-    assert await here.online(1) == []
+    assert await here.online(1) == Online(0, [])
+
+
+# --- Counts, expiry and big rooms -------------------------------------------------------------
+
+
+async def test_member_with_several_sockets_is_counted_once_with_their_sockets(
+    store: Any, clock: Clock
+) -> None:
+    at = presence.now()
+    expires = at + presence.TTL_SECONDS
+    added = [await store.add(1, f"7:tab-{n}", expires, at) for n in (1, 2, 3)]
+    other = await store.add(1, "8:x", expires, at)
+    again = await store.add(1, "7:tab-2", expires, at)  # the same socket: no second count
+    removed = [await store.remove(1, f"7:tab-{n}", at) for n in (1, 2, 3)]
+    unknown = await store.remove(1, "7:tab-1", at)  # already gone: no negative count
+
+    assert (
+        [(s.sockets, s.online) for s in added],
+        (other.sockets, other.online),
+        (again.sockets, again.online),
+        [(s.sockets, s.online) for s in removed],
+        (unknown.sockets, unknown.online),
+    ) == (
+        [(1, Online(1, [7])), (2, Online(1, [7])), (3, Online(1, [7]))],
+        (1, Online(2, [7, 8])),
+        (3, Online(2, [7, 8])),
+        [(2, Online(2, [7, 8])), (1, Online(2, [7, 8])), (0, Online(1, [8]))],
+        (0, Online(1, [8])),
+    )
+
+
+async def test_dead_process_entries_expire_and_leave_no_ghost_count(
+    store: Any, clock: Clock, changes: list[Announcement]
+) -> None:
+    alive, crashed = process(store), process(store)
+    await alive.join(1, "wg1-a", 7, "a1")
+    await crashed.join(1, "wg1-a", 7, "c1")  # member 7 also on the process that dies
+    await crashed.join(1, "wg1-a", 8, "c2")
+    await crashed.join(1, "wg1-a", 8, "c3")
+
+    clock.t += presence.TTL_SECONDS + 1
+    await alive.beat()
+    await alive.settled()
+    after = await alive.online(1)
+    # Had member 8's two expired sockets left a count behind, this would be no arrival.
+    back = await alive.join(1, "wg1-a", 8, "a2")
+    # And member 7 is down to the one live socket: leaving it is a departure.
+    _online, seven_left = await alive.leave(1, 7, "a1")
+
+    assert (changes, after, back, seven_left) == (
+        [(1, "wg1-a", Online(1, [7]), [], [8])],
+        Online(1, [7]),
+        (Online(2, [7, 8]), True),
+        True,
+    )
+
+
+async def test_ghost_pruned_by_a_join_is_announced_as_left(
+    store: Any, clock: Clock, changes: list[Announcement]
+) -> None:
+    alive, crashed = process(store), process(store)
+    await crashed.join(1, "room-1", 8, "c1")
+    clock.t += presence.TTL_SECONDS + 1
+
+    await _arrive(alive, 1, 7)  # the join finds 8's expired entry before any heartbeat does
+    await alive.settled()
+
+    assert changes == [(1, "room-1", Online(1, [7]), [7], [8])]
+
+
+async def test_big_room_join_answers_the_count_and_the_lowest_ids_only(
+    store: Any, clock: Clock
+) -> None:
+    here = process(store)
+    for member_id in range(100, 100 + presence.FULL_LIST_MAX):
+        await here.join(1, "wg1-a", member_id, f"s{member_id}")
+
+    at_max, arrived = await here.join(1, "wg1-a", 5, "s5")  # the 51st, and the lowest id
+    more, _ = await here.join(1, "wg1-a", 999, "s999")
+    _left, _ = await here.leave(1, 5, "s5")
+    looked = await here.online(1)
+
+    lowest = list(range(100, 100 + presence.FULL_LIST_MAX))
+    assert (at_max, arrived, at_max.whole, more, looked, looked.whole) == (
+        Online(presence.FULL_LIST_MAX + 1, [5, *lowest[:-1]]),
+        True,
+        False,
+        Online(presence.FULL_LIST_MAX + 2, [5, *lowest[:-1]]),
+        Online(presence.FULL_LIST_MAX + 1, lowest),
+        False,
+    )
+
+
+async def test_big_room_announcement_checks_only_the_members_who_changed(
+    store: Any, clock: Clock, changes: list[Announcement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "FULL_LIST_MAX", 3)
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.5)  # longer than the joins below
+    here = process(store)
+    for member_id in (1, 2, 3, 4):
+        await here.join(1, "room-1", member_id, f"s{member_id}")
+    await _arrive(here, 1, 5)
+    await _until(lambda: bool(changes))
+
+    await _arrive(here, 1, 20)  # 20 is beyond the sample of ids: still announced
+    await _arrive(here, 1, 21)  # came and went within the interval: in neither list
+    _online, left = await here.leave(1, 21, "s21")
+    here.changed(1, "room-1", left=[21] if left else [])
+    _online, left = await here.leave(1, 2, "s2")
+    here.changed(1, "room-1", left=[2] if left else [])
+    await here.settled()
+
+    assert changes == [
+        (1, "room-1", Online(5, [1, 2, 3]), [5], []),
+        (1, "room-1", Online(5, [1, 3, 4]), [20], [2, 21]),
+    ]
+
+
+async def test_memory_and_redis_stores_answer_alike(redis_url: str) -> None:
+    """A fixed random run of adds, removes, heartbeats and looks with the clock moving on,
+    against both stores: every answer is the same."""
+    rng = random.Random(6)  # a reproducible test sequence
+    prefix = f"minga:test:{uuid.uuid4().hex}:presence:"
+    memory, redis_store = MemoryStore(), RedisStore(redis_url, prefix)
+    at, answers = 1_000_000.0, {"memory": [], "redis": []}
+    try:
+        for _ in range(400):
+            at += rng.choice((0.0, 1.0, 7.0, 30.0))
+            room, entry = rng.choice((1, 2)), f"{rng.randrange(1, 9)}:s{rng.randrange(3)}"
+            op = rng.choice(("add", "add", "remove", "refresh", "look"))
+            for name, st in (("memory", memory), ("redis", redis_store)):
+                if op == "add":
+                    answer: Any = await st.add(room, entry, at + presence.TTL_SECONDS, at)
+                elif op == "remove":
+                    answer = await st.remove(room, entry, at)
+                elif op == "refresh":
+                    answer = await st.refresh({room: [entry]}, at + presence.TTL_SECONDS, at)
+                else:
+                    answer = await st.look(room, at, [1, 3, 5, 7])
+                answers[name].append(answer)
+    finally:
+        keys = [k async for k in redis_store.redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis_store.redis.delete(*keys)
+        await redis_store.aclose()
+
+    gone = sum(len(a.gone) for a in answers["memory"] if isinstance(a, presence.Seen))
+    assert (answers["memory"] == answers["redis"], gone > 0) == (True, True)
+
+
+# --- The Lua path in Redis ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_store(redis_url: str) -> AsyncIterator[RedisStore]:
+    prefix = f"minga:test:{uuid.uuid4().hex}:presence:"
+    st = RedisStore(redis_url, prefix)
+    yield st
+    keys = [k async for k in st.redis.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await st.redis.delete(*keys)
+    await st.aclose()
+
+
+async def test_redis_keeps_entries_counts_and_ids_consistent(
+    redis_store: RedisStore, clock: Clock
+) -> None:
+    here = process(redis_store)
+    entries, counts, ids = redis_store.keys(1)
+    await here.join(1, "wg1-a", 7, "tab-1")
+    await here.join(1, "wg1-a", 7, "tab-2")
+    await here.join(1, "wg1-a", 12, "x")
+    during = (
+        await redis_store.redis.zcard(entries),
+        await redis_store.redis.hgetall(counts),
+        await redis_store.redis.zrange(ids, 0, -1),
+    )
+    await here.leave(1, 7, "tab-1")
+    await here.leave(1, 7, "tab-2")
+    await here.leave(1, 12, "x")
+    after = await redis_store.redis.exists(entries, counts, ids)
+
+    # Ids sort as numbers (12 after 7), and an empty room leaves no key behind.
+    assert (during, after) == ((3, {"7": "2", "12": "1"}, ["7", "12"]), 0)
+
+
+async def test_redis_join_answer_stays_the_same_size_as_the_room_grows(
+    redis_store: RedisStore, clock: Clock
+) -> None:
+    """One round trip per join, and an answer that does not grow with the room: before, each
+    join read back every entry of the room."""
+    at = presence.now()
+    expires = at + presence.TTL_SECONDS
+    calls: list[tuple[str, int]] = []
+    real = redis_store.redis.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        reply = await real(*args, **options)
+        calls.append((str(args[0]), len(json.dumps(reply))))
+        return reply
+
+    async def fill(upto: int) -> None:
+        for member_id in range(await redis_store.redis.zcard(redis_store.keys(1)[0]), upto):
+            await redis_store.add(1, f"{1000 + member_id}:s", expires, at)
+
+    await fill(60)
+    redis_store.redis.execute_command = counted  # type: ignore[method-assign]
+    small = await redis_store.add(1, "5:joiner", expires, at)
+    at_60 = calls[:]
+    redis_store.redis.execute_command = real  # type: ignore[method-assign]
+    await fill(500)
+    calls.clear()
+    redis_store.redis.execute_command = counted  # type: ignore[method-assign]
+    big = await redis_store.add(1, "6:joiner", expires, at)
+    at_500 = calls[:]
+
+    # Same shape and size (the count has one more digit), not 500 entries.
+    assert (
+        [c[0] for c in at_60],
+        [c[0] for c in at_500],
+        at_500[0][1] - at_60[0][1] <= 2,
+        at_500[0][1] < 1024,
+        (small.online.count, len(small.online.ids)),
+        (big.online.count, len(big.online.ids)),
+    ) == (
+        ["EVALSHA"],
+        ["EVALSHA"],
+        True,
+        True,
+        (61, presence.FULL_LIST_MAX),
+        (501, presence.FULL_LIST_MAX),
+    )
+
+
+async def test_redis_store_loads_a_script_the_server_does_not_know(
+    redis_store: RedisStore, clock: Clock
+) -> None:
+    """A script the server forgot (restart, SCRIPT FLUSH) is loaded again, alone or pipelined."""
+    here = process(redis_store)
+    await here.join(1, "wg1-a", 7, "s1")
+    # The same scripts under a comment of their own: scripts this server has never seen.
+    unseen = f"\n-- {uuid.uuid4().hex}"
+    redis_store._add = redis_store.redis.register_script(presence._LUA_ADD + unseen)
+    redis_store._refresh = redis_store.redis.register_script(presence._LUA_REFRESH + unseen)
+
+    online, arrived = await here.join(1, "wg1-a", 8, "s2")
+    await here.beat()  # the pipelined refresh loads its script first
+
+    assert (online, arrived, await here.online(1)) == (Online(2, [7, 8]), True, Online(2, [7, 8]))
 
 
 async def test_redis_entries_are_visible_to_another_process(redis_url: str, clock: Clock) -> None:
@@ -299,14 +552,17 @@ async def test_redis_entries_are_visible_to_another_process(redis_url: str, cloc
         await Presence(one).join(3, "wg2-a", 11, "a")
 
         seen = await Presence(two).online(3)
-        ttl = await one.redis.ttl(one.key(3))
+        ttls = [await one.redis.ttl(key) for key in one.keys(3)]
     finally:
-        await one.redis.delete(one.key(3))
+        await one.redis.delete(*one.keys(3))
         await one.aclose()
         await two.aclose()
 
-    # The set itself expires too if every process holding entries in it died.
-    assert (seen, 0 < ttl <= 2 * presence.TTL_SECONDS) == ([11], True)
+    # The keys themselves expire too if every process holding entries in them died.
+    assert (seen, [0 < ttl <= 2 * presence.TTL_SECONDS for ttl in ttls]) == (
+        Online(1, [11]),
+        [True, True, True],
+    )
 
 
 def test_redis_url_follows_the_channel_layer(settings: Any) -> None:
