@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import loadgen, minga_setup
 from bench.__main__ import _stop_servers, start_servers
-from bench.servers import Processes, free_ports, redis_argv
+from bench.servers import ROOT, Processes, free_ports, redis_argv
 
 
 async def _probe(
@@ -58,9 +58,11 @@ async def _probe(
         await asyncio.sleep(3)
         idle = meter.delta(idle_before, meter.snapshot())
         steps = []
-        rates, seconds, fanout_meter = fanout
+        rates, step_seconds, fanout_meter = fanout  # not `seconds`: the connect time, above
         for n, rate in enumerate(rates, start=1):  # the room fan-out, as H1 steps
-            result = await fleet.step(fanout_meter or meter, step=n, rate=rate, seconds=seconds)
+            result = await fleet.step(
+                fanout_meter or meter, step=n, rate=rate, seconds=step_seconds
+            )
             steps.append({k: result[k] for k in FANOUT_KEYS})
             print("  fan-out", json.dumps(steps[-1]), flush=True)
     finally:
@@ -93,13 +95,27 @@ FANOUT_KEYS = (
 
 
 def _snapshot(meter: loadgen.Meter) -> None:
-    """With MEMTRACE_DIR set, ask each server for a tracemalloc snapshot (SIGUSR1: see the
-    recipe in docs/performance.md, item 5); the servers must have been started with it."""
+    """With MEMTRACE_DIR set, ask each server for a tracemalloc snapshot (SIGUSR1: the servers
+    run with bench/memtrace/sitecustomize.py; docs/performance.md, "H3: where a connection's
+    bytes go"; `bench.memtrace_report` reads them)."""
     if not os.environ.get("MEMTRACE_DIR"):
         return
     for server in meter.servers:
         os.kill(server.pid, signal.SIGUSR1)
     time.sleep(5)  # a snapshot of a big heap takes a while
+
+
+def _server_env(env: dict[str, str], tree: str | None) -> dict[str, str]:
+    """The servers' environment, to run from `tree` (default: this one)."""
+    env = dict(env)
+    if tree is not None:
+        # `python -m` puts the working directory first on the path: the servers run in the
+        # baseline tree, and its `platform` (minga) goes before ours.
+        env["PYTHONPATH"] = f"{tree}:{tree}/platform"
+    if os.environ.get("MEMTRACE_DIR"):  # the servers answer SIGUSR1 (_snapshot)
+        here = tree or str(ROOT)
+        env["PYTHONPATH"] = f"{here}:{here}/platform:{ROOT / 'bench' / 'memtrace'}"
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,12 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             data = minga_setup.prepare(args.members, port)
             proto = loadgen.MingaProto(data.tokens, data.threads)
             for system in systems:
-                env, tree = dict(data.env), None
-                if system == "base":
-                    # `python -m` puts the working directory first on the path: the servers
-                    # run in the baseline tree, and its `platform` (minga) goes before ours.
-                    tree = str(args.baseline)
-                    env["PYTHONPATH"] = f"{tree}:{tree}/platform"
+                tree = str(args.baseline) if system == "base" else None
+                env = _server_env(data.env, tree)
                 ports, pids = start_servers(procs, "minga", port, env, tree)
                 poster = None
                 try:
@@ -163,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                             fanout=(rates, args.seconds, fanout_meter),
                         )
                     )
+                    out[system]["server_pids"] = pids  # their snapshots' names
                 except RuntimeError as error:
                     out[system] = {"error": str(error)}
                 finally:

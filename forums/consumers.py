@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, Min, OuterRef
@@ -391,6 +392,53 @@ transport.install()  # under daphne: slow sockets closed with 4408, all with 101
 # --- The consumer -----------------------------------------------------------------------------
 
 
+class Turn:
+    """A socket's turn: `async with` it to handle one client frame or relay bus frames, one
+    holder at a time, first come first served, as with asyncio.Lock. asyncio.Lock keeps the deque
+    of its waiters (760 bytes) for the socket's lifetime once two ever met; this keeps a list
+    only while someone waits (docs/performance.md, "H3: where a connection's bytes go")."""
+
+    __slots__ = ("held", "waiters")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiters: list[asyncio.Future[None]] | None = None  # oldest first
+
+    def locked(self) -> bool:
+        return self.held
+
+    async def __aenter__(self) -> None:
+        if not self.held:
+            self.held = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self.waiters is None:
+            self.waiters = []
+        self.waiters.append(waiter)
+        try:
+            await waiter  # the holder hands the turn over: `held` stays True
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed the turn, then cancelled: it passes to the next
+            elif self.waiters is not None and waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
+        finally:
+            if not self.waiters:
+                self.waiters = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.held = False
+
+
 class GatewayConsumer(AsyncWebsocketConsumer):
     groups: list[str] = []
     # No channel of its own: this process's hub (notifications.bus.Hub) is subscribed once to
@@ -402,6 +450,21 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     # dropped, not relayed; a later accepted subscribe clears the slug. Immutable and replaced,
     # never mutated, so the class default is never shared state.
     forbidden_rooms: frozenset[str] = frozenset()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__ for a consumer without a channel: each ASGI message
+        is awaited and dispatched in turn, as Channels' `await_many_dispatch` does with one
+        source, without its receive task and `asyncio.wait` per message (about 2 KiB held by
+        every idle socket: docs/performance.md, "H3: where a connection's bytes go"). The alias
+        above names no layer, so Channels would not make a channel either."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     HANDLERS = {
         "ping": "on_ping",
@@ -429,8 +492,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         # Client frames and bus frames are handled one at a time, in arrival order, as Channels'
         # dispatch loop did: a bus frame arriving while a client frame is handled (a subscribe's
         # replay, a post) waits in the backlog, and so do the frames behind it.
-        self.turn = asyncio.Lock()
-        self.backlog: deque[str] = deque()
+        self.turn = Turn()
+        # Made on first use and dropped once drained: most sockets never need one (760 bytes).
+        self.backlog: deque[str] | None = None
         self.drainer: asyncio.Task[None] | None = None
         # Under daphne: room frames are written to the socket's transport (forums.transport).
         self.write_direct = transport.direct_sender(self.base_send)
@@ -782,6 +846,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if control is None:
             control = bus.is_control(text)
         if self.backlog or self.turn.locked() or control:
+            if self.backlog is None:
+                self.backlog = deque()
             self.backlog.append(text)
             self._drain_soon()
             return
@@ -799,7 +865,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                     await self._relay_now(text)
                 except Exception:
                     logger.warning("relay failed", extra={"member": self.member_id}, exc_info=True)
-            self.backlog.clear()  # only left over when the socket is closing
+            self.backlog = None  # empty, or left over when the socket is closing
+        self.drainer = None  # done (a relay meanwhile appended to the backlog drained here)
 
     async def _relay_now(self, text: str) -> None:
         if self.closing:

@@ -29,6 +29,18 @@ Either way the client reconnects with its jittered backoff and catches up by `se
    is skipped does nothing for a `websocket.send` (the session is saved on HTTP responses only);
    a socket that is not open, or that negotiated compression, gets the ASGI path.
 
+5. **Less memory per socket** (docs/performance.md, "H3: where a connection's bytes go").
+   daphne gives every websocket's application an `asyncio.Queue` (four deques, ~3 KiB, for
+   the few messages daphne puts and Channels gets one at a time): `InputQueue` does the same
+   with nothing allocated while empty. Autobahn copies its 29 protocol options from the factory
+   onto every protocol instance (`_connectionMade`), which took the instance's attribute table
+   past 85 entries and doubled it (3.3 KiB); the options are now read from the class, primed
+   from daphne's one factory with the same values (`tcpNoDelay` excepted: autobahn reads it
+   before the copy, and that read must keep failing as it did, or Nagle's algorithm would be
+   switched off). Its send queue, a deque that stays empty under daphne, is a list
+   (`SendQueue`), and the handshake's raw request, response and parsed headers are dropped
+   once the socket is open (`forget_handshake`).
+
 `install()` runs at import of the gateway. It acts only where daphne's websocket protocol is
 loaded (daphne imports it before the application); the in-process test communicators have no
 transport.
@@ -36,10 +48,12 @@ transport.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sys
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -204,6 +218,139 @@ def direct_sender(send: Any) -> Callable[[str], bool] | None:
     return functools.partial(_write, protocol)
 
 
+class InputQueue:
+    """The part of `asyncio.Queue` daphne and Channels use for a websocket's application:
+    daphne calls `put_nowait`, the application awaits `get`; first in, first out, each item to
+    one getter. Only what is in use is allocated: asyncio.Queue keeps four deques, 760 bytes
+    each, for as long as the socket is open."""
+
+    __slots__ = ("getters", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[Any] | None = None
+        # Waiting gets, oldest first: a list, as there is one (Channels' receive) nearly always.
+        self.getters: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        return len(self.items) if self.items else 0
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def put_nowait(self, item: Any) -> None:
+        if self.items is None:
+            self.items = deque()
+        self.items.append(item)
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self.getters:
+            getter = self.getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+    async def get(self) -> Any:
+        while not self.items:
+            getter = asyncio.get_running_loop().create_future()
+            if self.getters is None:
+                self.getters = []
+            self.getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()  # a no-op when it was woken already
+                if self.getters is not None and getter in self.getters:
+                    self.getters.remove(getter)
+                if self.items and not getter.cancelled():
+                    self._wake_next()  # woken, then cancelled: the item goes to the next getter
+                raise
+            finally:
+                if not self.getters:
+                    self.getters = None
+        item = self.items.popleft()
+        if not self.items:
+            self.items = None
+        return item
+
+
+def _create_application(original: Callable[..., Any]) -> Callable[..., Any]:
+    """daphne's `Server.create_application` with an `InputQueue` for websockets (HTTP keeps
+    asyncio.Queue: daphne tests its truth and Django reads it concurrently)."""
+
+    @functools.wraps(original)
+    def create_application(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
+        if getattr(protocol, "application_type", None) != "websocket":
+            return original(self, protocol, scope)
+        # daphne 4.2's body, with the queue swapped.
+        assert "application_instance" not in self.connections[protocol]  # noqa: S101 - daphne's
+        input_queue = InputQueue()
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope,
+            receive=input_queue.get,
+            send=functools.partial(self.handle_reply, protocol),
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            application_instance, loop=asyncio.get_event_loop()
+        )
+        return input_queue
+
+    return create_application
+
+
+class SendQueue(list[Any]):
+    """Autobahn's queue of chopped or synchronous sends (it calls `append`, `popleft`, `len`):
+    an empty list is 56 bytes where autobahn's deque keeps 760 for the socket's lifetime, and
+    daphne neither chops nor syncs its sends, so it stays empty."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+def forget_handshake(protocol: Any) -> None:
+    """Drop what autobahn kept of the opening handshake once the socket is open: the raw request
+    and response and its parsed copy of the headers (~1.7 KiB). Autobahn reads them while it
+    handshakes only; daphne read the headers once, into the ASGI scope (which keeps its own
+    list), and reads only the request's path afterwards."""
+    protocol.http_request_data = b""
+    protocol.http_response_data = b""
+    protocol.http_headers = {}
+    request = getattr(protocol, "request", None)
+    if request is not None:
+        request.headers = {}
+
+
+def _options_on_class(cls: Any) -> Callable[[Any], None]:
+    """Autobahn's `_connectionMade`, with the factory's protocol options read from `cls` (set
+    there once, from daphne's one factory) instead of copied onto every instance, and a
+    `SendQueue` for its send queue."""
+    original = cls._connectionMade
+    names = [name for name in cls.CONFIG_ATTRS if name != "tcpNoDelay"]
+    primed: list[Any] = []  # the factory the class holds the options of
+
+    def connection_made(self: Any) -> None:
+        factory = self.factory
+        if not primed:
+            for name in names:
+                value = getattr(factory, name)
+                # A function (perMessageCompressionAccept) must not become a method on the class.
+                setattr(cls, name, staticmethod(value) if callable(value) else value)
+            primed.append(factory)
+        elif primed[0] is not factory:  # another factory (not under daphne): its own options
+            for name in names:
+                setattr(self, name, getattr(factory, name))
+        original(self)
+        if type(self.send_queue) is deque and not self.send_queue:
+            self.send_queue = SendQueue()
+
+    return connection_made
+
+
 def install() -> None:
     """Watch every websocket daphne opens in this process (once; a no-op outside daphne)."""
     module = sys.modules.get("daphne.ws_protocol")
@@ -220,6 +367,7 @@ def install() -> None:
 
     def on_open(self: Any) -> None:
         original(self)
+        forget_handshake(self)
         try:
             _watch(self, reactor)
         except Exception:
@@ -238,5 +386,16 @@ def install() -> None:
 
     cls.onOpen = on_open
     cls.serverClose = server_close
+    cls._connectionMade = _options_on_class(cls)
+    server = sys.modules.get("daphne.server")
+    # create_application's body is daphne 4.2's: another release keeps its own.
+    if server is not None and daphne_version().startswith("4.2."):
+        server.Server.create_application = _create_application(server.Server.create_application)
     cls.minga_transport = True
     reactor.addSystemEventTrigger("before", "shutdown", _close_all, reactor)
+
+
+def daphne_version() -> str:
+    import daphne
+
+    return str(getattr(daphne, "__version__", ""))

@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -170,6 +170,48 @@ class Socket(Protocol):
     async def relay(self, text: str, control: bool | None = None) -> None: ...
 
 
+class Sockets:
+    """A group's local sockets, in join order, held weakly: a socket whose consumer died
+    without leaving drops out. What `weakref.WeakKeyDictionary` did, without its per-instance
+    removal callback, pending list and iteration set: ~300 bytes for a group of one socket (every
+    member's own `user.<id>` group) instead of ~950 (docs/performance.md, "H3: where a
+    connection's bytes go"). A dead socket's entry goes at the next look at the group."""
+
+    __slots__ = ("refs",)
+
+    def __init__(self, socket: Socket) -> None:
+        self.refs: dict[weakref.ref[Socket], None] = {weakref.ref(socket): None}
+
+    def add(self, socket: Socket) -> None:
+        self.refs[weakref.ref(socket)] = None
+
+    def discard(self, socket: Socket) -> None:
+        self.refs.pop(weakref.ref(socket), None)
+
+    def __contains__(self, socket: object) -> bool:
+        try:
+            return weakref.ref(socket) in self.refs
+        except TypeError:  # not weakly referenceable: never in a group
+            return False
+
+    def alive(self) -> tuple[Socket, ...]:
+        """The live sockets, in join order; the dead ones' entries are dropped."""
+        sockets = []
+        for ref in list(self.refs):
+            socket = ref()
+            if socket is None:
+                del self.refs[ref]
+            else:
+                sockets.append(socket)
+        return tuple(sockets)
+
+    def __iter__(self) -> Iterator[Socket]:
+        return iter(self.alive())
+
+    def __bool__(self) -> bool:
+        return any(ref() is not None for ref in self.refs)  # stops at the first live one
+
+
 class Hub:
     """This process's one subscription to each group that has a local socket in it.
 
@@ -188,7 +230,7 @@ class Hub:
         self.channel: str | None = None
         # group -> its local sockets, in join order; weak, so a socket whose consumer died without
         # leaving (a crash before `disconnect`) does not stay in the group.
-        self.groups: dict[str, weakref.WeakKeyDictionary[Socket, None]] = {}
+        self.groups: dict[str, Sockets] = {}
         self.changing: dict[str, asyncio.Future[None]] = {}  # group -> its (un)subscribe, while on
         self.opening = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
@@ -201,12 +243,12 @@ class Hub:
                 continue  # subscribed, or failed, or unsubscribed meanwhile: look again
             sockets = self.groups.get(group)
             if sockets is not None:
-                sockets[socket] = None
+                sockets.add(socket)
                 return
             done = self.changing[group] = asyncio.get_running_loop().create_future()
             try:
                 await self.layer.group_add(group, await self._channel())
-                self.groups[group] = weakref.WeakKeyDictionary({socket: None})
+                self.groups[group] = Sockets(socket)
             finally:
                 del self.changing[group]
                 done.set_result(None)
@@ -216,7 +258,7 @@ class Hub:
         sockets = self.groups.get(group)
         if sockets is None or socket not in sockets:
             return
-        del sockets[socket]
+        sockets.discard(socket)
         if sockets or self.channel is None:
             return
         del self.groups[group]
@@ -236,7 +278,7 @@ class Hub:
             return
         # Whether the gateway must act on the frame, asked once per frame, not once per socket.
         control = is_control(text)
-        for socket in tuple(sockets):
+        for socket in sockets.alive():
             try:
                 await socket.relay(text, control)
             except Exception:

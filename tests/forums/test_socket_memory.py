@@ -1,0 +1,319 @@
+"""What each open socket keeps in memory (docs/performance.md, "H3: where a connection's bytes go").
+
+daphne's websocket input queue (forums.transport.InputQueue), autobahn's protocol options read
+from the class, and the Origin check's frame that no longer stays alive per socket: each keeps
+the behaviour it replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from typing import Any
+
+import pytest
+from asgiref.compatibility import guarantee_single_callable
+from minga.realtime import OriginPolicy
+
+from forums import transport
+
+# --- InputQueue: asyncio.Queue's put_nowait/get, nothing held while empty ---------------------
+
+
+async def test_input_queue_is_first_in_first_out_and_holds_nothing_when_empty() -> None:
+    queue = transport.InputQueue()
+    for n in range(3):
+        queue.put_nowait({"n": n})
+    assert queue.qsize() == 3
+
+    assert [(await queue.get())["n"] for _ in range(3)] == [0, 1, 2]
+    assert queue.empty()
+    assert (queue.items, queue.getters) == (None, None)
+
+
+async def test_a_waiting_get_gets_the_next_item() -> None:
+    queue = transport.InputQueue()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+
+    queue.put_nowait("first")
+    queue.put_nowait("second")
+
+    assert await asyncio.wait_for(getter, 1) == "first"
+    assert await queue.get() == "second"
+    assert (queue.items, queue.getters) == (None, None)
+
+
+async def test_an_item_is_not_lost_when_its_woken_getter_is_cancelled() -> None:
+    queue = transport.InputQueue()
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+
+    queue.put_nowait("item")  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs: `second` gets the item
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    assert await asyncio.wait_for(second, 1) == "item"
+    assert (queue.items, queue.getters) == (None, None)
+
+
+async def test_a_cancelled_waiting_get_leaves_the_queue_empty_and_usable() -> None:
+    queue = transport.InputQueue()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    getter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await getter
+    assert (queue.items, queue.getters) == (None, None)
+
+    queue.put_nowait("later")
+    assert await queue.get() == "later"
+
+
+# --- daphne's create_application: the lean queue for websockets only ---------------------------
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.connections: dict[Any, dict[str, Any]] = {}
+        self.scopes: list[dict[str, Any]] = []
+        self.received: list[Any] = []
+
+    def application(self, *, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        self.scopes.append(scope)
+
+        async def run() -> None:
+            self.received.append(await receive())
+
+        return run()
+
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        pass
+
+
+class _Protocol:
+    def __init__(self, kind: str) -> None:
+        self.application_type = kind
+
+
+async def test_create_application_gives_a_websocket_the_input_queue() -> None:
+    original_calls: list[Any] = []
+
+    def original(server: Any, protocol: Any, scope: dict[str, Any]) -> str:
+        original_calls.append(protocol)
+        return "daphne's own"
+
+    create = transport._create_application(original)
+    server, socket, request = _Server(), _Protocol("websocket"), _Protocol("http")
+    server.connections = {socket: {}, request: {}}
+
+    queue = create(server, socket, {"type": "websocket"})
+    assert isinstance(queue, transport.InputQueue)
+    assert server.scopes == [{"type": "websocket", "asgi": {"version": "3.0"}}]
+    queue.put_nowait({"type": "websocket.connect"})
+    await asyncio.wait_for(server.connections[socket]["application_instance"], 1)
+    assert server.received == [{"type": "websocket.connect"}]
+
+    assert create(server, request, {"type": "http"}) == "daphne's own"
+    assert original_calls == [request]
+
+
+# --- autobahn's protocol options: read from the class, same values -----------------------------
+
+
+class _Factory:
+    def __init__(self, **options: Any) -> None:
+        self.__dict__.update(options)
+
+
+def _protocol_class() -> type:
+    class Protocol:
+        CONFIG_ATTRS = ["logFrames", "autoPingTimeout", "accept", "tcpNoDelay"]
+
+        def _connectionMade(self) -> None:  # noqa: N802 - autobahn's name
+            # autobahn: copy each option the instance does not see yet
+            for name in self.CONFIG_ATTRS:
+                if not hasattr(self, name):
+                    setattr(self, name, getattr(self.factory, name))
+            self.send_queue = deque()
+
+    Protocol._connectionMade = transport._options_on_class(Protocol)  # type: ignore[method-assign]
+    return Protocol
+
+
+def test_protocol_options_are_read_from_the_class_with_the_factorys_values() -> None:
+    cls = _protocol_class()
+
+    def accept(offers: list[str]) -> str:  # a function option: called as the factory's
+        return f"accepted {offers}"
+
+    factory = _Factory(logFrames=False, autoPingTimeout=20, accept=accept, tcpNoDelay=True)
+    protocols = [cls(), cls()]
+    for protocol in protocols:
+        protocol.factory = factory
+        protocol._connectionMade()
+
+    for protocol in protocols:
+        assert (protocol.logFrames, protocol.autoPingTimeout, protocol.tcpNoDelay) == (
+            False,
+            20,
+            True,
+        )
+        assert protocol.accept(["deflate"]) == "accepted ['deflate']"  # not bound to it
+        # Only tcpNoDelay (read by autobahn before the copy) stays on the instance.
+        assert set(vars(protocol)) == {"factory", "tcpNoDelay", "send_queue"}
+        assert type(protocol.send_queue) is transport.SendQueue
+
+
+def test_the_send_queue_is_first_in_first_out_as_autobahn_uses_it() -> None:
+    queue = transport.SendQueue()
+    assert not queue
+    queue.append((b"a", True))
+    queue.append((b"b", False))
+    assert len(queue) == 2
+    assert [queue.popleft(), queue.popleft()] == [(b"a", True), (b"b", False)]
+    assert not queue
+
+
+def test_a_second_factory_keeps_its_own_options() -> None:
+    cls = _protocol_class()
+    first, second = cls(), cls()
+    first.factory = _Factory(logFrames=False, autoPingTimeout=20, accept=str, tcpNoDelay=True)
+    second.factory = _Factory(logFrames=True, autoPingTimeout=5, accept=repr, tcpNoDelay=False)
+    first._connectionMade()
+    second._connectionMade()
+
+    assert (first.logFrames, first.autoPingTimeout) == (False, 20)
+    assert (second.logFrames, second.autoPingTimeout, second.tcpNoDelay) == (True, 5, False)
+
+
+# --- The Origin check keeps no frame of its own per socket --------------------------------------
+
+
+async def test_origin_policy_is_an_asgi3_application_that_returns_the_next_ones_coroutine() -> None:
+    calls: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> str:
+        calls.append(scope)
+        return "done"
+
+    policy = OriginPolicy(app)
+    assert guarantee_single_callable(policy) is policy  # not taken for an ASGI 2 application
+    scope = {
+        "type": "websocket",
+        "headers": [(b"authorization", b"Token abc"), (b"cookie", b"sessionid=x")],
+    }
+    awaitable = policy(scope, functools.partial(asyncio.sleep, 0), None)
+    assert asyncio.iscoroutine(awaitable)
+    assert await awaitable == "done"
+    # A program (token, no Origin): its cookies are dropped, as before.
+    assert calls == [{"type": "websocket", "headers": [(b"authorization", b"Token abc")]}]
+
+
+# --- The hub's group of local sockets: weak, in join order --------------------------------------
+
+
+class _Socket:
+    async def relay(self, text: str, control: bool | None = None) -> None:
+        pass
+
+
+def test_a_group_keeps_its_sockets_in_join_order_and_drops_a_dead_one() -> None:
+    import gc
+
+    from notifications.bus import Sockets
+
+    first, second, third = _Socket(), _Socket(), _Socket()
+    group = Sockets(first)
+    group.add(second)
+    group.add(third)
+    group.add(first)  # again: stays first
+    assert list(group) == [first, second, third]
+    assert second in group
+    assert object() not in group
+
+    group.discard(second)
+    assert second not in group
+    del second, third  # died without leaving (a consumer that crashed before `disconnect`)
+    gc.collect()
+    assert group.alive() == (first,)
+    assert len(group.refs) == 1  # the dead one's entry went
+    assert group
+
+    group.discard(first)
+    assert not group
+    assert list(group) == []
+
+
+# --- The gateway's turn: one holder, first come first served -----------------------------------
+
+
+async def test_the_turn_is_taken_in_arrival_order_and_keeps_no_list_when_free() -> None:
+    from forums.consumers import Turn
+
+    turn, order = Turn(), []
+
+    async def take(name: str) -> None:
+        async with turn:
+            order.append(f"{name} in")
+            await asyncio.sleep(0)
+            order.append(f"{name} out")
+
+    async with turn:
+        assert turn.locked()
+        tasks = [asyncio.ensure_future(take(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0)
+        assert turn.waiters is not None and len(turn.waiters) == 3
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+    assert order == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    assert (turn.locked(), turn.waiters) == (False, None)
+
+
+async def test_a_cancelled_waiter_passes_the_turn_on() -> None:
+    from forums.consumers import Turn
+
+    turn, got = Turn(), []
+
+    async def take(name: str) -> None:
+        async with turn:
+            got.append(name)
+
+    await turn.__aenter__()
+    waiting = asyncio.ensure_future(take("cancelled while waiting"))
+    handed = asyncio.ensure_future(take("cancelled once handed the turn"))
+    last = asyncio.ensure_future(take("last"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.sleep(0)
+    await turn.__aexit__(None, None, None)  # hands the turn to `handed`...
+    handed.cancel()  # ...cancelled before it runs: `last` gets it
+    results = await asyncio.wait_for(
+        asyncio.gather(waiting, handed, last, return_exceptions=True), 2
+    )
+
+    assert [type(r).__name__ for r in results] == ["CancelledError", "CancelledError", "NoneType"]
+    assert got == ["last"]
+    assert (turn.locked(), turn.waiters) == (False, None)
+
+
+def test_an_open_socket_forgets_its_handshake_but_not_its_path() -> None:
+    class Request:
+        path = "/ws/"  # daphne logs it when the socket closes
+        headers = {"host": "127.0.0.1", "authorization": "Token abc"}
+
+    class Protocol:
+        http_request_data = b"GET /ws/ HTTP/1.1\r\n..."
+        http_response_data = b"HTTP/1.1 101 Switching Protocols\r\n..."
+        http_headers = Request.headers
+        request = Request()
+
+    protocol = Protocol()
+    transport.forget_handshake(protocol)
+    assert (protocol.http_request_data, protocol.http_response_data) == (b"", b"")
+    assert (protocol.http_headers, protocol.request.headers) == ({}, {})
+    assert protocol.request.path == "/ws/"
