@@ -76,10 +76,18 @@ class Processes:
         """Start a process in `cwd` (default: this tree; `python -m` puts it first on the path);
         with `pipes`, its stdin and stdout are pipes (stderr: the log)."""
         log = (LOGS / f"{name}.log").open("ab")
+        tree = Path(cwd or ROOT)
+        merged = {**os.environ, **(env or {})}
+        # The tree's own `minga` package (platform/): the editable install maps `minga` to the
+        # checkout it was installed from, so without this a baseline tree would run that
+        # checkout's settings, ASGI entry point and gateway helpers.
+        merged["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(tree / "platform"), merged.get("PYTHONPATH", "")) if p
+        )
         proc = subprocess.Popen(
             argv,
-            cwd=cwd or ROOT,
-            env={**os.environ, **(env or {})},
+            cwd=tree,
+            env=merged,
             stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipes else log,
             stderr=log if pipes else subprocess.STDOUT,
