@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from forums.consumers import GatewayConsumer  # noqa: E402
+from minga.collector import freeze_startup  # noqa: E402
 from minga.realtime import OriginPolicy, TokenAuthMiddleware  # noqa: E402
 
 websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
@@ -31,3 +32,7 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Start-up's objects (Django, the apps, the URL conf) out of the collector's walks: a full
+# collection no longer stops the event loop for 80-150 ms (minga.collector).
+freeze_startup()
