@@ -77,7 +77,7 @@ def test_a_post_after_the_broker_failed_notifies_inline_without_waiting(
     monkeypatch.setattr(receivers, "message_posted_notify", lambda **work: inline.append(work))
 
     class Posted:
-        deleted_at = hidden_at = None
+        deleted_at = hidden_at = reply_to_id = None
 
         def __init__(self, pk: int) -> None:
             self.pk = pk
