@@ -431,12 +431,9 @@ class Turn:
         self._release()
 
     def _release(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.held = False
+        # Handed to the next waiter, `held` stays True; with nobody waiting, the turn is free.
+        if not transport.wake_first(self.waiters):
+            self.held = False
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):

@@ -218,6 +218,18 @@ def direct_sender(send: Any) -> Callable[[str], bool] | None:
     return functools.partial(_write, protocol)
 
 
+def wake_first(waiters: list[asyncio.Future[None]] | None) -> bool:
+    """Wake the oldest waiter still waiting, dropping the ones before it (cancelled meanwhile);
+    whether one was woken. For the lean primitives below and the gateway's `Turn`, which keep
+    their waiters in a list made only while someone waits."""
+    while waiters:
+        waiter = waiters.pop(0)
+        if not waiter.done():
+            waiter.set_result(None)
+            return True
+    return False
+
+
 class InputQueue:
     """The part of `asyncio.Queue` daphne and Channels use for a websocket's application:
     daphne calls `put_nowait`, the application awaits `get`; first in, first out, each item to
@@ -244,11 +256,7 @@ class InputQueue:
         self._wake_next()
 
     def _wake_next(self) -> None:
-        while self.getters:
-            getter = self.getters.pop(0)
-            if not getter.done():
-                getter.set_result(None)
-                return
+        wake_first(self.getters)
 
     async def get(self) -> Any:
         while not self.items:
