@@ -80,11 +80,28 @@ def unread_count(*, member_id: int) -> int:
 
 
 def unread_counts(*, member_ids: Iterable[int]) -> dict[int, int]:
-    """{member_id: unread} for many members in one query (members with none get 0)."""
+    """{member_id: unread} for many members in one query (members with none get 0).
+
+    On PostgreSQL the ids travel as one array, not a parameter each: a fan-out asks for
+    thousands at once (notifications.services, after each batch's commit)."""
+    from django.db import connection
     from django.db.models import Count
 
     ids = list(member_ids)
     counts = dict.fromkeys(ids, 0)
+    if not ids:
+        return counts
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Notification._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT recipient_id, count(*) FROM {table} "  # noqa: S608 - name from _meta
+                "WHERE recipient_id = ANY(%s::bigint[]) AND read_at IS NULL AND in_app "
+                "GROUP BY recipient_id",
+                [ids],
+            )
+            counts.update(dict(cursor.fetchall()))
+        return counts
     rows = (
         Notification.objects.filter(recipient_id__in=ids, read_at__isnull=True, in_app=True)
         .values("recipient_id")

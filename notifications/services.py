@@ -427,25 +427,11 @@ def _hand_over(rows: list[_Written], what: Occurrence, sender: fanout.Sender) ->
     inside the INSERT, which kept the batch's transaction open for them (docs/performance.md,
     H4)."""
     if connection.vendor == "postgresql":
-        counts = _unread_counts([row.recipient_id for row in rows if row.in_app])
+        counts = selectors.unread_counts(
+            member_ids=[row.recipient_id for row in rows if row.in_app]
+        )
         rows = [row._replace(unread=counts.get(row.recipient_id, 1)) for row in rows]
     sender.submit(_frames(rows, what))
-
-
-def _unread_counts(member_ids: list[int]) -> dict[int, int]:
-    """{member: unread in-app rows} in one grouped count under `notif_unread` (an id array:
-    no parameter per member)."""
-    if not member_ids:
-        return {}
-    table = connection.ops.quote_name(Notification._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT recipient_id, count(*) FROM {table} "  # noqa: S608 - name from _meta
-            "WHERE recipient_id = ANY(%s::bigint[]) AND read_at IS NULL AND in_app "
-            "GROUP BY recipient_id",
-            [member_ids],
-        )
-        return dict(cursor.fetchall())
 
 
 def _frames(rows: list[_Written], what: Occurrence) -> list[tuple[str, Mapping[str, Any]]]:
