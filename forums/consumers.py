@@ -111,9 +111,8 @@ def _fresh_member(member_id: int) -> User:
 def _open_room(member_id: int, slug: str) -> int:
     """The room's id if the member may read it. An unknown room and a forbidden one answer
     alike, so the socket does not tell which private rooms exist."""
-    member = _fresh_member(member_id)
     try:
-        room = selectors.room_for_member(slug=slug, member=member)
+        room = selectors.room_for_member_id(slug=slug, member_id=member_id)
     except (Http404, PermissionDenied):
         raise FrameError("forbidden") from None
     return int(room.pk)
@@ -199,11 +198,10 @@ def _room_state(
     (the member now, the room by slug), (last_seq, last_change), the marks the replays run up
     to, read from the room's row after the join so nothing committed in between is missed, and
     the `subscribed` list (at most presence.FULL_LIST_MAX members; in a `big` room a sample
-    whose summaries may be a moment old). Three queries, two for a kept sample
+    whose summaries may be a moment old). Two queries, one for a kept sample
     (tests/forums/test_gateway_hops.py)."""
-    member = _fresh_member(member_id)
     try:
-        room = selectors.room_for_member(slug=slug, member=member)
+        room = selectors.room_for_member_id(slug=slug, member_id=member_id)
     except (Http404, PermissionDenied):
         raise FrameError("forbidden") from None
     if room.pk != room_id:

@@ -395,12 +395,22 @@ def install() -> None:
     cls.onOpen = on_open
     cls.serverClose = server_close
     cls._connectionMade = _options_on_class(cls)
+    quiet_option_log()
     server = sys.modules.get("daphne.server")
     # create_application's body is daphne 4.2's: another release keeps its own.
     if server is not None and daphne_version().startswith("4.2."):
         server.Server.create_application = _create_application(server.Server.create_application)
     cls.minga_transport = True
     reactor.addSystemEventTrigger("before", "shutdown", _close_all, reactor)
+
+
+def quiet_option_log() -> None:
+    """Autobahn pretty-prints its 29 protocol options for a debug line on every connection,
+    whether debug is on or not: 4.8 % of a gateway's CPU while clients connect (py-spy,
+    docs/performance.md, "H3: the connect's CPU"). A plain repr carries the same values."""
+    module = sys.modules.get("autobahn.websocket.protocol")
+    if module is not None and getattr(module, "pformat", None) is not repr:
+        module.pformat = repr
 
 
 def daphne_version() -> str:

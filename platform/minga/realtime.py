@@ -13,7 +13,7 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
 
-from community.services import api_token_member
+from community.services import api_token_member_row
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -38,16 +38,17 @@ def db_hop[**P, T](fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
 
 
 def token_identity(raw: str) -> tuple[Any, tuple[int, str] | None, str]:
-    """Everything a socket needs of its token, in one database hop (one query, two when the
-    token's last use is recorded): (the member or None, (member id, language) when the member is
-    a participant now else None, the credential fingerprint `session.revoked` is matched on)."""
+    """Everything a socket needs of its token, in one database hop (one statement written once,
+    two when the token's last use is recorded: community.services.api_token_member_row): (the
+    member or None, (member id, language) when the member is a participant now else None, the
+    credential fingerprint `session.revoked` is matched on)."""
     from django.contrib.auth.models import AnonymousUser
 
     from community import policy
     from community.models import ApiToken
     from forums.frames import credential_fingerprint
 
-    member = api_token_member(raw)
+    member = api_token_member_row(raw)
     identity = (
         (int(member.pk), str(member.language or ""))
         if member is not None and policy.is_participant(member)

@@ -11,20 +11,30 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connection
+from django.http import Http404
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from minga.asgi import application
 from minga.realtime import CREDENTIAL_KEY, IDENTITY_KEY, token_identity
 
-from community.models import ApiToken, User
-from community.services import api_token_create
-from forums import consumers, presence
+from community.models import ApiToken, Role, User, WorkingGroup
+from community.services import (
+    LAST_USE_STEP,
+    api_token_create,
+    api_token_member,
+    api_token_member_row,
+    api_token_revoke,
+)
+from events import services as event_services
+from forums import consumers, presence, selectors
 from forums.frames import credential_fingerprint
 from forums.models import Room
 from tests.factories import UserFactory
@@ -83,9 +93,9 @@ def test_room_state_is_three_queries_with_marks_and_members(member: User, collea
     with CaptureQueriesContext(connection) as queries:
         state = consumers._room_state(member.pk, "wg1-a", room.pk, [member.pk, colleague.pk])
 
-    # member (+ verified), room by slug (+ its marks), the online members' summaries
+    # the room by slug (+ its marks) with the member (+ verified), the online members' summaries
     together = sorted([me(member), me(colleague)], key=lambda m: m["name"].lower())
-    assert (len(queries), state) == (3, (7, 3, together))
+    assert (len(queries), state) == (2, (7, 3, together))
 
 
 @pytest.mark.django_db
@@ -122,11 +132,11 @@ def test_room_state_of_a_big_room_keeps_the_samples_summaries_for_a_while(
         counts.append((len(queries), None))
 
     assert counts == [
-        (3, [me(member)]),
         (2, [me(member)]),
-        (3, [me(colleague)]),
-        (3, None),
-        (3, None),
+        (1, [me(member)]),
+        (2, [me(colleague)]),
+        (2, None),
+        (2, None),
     ]
 
 
@@ -142,7 +152,108 @@ def test_room_state_of_a_small_room_reads_the_list_every_time(
             consumers._room_state(member.pk, "wg1-a", room.pk, [member.pk, colleague.pk])
         counts.append(len(queries))
 
-    assert counts == [3, 3]
+    assert counts == [2, 2]
+
+
+def _readers() -> dict[str, User]:
+    """One of each kind the policy tells apart (community.policy.can_read_room)."""
+    group = WorkingGroup.objects.get(slug="wg1")
+    chair = member_in("wg1", email="chair@trabajo.example", role=Role.CHAIR)
+    return {
+        "chair": chair,
+        "observer": member_in("wg1", email="obs@trabajo.example", role=Role.OBSERVER),
+        "outsider": UserFactory(),
+        "other group": member_in("wg2", email="wg2@trabajo.example"),
+        "secretariat": UserFactory(is_staff=True),
+        "unverified": UserFactory(verified=False),
+        "inactive": member_in("wg1", email="gone@trabajo.example", is_active=False),
+        "co-organizer": _co_organizer_of_a_live_room(group, chair),
+    }
+
+
+def _co_organizer_of_a_live_room(group: WorkingGroup, chair: User) -> User:
+    co_organizer = UserFactory(email="bea@trabajo.example")
+    starts = timezone.now() + timedelta(days=30)
+    event = event_services.event_create(
+        actor=chair,
+        title="Closed meeting",
+        working_group=group,
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=2),
+        timezone="America/Lima",
+        visibility="working_group",
+        organizers=[co_organizer],
+    )
+    event_services.live_room_create(event=event, actor=chair)
+    return co_organizer
+
+
+@pytest.mark.django_db
+def test_room_for_member_id_answers_as_room_for_member_for_every_reader_and_room(
+    plan: None,
+) -> None:
+    # Arrange: every kind of reader; a network room, a group room, an event's own live room,
+    # another group's room and a slug that names no room.
+    readers = _readers()
+    group_only = Room(
+        slug="wg1-private",
+        title="Private room",
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        visibility=Room.Visibility.WORKING_GROUP,
+    )
+    group_only.save()
+    Room.objects.filter(slug="wg2-a").update(visibility=Room.Visibility.WORKING_GROUP)
+    live = Room.objects.get(slug__startswith="event-")
+    slugs = ["wg1-a", "wg1-private", live.slug, "wg2-a", "no-such-room"]
+
+    def answer(read: Any) -> tuple[int, int, int] | str:
+        try:
+            room = read()
+        except Http404:
+            return "404"
+        return (room.pk, room.last_seq, room.last_change)
+
+    # Act
+    by_object = {
+        (who, slug): answer(
+            lambda m=m, slug=slug: selectors.room_for_member(
+                slug=slug, member=User.objects.get(pk=m.pk)
+            )
+        )
+        for who, m in readers.items()
+        for slug in slugs
+    }
+    by_id = {
+        (who, slug): answer(
+            lambda m=m, slug=slug: selectors.room_for_member_id(slug=slug, member_id=m.pk)
+        )
+        for who, m in readers.items()
+        for slug in slugs
+    }
+
+    # Assert: the same answers, and the matrix is not trivially all-404 or all-readable.
+    readable = sorted(key for key, value in by_id.items() if value != "404")
+    assert by_id == by_object
+    assert readable == sorted(
+        [(who, "wg1-a") for who in readers if who not in ("unverified", "inactive")]
+        + [("chair", "wg1-private"), ("observer", "wg1-private"), ("secretariat", "wg1-private")]
+        + [("chair", live.slug), ("observer", live.slug), ("secretariat", live.slug)]
+        + [("co-organizer", live.slug), ("other group", "wg2-a"), ("secretariat", "wg2-a")]
+    )
+
+
+@pytest.mark.django_db
+def test_room_for_member_id_of_an_unknown_member_is_missing(plan: None) -> None:
+    with pytest.raises(Http404):
+        selectors.room_for_member_id(slug="wg1-a", member_id=10**9)
+
+
+@pytest.mark.django_db
+def test_room_for_member_id_is_one_query_and_reads_no_deferred_field(member: User) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        room = selectors.room_for_member_id(slug="wg1-a", member_id=member.pk)
+
+    assert (len(queries), room.slug, room.get_deferred_fields() >= {"title"}) == (1, "wg1-a", True)
 
 
 @pytest.mark.django_db
@@ -171,6 +282,56 @@ def test_token_identity_answers_member_identity_and_credential_in_one_query(
         (member.pk, member.language or ""),
         credential_fingerprint(ApiToken.hash_key(key)),
     )
+
+
+@pytest.mark.django_db
+def test_api_token_member_row_answers_as_api_token_member_for_every_token(plan: None) -> None:
+    # Arrange: a good token, a revoked one, an inactive and an unverified member's, a made-up
+    # key and a malformed one.
+    keys = {}
+    for who, member in {
+        "good": UserFactory(language="es"),
+        "revoked": UserFactory(),
+        "inactive": UserFactory(is_active=False),
+        "unverified": UserFactory(verified=False),
+        "staff": UserFactory(is_staff=True),
+    }.items():
+        token, keys[who] = api_token_create(member=member, name="bot")
+        if who == "revoked":
+            api_token_revoke(member=member, token_id=token.pk)
+    keys["made up"] = ApiToken.PREFIX + "not-a-token"
+    keys["malformed"] = "x" * 200
+
+    def seen(member: User | None) -> tuple[Any, ...] | None:
+        if member is None:
+            return None
+        return (member.pk, member.language, member.is_active, member.is_staff, member.is_verified)
+
+    # Act
+    by_row = {who: seen(api_token_member_row(key)) for who, key in keys.items()}
+    by_object = {who: seen(api_token_member(key)) for who, key in keys.items()}
+
+    # Assert
+    assert by_row == by_object
+    assert [who for who, found in by_row.items() if found] == ["good", "unverified", "staff"]
+    assert by_row["good"][1:] == ("es", True, False, True)  # type: ignore[index]
+
+
+@pytest.mark.django_db
+def test_api_token_member_row_records_the_last_use_once_per_step(member: User) -> None:
+    token, key = api_token_create(member=member, name="bot")
+    counts, uses = [], []
+    for back in (None, timedelta(minutes=1), LAST_USE_STEP + timedelta(seconds=1)):
+        if back is not None:  # as if the last recorded use was `back` ago
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - back)
+        before = ApiToken.objects.get(pk=token.pk).last_used_at
+        with CaptureQueriesContext(connection) as queries:
+            api_token_member_row(key)
+        counts.append(len(queries))
+        uses.append(ApiToken.objects.get(pk=token.pk).last_used_at != before)
+
+    # never used: recorded; used a minute ago: left; used a step and a second ago: recorded
+    assert (counts, uses) == ([2, 1, 2], [True, False, True])
 
 
 @pytest.mark.django_db

@@ -317,3 +317,38 @@ def test_an_open_socket_forgets_its_handshake_but_not_its_path() -> None:
     assert (protocol.http_request_data, protocol.http_response_data) == (b"", b"")
     assert (protocol.http_headers, protocol.request.headers) == ({}, {})
     assert protocol.request.path == "/ws/"
+
+
+def test_a_connection_made_pretty_prints_nothing_once_the_option_log_is_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pprint
+
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.websocket import protocol as websocket_protocol
+    from twisted.internet.testing import StringTransport
+
+    # Autobahn as shipped (an earlier import of minga.asgi under daphne may have quieted it).
+    monkeypatch.setattr(websocket_protocol, "pformat", pprint.pformat)
+    formatted: list[object] = []
+    real = pprint.PrettyPrinter.pformat
+
+    def spy(self: pprint.PrettyPrinter, value: object) -> str:
+        formatted.append(value)
+        return real(self, value)
+
+    monkeypatch.setattr(pprint.PrettyPrinter, "pformat", spy)
+    factory = WebSocketServerFactory()
+    factory.protocol = WebSocketServerProtocol
+
+    def connect() -> int:
+        protocol = factory.buildProtocol(None)
+        protocol.transport = StringTransport()
+        protocol.connectionMade()
+        return len(formatted)
+
+    before = connect()
+    transport.quiet_option_log()
+    after = connect()
+
+    assert (before, after) == (1, 1)  # autobahn's own path formats once; then never again

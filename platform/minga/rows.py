@@ -1,0 +1,56 @@
+"""Partial rows: a hot read written as SQL once, its rows turned into model instances.
+
+The gateway's connect and subscribe each read a few columns of two or three tables. Through the
+ORM, compiling those querysets (select_related, an Exists annotation) cost ~1 ms of CPU per
+query, more than the database took to answer, on every connect (docs/performance.md, "H3: the
+connect's CPU"). A `Columns` names the fields a hot read needs, in the table's own column names,
+and makes instances from the row with every other field deferred: reading one of those loads it
+(a query, which the query-count tests would show), it never reads a wrong default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, models
+
+
+class Columns[M: models.Model]:
+    """`names` of `model` (attribute names, e.g. `working_group_id`) as `alias.column` SQL, in
+    the model's field order, and the instance a row's slice of them makes."""
+
+    def __init__(self, model: type[M], alias: str, names: Sequence[str]) -> None:
+        wanted = set(names)
+        fields = [f for f in model._meta.concrete_fields if f.attname in wanted]
+        missing = wanted - {f.attname for f in fields}
+        if missing:
+            raise ValueError(f"{model.__name__} has no columns {sorted(missing)}")
+        self.model = model
+        self.names = [f.attname for f in fields]
+        self.booleans = [isinstance(f, models.BooleanField) for f in fields]
+        quote = connection.ops.quote_name
+        self.sql = ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def instance(self, values: Sequence[Any]) -> M:
+        """The model instance of these columns' values (SQLite's 0/1 made booleans)."""
+        values = [
+            bool(v) if boolean and v is not None else v
+            for v, boolean in zip(values, self.booleans, strict=True)
+        ]
+        return self.model.from_db(connection.alias, self.names, values)
+
+
+def table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def column(model: type[models.Model], attname: str) -> str:
+    for field in model._meta.concrete_fields:
+        if field.attname == attname:
+            return connection.ops.quote_name(field.column)
+    raise ValueError(f"{model.__name__} has no column {attname}")
+
