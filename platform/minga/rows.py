@@ -11,9 +11,11 @@ and makes instances from the row with every other field deferred: reading one of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, models
+from django.utils.dateparse import parse_datetime
 
 
 class Columns[M: models.Model]:
@@ -54,3 +56,23 @@ def column(model: type[models.Model], attname: str) -> str:
             return connection.ops.quote_name(field.column)
     raise ValueError(f"{model.__name__} has no column {attname}")
 
+
+def param(model: type[models.Model], attname: str, value: Any) -> Any:
+    """`value` as the database takes it for that field (a UUID as 32 hex digits and a datetime
+    as text on SQLite), the preparation the ORM gives a filter's value."""
+    for field in model._meta.concrete_fields:
+        if field.attname == attname:
+            return field.get_db_prep_value(value, connection, prepared=False)
+    raise ValueError(f"{model.__name__} has no column {attname}")
+
+
+def moment(value: Any) -> datetime | None:
+    """A timestamp a subquery answered, aware: PostgreSQL gives an aware datetime; SQLite the
+    stored UTC text, or a naive datetime where it knows the column's type, which the ORM would
+    have made aware for a column but does not for a raw statement."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
+    if parsed is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

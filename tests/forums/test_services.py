@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import IntegerField, Value
 from django.utils import timezone
 
 from community.models import User
@@ -197,10 +196,9 @@ def _blind_to_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check under the room lock finds no repeat, as when the other commit came later."""
     real = services._post_checks
 
-    def checks(**kwargs: Any) -> dict[str, Any]:
-        found = real(**kwargs)
-        found[services._EXISTING] = Value(None, output_field=IntegerField())
-        return found
+    def checks(**kwargs: Any) -> tuple[Thread | None, dict[str, Any]]:
+        thread, found = real(**kwargs)
+        return thread, {**found, services._EXISTING: None}
 
     monkeypatch.setattr(services, "_post_checks", checks)
 
