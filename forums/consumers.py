@@ -134,12 +134,7 @@ def _summaries(member_ids: list[int], limit: int | None = None) -> list[dict[str
     each subscribe a query over the whole room)."""
     if limit is not None:
         member_ids = member_ids[:limit]
-    if not member_ids:
-        return []
-    members = User.objects.select_related("organization").filter(pk__in=member_ids, is_active=True)
-    return [
-        selectors.member_payload(m) for m in sorted(members, key=lambda m: (m.name.lower(), m.pk))
-    ]
+    return selectors.member_summaries(member_ids)
 
 
 def _presence_frame(

@@ -7,7 +7,7 @@ count does not grow with their length (tests pin the counts at 1 and 3 items).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from minga import rows
 
 from community import policy
-from community.models import User
+from community.models import Organization, User
 
 from .models import (
     REACTION_EMOJI,
@@ -401,12 +401,38 @@ def attachment_payload(attachment: Attachment) -> dict[str, Any]:
 
 def member_payload(member: User) -> dict[str, Any]:
     org = member.organization
-    return {
-        "id": member.pk,
-        "name": member.name,
-        "organization": org.name if org is not None else None,
-        "handle": member.handle,
-    }
+    return _member_summary(
+        member.pk, member.name, org.name if org is not None else None, member.handle
+    )
+
+
+def _member_summary(pk: int, name: str, organization: str | None, handle: str) -> dict[str, Any]:
+    """The MEMBER object of the protocol and the API."""
+    return {"id": pk, "name": name, "organization": organization, "handle": handle}
+
+
+def member_summaries(member_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """MEMBER objects of the active members among `member_ids`, sorted by name (then id): the
+    gateway's presence lists and `subscribed`, read on every join into a room of up to
+    presence.FULL_LIST_MAX. One statement written out (minga.rows), not a queryset of users and
+    their organizations compiled and instantiated each time (docs/performance.md, "H3: the
+    connect's CPU")."""
+    ids = [int(pk) for pk in dict.fromkeys(member_ids)]
+    if not ids:
+        return []
+    user, org = rows.table(User), rows.table(Organization)
+    uid, oid = rows.column(User, "id"), rows.column(Organization, "id")
+    statement = (
+        f"SELECT u.{uid}, u.{rows.column(User, 'name')}, o.{rows.column(Organization, 'name')}, "  # noqa: S608 - names from the models, values as parameters
+        f"u.{rows.column(User, 'handle')} FROM {user} u LEFT JOIN {org} o "
+        f"ON o.{oid} = u.{rows.column(User, 'organization_id')} "
+        f"WHERE u.{rows.column(User, 'is_active')} AND u.{uid} IN ({', '.join(['%s'] * len(ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, ids)
+        found = cursor.fetchall()
+    found.sort(key=lambda row: (row[1].lower(), row[0]))
+    return [_member_summary(*row) for row in found]
 
 
 def thread_payload(thread: Thread) -> dict[str, Any]:

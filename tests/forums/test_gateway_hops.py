@@ -345,6 +345,30 @@ def test_token_identity_wrong_token_is_anonymous_without_identity(plan: None) ->
 
 
 @pytest.mark.django_db
+def test_member_summaries_are_the_active_members_by_name_in_one_query(plan: None) -> None:
+    # Arrange: names whose case would mis-sort them, one member of no organization, one
+    # deactivated, an id given twice and one that names nobody.
+    bea = UserFactory(name="bea Souza")
+    ana = UserFactory(name="Ana Lima", organization=None)
+    carla = UserFactory(name="Carla Díaz")
+    gone = UserFactory(name="Aaron Gone", is_active=False)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = selectors.member_summaries([carla.pk, gone.pk, bea.pk, ana.pk, bea.pk, 10**9])
+
+    assert (len(queries), found) == (1, [me(ana), me(bea), me(carla)])
+    assert found[0]["organization"] is None and found[1]["organization"] is not None
+
+
+@pytest.mark.django_db
+def test_member_summaries_of_no_one_ask_nothing(plan: None) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        found = selectors.member_summaries([])
+
+    assert (len(queries), found) == (0, [])
+
+
+@pytest.mark.django_db
 def test_presence_frame_of_a_small_room_is_the_whole_list(member: User, colleague: User) -> None:
     online = presence.Online(2, [member.pk, colleague.pk])
 
