@@ -396,12 +396,39 @@ def install() -> None:
     cls.serverClose = server_close
     cls._connectionMade = _options_on_class(cls)
     quiet_option_log()
+    http_protocol = sys.modules.get("daphne.http_protocol")
+    if http_protocol is not None:
+        http_protocol.WebRequest.process = _handshake_freed(
+            http_protocol.WebRequest.process, reactor
+        )
     server = sys.modules.get("daphne.server")
     # create_application's body is daphne 4.2's: another release keeps its own.
     if server is not None and daphne_version().startswith("4.2."):
         server.Server.create_application = _create_application(server.Server.create_application)
     cls.minga_transport = True
     reactor.addSystemEventTrigger("before", "shutdown", _close_all, reactor)
+
+
+def _handshake_freed(process: Callable[[Any], None], reactor: Any) -> Callable[[Any], None]:
+    """daphne's `WebRequest.process`, after which an upgraded handshake's HTTP request and its
+    channel (twisted.web's HTTPChannel, ~23 objects: headers, addresses, buffers) are freed at
+    once, not left to the cycle collector: they refer to each other (`request.channel`,
+    `channel.requests`), so each websocket connect left a cycle that only a full collection
+    frees, and during a fill of thousands of sockets those cycles set off full collections
+    that stop the event loop (docs/performance.md, "Pauses")."""
+
+    def forget(request: Any, channel: Any) -> None:
+        if channel is not None and request in channel.requests:
+            channel.requests.remove(request)
+        request.channel = None
+
+    def process_then_free(self: Any) -> None:
+        process(self)
+        if self.transport is None and self.channel is not None:  # handed to the websocket
+            # Once Twisted's own frames (HTTPChannel.allContentReceived, below us) returned.
+            reactor.callLater(0, forget, self, self.channel)
+
+    return process_then_free
 
 
 def quiet_option_log() -> None:

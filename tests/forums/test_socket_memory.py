@@ -352,3 +352,54 @@ def test_a_connection_made_pretty_prints_nothing_once_the_option_log_is_quiet(
     after = connect()
 
     assert (before, after) == (1, 1)  # autobahn's own path formats once; then never again
+
+
+def test_an_upgraded_handshakes_request_and_channel_are_freed_without_the_collector() -> None:
+    import gc
+    import weakref
+
+    class Channel:
+        def __init__(self) -> None:
+            self.requests: list[Any] = []
+
+    class Request:
+        """As daphne's WebRequest: its channel lists it; `process` hands the transport over
+        to the websocket when the request upgrades."""
+
+        def __init__(self, upgrade: bool) -> None:
+            self.channel: Any = Channel()
+            self.channel.requests.append(self)
+            self.transport: Any = object()
+            self.upgrade = upgrade
+
+    def process(request: Any) -> None:
+        if request.upgrade:
+            request.transport = None
+
+    class Reactor:
+        def __init__(self) -> None:
+            self.later: list[Any] = []
+
+        def callLater(self, _delay: float, fn: Any, *args: Any) -> None:  # noqa: N802 - Twisted's
+            self.later.append((fn, args))
+
+    reactor = Reactor()
+    patched = transport._handshake_freed(process, reactor)
+    upgraded, plain = Request(upgrade=True), Request(upgrade=False)
+    alive = [weakref.ref(upgraded), weakref.ref(upgraded.channel), weakref.ref(plain)]
+    patched(upgraded)
+    patched(plain)
+    for fn, args in reactor.later:
+        fn(*args)
+    reactor.later.clear()
+
+    gc.disable()
+    try:
+        del upgraded, plain, fn, args
+        freed = [ref() is None for ref in alive]
+    finally:
+        gc.enable()
+
+    # the upgraded handshake is freed by reference counting; a plain request is left as it was
+    # (twisted.web answers it and frees it itself)
+    assert freed == [True, True, False]
