@@ -1,0 +1,50 @@
+"""What each full collection of a benchmark server frees (a development tool: docs/performance.md,
+"Pauses").
+
+On a PYTHONPATH with GCCENSUS_DIR set, every daphne process started from it logs each full
+collection (generation 2) to $GCCENSUS_DIR/<pid>.log: its wall time, what it collected and,
+once GCCENSUS_AFTER seconds have passed (default 12: after start-up and the warm-up),
+`gc.DEBUG_SAVEALL` is on and the collected objects are counted by type, then dropped.
+Example: `GCCENSUS_DIR=/tmp/gc PYTHONPATH=bench/gccensus python -m bench.connect_probe
+--members 4000`.
+"""
+
+import os
+import sys
+
+if os.environ.get("GCCENSUS_DIR") and "daphne" in " ".join(sys.orig_argv):
+    import collections
+    import gc
+    import threading
+    import time
+
+    _log = open(  # noqa: SIM115 - open for the process's life
+        os.path.join(os.environ["GCCENSUS_DIR"], f"{os.getpid()}.log"), "a", buffering=1
+    )
+    _started: list[float] = [0.0]
+
+    def _on_collection(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            _started[0] = time.perf_counter()
+            return
+        pause = (time.perf_counter() - _started[0]) * 1000
+        _log.write(
+            f"{time.time():.1f} full collection {pause:.1f} ms, {info['collected']} collected\n"
+        )
+        if gc.garbage:
+            kinds = collections.Counter(
+                f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage
+            )
+            for kind, count in kinds.most_common(30):
+                _log.write(f"  {count:8d} {kind}\n")
+            gc.garbage.clear()
+
+    def _save_all_later() -> None:
+        time.sleep(float(os.environ.get("GCCENSUS_AFTER", "12")))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        _log.write(f"{time.time():.1f} counting what full collections free\n")
+
+    gc.callbacks.append(_on_collection)
+    threading.Thread(target=_save_all_later, daemon=True).start()

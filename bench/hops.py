@@ -1,0 +1,113 @@
+"""CPU per call of the gateway's database hops and of a post (a development tool:
+docs/performance.md, "H3: the connect's CPU").
+
+`python -m bench.hops [--calls 300]` seeds a benchmark database (bench.minga_setup, with its own
+Redis), then calls in this process, `--calls` times each, and prints JSON: CPU (process time)
+and wall microseconds per call of `token_identity` (a token's first use, which records it, and
+again), `_room_state` of a room of 50 and of a big room (its sample kept), and `message_post`
+over 10 rooms. Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the
+tree it runs from is the one measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TREE = Path.cwd()
+sys.path[:0] = [str(TREE), str(TREE / "platform")]  # the working tree's packages, not the venv's
+
+from bench import minga_setup  # noqa: E402
+from bench.servers import Processes, free_ports, redis_argv  # noqa: E402
+
+
+def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return {
+        "cpu_us": round((time.process_time() - cpu) / calls * 1e6),
+        "wall_us": round((time.perf_counter() - wall) / calls * 1e6),
+    }
+
+
+def measure(data: minga_setup.MingaData, calls: int) -> dict[str, Any]:
+    os.environ.update(data.env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
+    import django
+
+    django.setup()
+    from minga.realtime import token_identity
+
+    from bench.loadgen import payload
+    from community.models import User
+    from forums import consumers
+    from forums.models import Room, Thread
+    from forums.services import message_post
+
+    tokens = data.tokens[:calls]
+    room = Room.objects.get(slug=data.hold_room)
+    ids: list[int] = []
+    out: dict[str, Any] = {"tree": str(TREE), "calls": calls}
+
+    def identities() -> None:
+        for raw in tokens:
+            _member, identity, _credential = token_identity(raw)
+            assert identity is not None
+            ids.append(identity[0])
+
+    out["token_identity_first_use"] = _per_call(identities, len(tokens))
+    ids.clear()
+    out["token_identity"] = _per_call(identities, len(tokens))
+    online = sorted(ids)[:50]
+    for name, big in (("room_state_room_of_50", False), ("room_state_big_room", True)):
+        out[name] = _per_call(
+            lambda big=big: [
+                consumers._room_state(m, data.hold_room, room.pk, online, big) for m in ids
+            ],
+            len(ids),
+        )
+    threads = list(Thread.objects.select_related("room").filter(title="Benchmark"))[:10]
+    members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))[:20]
+
+    def post(count: int, offset: int) -> None:
+        for i in range(count):
+            message_post(
+                thread=threads[i % len(threads)],
+                author=members[i % len(members)],
+                body=payload(1, i % len(threads), offset + i),
+                client_id=uuid.uuid4(),
+            )
+
+    post(30, 10**6)  # warm: the first posts load templates and caches
+    out["message_post"] = _per_call(lambda: post(calls, 0), calls)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hops")
+    parser.add_argument("--calls", type=int, default=300, help="calls of each (>= 50)")
+    parser.add_argument("--redis-port", type=int, default=6393)
+    args = parser.parse_args(argv)
+    if args.calls < 50:
+        parser.error("--calls must be at least 50 (a room of 50 is measured)")
+    with Processes() as procs:
+        port = free_ports(1, args.redis_port)[0]
+        redis = procs.start("redis", redis_argv(port))
+        procs.wait_port(redis, "redis", port, timeout=20)
+        try:
+            data = minga_setup.prepare(args.calls, port)
+            print(json.dumps(measure(data, args.calls), indent=1), flush=True)
+        finally:
+            minga_setup.drop_database()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
