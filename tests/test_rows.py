@@ -27,14 +27,30 @@ def test_columns_refuse_a_name_the_model_does_not_have() -> None:
 
 def test_an_instance_has_the_values_read_and_every_other_field_deferred() -> None:
     columns = rows.Columns(User, "u", ["id", "is_active", "is_staff", "language"])
-
-    read = {"id": 7, "is_active": 1, "is_staff": 0, "language": "pt"}  # SQLite's 0 and 1
+    read = {"id": 7, "is_active": True, "is_staff": False, "language": "pt"}
 
     member = columns.instance([read[name] for name in columns.names])  # the row's order
 
     assert (member.pk, member.is_active, member.is_staff, member.language) == (7, True, False, "pt")
     assert member.get_deferred_fields() >= {"email", "name", "is_superuser"}
     assert member._state.adding is False
+    with pytest.raises(ValueError, match="3 values for 4 columns"):
+        columns.instance([7, True, False])
+
+
+@pytest.mark.django_db
+def test_a_whole_row_reads_as_the_orm_reads_it(plan: None) -> None:
+    # Every field of a room, its timestamp and boolean-free text included, through the
+    # backend's converters (on SQLite: aware datetimes from stored text).
+    room = Room.objects.get(slug="wg1-a")
+    columns = rows.Columns(Room, "r", [f.attname for f in Room._meta.concrete_fields])
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns.sql} FROM {rows.table(Room)} r WHERE r.id = %s", [room.pk])  # noqa: S608
+        read = columns.instance(cursor.fetchone())
+
+    assert [getattr(read, n) for n in columns.names] == [getattr(room, n) for n in columns.names]
+    assert read.created.tzinfo is not None
 
 
 def test_moment_makes_sqlites_text_an_aware_utc_datetime_and_keeps_the_rest() -> None:

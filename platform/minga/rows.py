@@ -30,7 +30,14 @@ class Columns[M: models.Model]:
             raise ValueError(f"{model.__name__} has no columns {sorted(missing)}")
         self.model = model
         self.names = [f.attname for f in fields]
-        self.booleans = [isinstance(f, models.BooleanField) for f in fields]
+        # What the ORM applies to a column's value as it reads it (the backend's and the
+        # field's converters: on SQLite, 0/1 to booleans and naive UTC text to aware datetimes).
+        self.converters: list[tuple[int, list[Any], Any]] = []
+        for i, field in enumerate(fields):
+            col = field.get_col(alias)
+            found = [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]
+            if found:
+                self.converters.append((i, found, col))
         quote = connection.ops.quote_name
         self.sql = ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
 
@@ -38,12 +45,14 @@ class Columns[M: models.Model]:
         return len(self.names)
 
     def instance(self, values: Sequence[Any]) -> M:
-        """The model instance of these columns' values (SQLite's 0/1 made booleans)."""
-        values = [
-            bool(v) if boolean and v is not None else v
-            for v, boolean in zip(values, self.booleans, strict=True)
-        ]
-        return self.model.from_db(connection.alias, self.names, values)
+        """The model instance of these columns' values, converted as the ORM converts them."""
+        if len(values) != len(self.names):
+            raise ValueError(f"{len(values)} values for {len(self.names)} columns")
+        converted = list(values)
+        for i, converters, col in self.converters:
+            for convert in converters:
+                converted[i] = convert(converted[i], col, connection)
+        return self.model.from_db(connection.alias, self.names, converted)
 
 
 def table(model: type[models.Model]) -> str:
