@@ -4,8 +4,9 @@ docs/performance.md, "H3: the connect's CPU").
 `python -m bench.hops [--calls 300]` seeds a benchmark database (bench.minga_setup, with its own
 Redis), then calls in this process, `--calls` times each, and prints JSON: CPU (process time)
 and wall microseconds per call of `token_identity` (a token's first use, which records it, and
-again), `_room_state` of a room of 50 and of a big room (its sample kept), and `message_post`
-over 10 rooms. Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the
+again), `_room_state` of a room of 50 and of a big room (its sample kept), `message_post`
+over 10 rooms, and the gateway's `message.send` hop (`_post`: the member, the thread, the
+post). Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the
 tree it runs from is the one measured.
 """
 
@@ -87,6 +88,22 @@ def measure(data: minga_setup.MingaData, calls: int) -> dict[str, Any]:
 
     post(30, 10**6)  # warm: the first posts load templates and caches
     out["message_post"] = _per_call(lambda: post(calls, 0), calls)
+
+    def send(count: int, offset: int) -> None:  # the gateway's message.send hop
+        for i in range(count):
+            thread = threads[i % len(threads)]
+            consumers._post(
+                members[i % len(members)].pk,
+                thread.room_id,
+                {
+                    "thread": thread.pk,
+                    "body": payload(1, i % len(threads), offset + i),
+                    "client_id": str(uuid.uuid4()),
+                    "reply_to": None,
+                },
+            )
+
+    out["gateway_message_send"] = _per_call(lambda: send(calls, 2 * 10**6), calls)
     return out
 
 

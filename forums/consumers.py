@@ -24,11 +24,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from allauth.account.models import EmailAddress
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Min
 from django.http import Http404
 from django.utils import timezone, translation
 from minga.realtime import db_hop
@@ -91,18 +90,10 @@ def _authenticate(user: Any) -> tuple[int, str] | None:
 
 
 def _fresh_member(member_id: int) -> User:
-    """The member as the database has them now, in one query (the verified-email check rides
-    along as an annotation instead of a second query); FrameError when no participant now."""
-    member = (
-        User.objects.select_related("organization")
-        .annotate(
-            verified=Exists(EmailAddress.objects.filter(user_id=OuterRef("pk"), verified=True))
-        )
-        .filter(pk=member_id)
-        .first()
-    )
-    if member is not None:
-        member.__dict__["is_verified"] = member.verified  # the cached_property, pre-filled
+    """The member as the database has them now, with their organization and the verified-email
+    check, in one query (selectors.member_with_organization); FrameError when no participant
+    now."""
+    member = selectors.member_with_organization(member_id)
     if member is None or not policy.is_participant(member):
         raise FrameError("forbidden")
     return member
@@ -120,7 +111,7 @@ def _open_room(member_id: int, slug: str) -> int:
 
 def _thread_in_room(member: User, thread_id: int, room_id: int) -> Any:
     try:
-        thread = selectors.thread_for_member(thread_id=thread_id, member=member)
+        thread = selectors.thread_row_for_member(thread_id=thread_id, member=member)
     except (Http404, PermissionDenied):
         raise FrameError("forbidden") from None
     if thread.room_id != room_id:

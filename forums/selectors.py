@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from minga import rows
 
 from community import policy
-from community.models import Organization, User
+from community.models import Organization, User, WorkingGroup
 
 from .models import (
     REACTION_EMOJI,
@@ -91,6 +91,41 @@ def _room_and_member_read() -> tuple[str, rows.Columns[Room], rows.Columns[User]
     return sql, room, member
 
 
+@functools.cache
+def _member_read() -> tuple[str, rows.Columns[User], rows.Columns[Organization]]:
+    member = rows.Columns(User, "u", [f.attname for f in User._meta.concrete_fields])
+    org = rows.Columns(Organization, "o", [f.attname for f in Organization._meta.concrete_fields])
+    uid = rows.column(User, "id")
+    sql = (
+        f"SELECT {member.sql}, {org.sql}, EXISTS (SELECT 1 FROM {rows.table(EmailAddress)} e "  # noqa: S608 - names from the models, values as parameters
+        f"WHERE e.{rows.column(EmailAddress, 'user_id')} = u.{uid} "
+        f"AND e.{rows.column(EmailAddress, 'verified')}) "
+        f"FROM {rows.table(User)} u LEFT JOIN {rows.table(Organization)} o "
+        f"ON o.{rows.column(Organization, 'id')} = u.{rows.column(User, 'organization_id')} "
+        f"WHERE u.{uid} = %s"
+    )
+    return sql, member, org
+
+
+def member_with_organization(member_id: int) -> User | None:
+    """The member as the database has them now, whole, with their organization (as
+    `select_related("organization")` gives it) and the verified-email check filled in; None
+    for no such member. One statement written once (minga.rows): the gateway reads the member
+    afresh on every post, typing and read mark."""
+    sql, member_columns, org_columns = _member_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    member = member_columns.instance(row[: len(member_columns)])
+    org_values = row[len(member_columns) : -1]
+    org = None if org_values[0] is None else org_columns.instance(org_values)
+    User._meta.get_field("organization").set_cached_value(member, org)
+    member.__dict__["is_verified"] = bool(row[-1])  # the cached_property, filled
+    return member
+
+
 def room_for_member_id(*, slug: str, member_id: int) -> Room:
     """`room_for_member` for the gateway's subscribe, by member id: the room `slug` (its marks,
     last_seq and last_change, included) if the member, as the database has them now, may read
@@ -122,6 +157,56 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
     if thread is None:
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     if not policy.can_read_room(member, thread.room):
+        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
+    return thread
+
+
+def _whole(model: type[Any], alias: str) -> rows.Columns[Any]:
+    return rows.Columns(model, alias, [f.attname for f in model._meta.concrete_fields])
+
+
+@functools.cache
+def _thread_read() -> tuple[str, list[rows.Columns[Any]]]:
+    thread, room, group, author = (
+        _whole(Thread, "t"),
+        _whole(Room, "r"),
+        _whole(WorkingGroup, "w"),
+        _whole(User, "a"),
+    )
+    sql = (
+        f"SELECT {thread.sql}, {room.sql}, {group.sql}, {author.sql} "  # noqa: S608 - names from the models, values as parameters
+        f"FROM {rows.table(Thread)} t "
+        f"JOIN {rows.table(Room)} r ON r.{rows.column(Room, 'id')} = t.{rows.column(Thread, 'room_id')} "
+        f"LEFT JOIN {rows.table(WorkingGroup)} w "
+        f"ON w.{rows.column(WorkingGroup, 'id')} = r.{rows.column(Room, 'working_group_id')} "
+        f"JOIN {rows.table(User)} a ON a.{rows.column(User, 'id')} = t.{rows.column(Thread, 'author_id')} "
+        f"WHERE t.{rows.column(Thread, 'id')} = %s"
+    )
+    return sql, [thread, room, group, author]
+
+
+def thread_row_for_member(*, thread_id: int, member: Any) -> Thread:
+    """`thread_for_member` for the gateway, which reads the thread on every post: the same
+    objects (the thread with its room, the room's working group and the author, as
+    `select_related` gives them) and the same answer, from one statement written once, not a
+    queryset of four tables compiled on every post (minga.rows)."""
+    sql, (thread_columns, room_columns, group_columns, author_columns) = _thread_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [thread_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
+    values, at = [], 0
+    for columns in (thread_columns, room_columns, group_columns, author_columns):
+        values.append(row[at : at + len(columns)])
+        at += len(columns)
+    thread = thread_columns.instance(values[0])
+    room = room_columns.instance(values[1])
+    group = None if values[2][0] is None else group_columns.instance(values[2])
+    Room._meta.get_field("working_group").set_cached_value(room, group)
+    Thread._meta.get_field("room").set_cached_value(thread, room)
+    Thread._meta.get_field("author").set_cached_value(thread, author_columns.instance(values[3]))
+    if not policy.can_read_room(member, room):
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     return thread
 

@@ -38,7 +38,7 @@ from forums import consumers, presence, selectors
 from forums.frames import credential_fingerprint
 from forums.models import Room
 from tests.factories import UserFactory
-from tests.forums.factories import member_in
+from tests.forums.factories import ThreadFactory, member_in
 
 ORIGIN = (b"origin", b"http://localhost")
 
@@ -240,6 +240,94 @@ def test_room_for_member_id_answers_as_room_for_member_for_every_reader_and_room
         + [("chair", live.slug), ("observer", live.slug), ("secretariat", live.slug)]
         + [("co-organizer", live.slug), ("other group", "wg2-a"), ("secretariat", "wg2-a")]
     )
+
+
+@pytest.mark.django_db
+def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_related_rows(
+    plan: None,
+) -> None:
+    # Arrange: every kind of reader; a thread in a network room, one in wg1's group-only room,
+    # one in another group's group-only room, and an id that names no thread.
+    readers = _readers()
+    author = readers["chair"]
+    group_only = Room(
+        slug="wg1-private",
+        title="Private room",
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        visibility=Room.Visibility.WORKING_GROUP,
+    )
+    group_only.save()
+    Room.objects.filter(slug="wg2-a").update(visibility=Room.Visibility.WORKING_GROUP)
+    threads = [
+        ThreadFactory(room=Room.objects.get(slug=slug), author=author).pk
+        for slug in ("wg1-a", "wg1-private", "wg2-a")
+    ] + [10**9]
+
+    def answer(read: Any) -> tuple[Any, ...] | str:
+        try:
+            thread = read()
+        except Http404:
+            return "404"
+        room = thread.room
+        group = room.working_group
+        return (thread.pk, thread.title, room.slug, group and group.slug, thread.author.name)
+
+    # Act
+    by_queryset = {
+        (who, pk): answer(
+            lambda m=m, pk=pk: selectors.thread_for_member(
+                thread_id=pk, member=User.objects.get(pk=m.pk)
+            )
+        )
+        for who, m in readers.items()
+        for pk in threads
+    }
+    by_row = {
+        (who, pk): answer(
+            lambda m=m, pk=pk: selectors.thread_row_for_member(
+                thread_id=pk, member=User.objects.get(pk=m.pk)
+            )
+        )
+        for who, m in readers.items()
+        for pk in threads
+    }
+
+    # Assert: the same answers, and some of each.
+    assert by_row == by_queryset
+    assert {value == "404" for value in by_row.values()} == {True, False}
+
+
+@pytest.mark.django_db
+def test_thread_row_for_member_is_one_query_with_its_room_group_and_author(member: User) -> None:
+    pk = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=member).pk
+    reader = selectors.member_with_organization(member.pk)  # as the gateway has them
+
+    with CaptureQueriesContext(connection) as queries:
+        thread = selectors.thread_row_for_member(thread_id=pk, member=reader)
+        seen = (thread.room.slug, thread.room.working_group.slug, thread.author.name)
+
+    assert (len(queries), seen) == (1, ("wg1-a", "wg1", member.name))
+
+
+@pytest.mark.django_db
+def test_member_with_organization_is_the_whole_member_in_one_query(plan: None) -> None:
+    with_org = UserFactory(name="Ana Lima")
+    without = UserFactory(name="Bea Souza", organization=None, verified=False)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = [selectors.member_with_organization(m.pk) for m in (with_org, without)]
+        seen = [(m.organization and m.organization.name, m.is_verified) for m in found if m]
+        missing = selectors.member_with_organization(10**9)
+
+    fields = [f.attname for f in User._meta.concrete_fields]
+    assert (len(queries), seen, missing) == (
+        3,
+        [(with_org.organization.name, True), (None, False)],
+        None,
+    )
+    assert [[getattr(m, f) for f in fields] for m in found if m] == [
+        [getattr(User.objects.get(pk=m.pk), f) for f in fields] for m in (with_org, without)
+    ]
 
 
 @pytest.mark.django_db
