@@ -408,17 +408,25 @@ def api_token_member(raw: str) -> User | None:
     return token.member
 
 
+def verified_sql(member_alias: str) -> str:
+    """SQL for "the member `member_alias` has a verified email address" (`User.is_verified`),
+    for a statement written out (minga.rows)."""
+    return (
+        f"EXISTS (SELECT 1 FROM {rows.table(EmailAddress)} e "  # noqa: S608 - names from the models
+        f"WHERE e.{rows.column(EmailAddress, 'user_id')} = "
+        f"{member_alias}.{rows.column(User, 'id')} AND e.{rows.column(EmailAddress, 'verified')})"
+    )
+
+
 @functools.cache
 def _token_read() -> tuple[str, rows.Columns[User]]:
     member = rows.Columns(User, "u", ["id", "language", "is_active", "is_staff"])
-    address = rows.table(EmailAddress)
     sql = (
         # Names from the models' _meta, values as parameters.
         f"SELECT t.{rows.column(ApiToken, 'id')}, "  # noqa: S608
         f"(t.{rows.column(ApiToken, 'last_used_at')} IS NULL "
         f"OR t.{rows.column(ApiToken, 'last_used_at')} < %s), "
-        f"EXISTS (SELECT 1 FROM {address} e WHERE e.{rows.column(EmailAddress, 'user_id')} = "
-        f"u.{rows.column(User, 'id')} AND e.{rows.column(EmailAddress, 'verified')}), "
+        f"{verified_sql('u')}, "
         f"{member.sql} FROM {rows.table(ApiToken)} t JOIN {rows.table(User)} u "
         f"ON u.{rows.column(User, 'id')} = t.{rows.column(ApiToken, 'member_id')} "
         f"WHERE t.{rows.column(ApiToken, 'key_hash')} = %s "

@@ -10,7 +10,6 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from allauth.account.models import EmailAddress
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
@@ -34,6 +33,7 @@ from minga import rows
 
 from community import policy
 from community.models import Organization, User, WorkingGroup
+from community.services import verified_sql
 
 from .models import (
     REACTION_EMOJI,
@@ -73,36 +73,34 @@ def room_for_member(*, slug: str, member: Any) -> Room:
     return room
 
 
+def _whole(model: type[Any], alias: str) -> rows.Columns[Any]:
+    """Every column of `model`: the whole row, as the ORM reads it."""
+    return rows.Columns(model, alias, [f.attname for f in model._meta.concrete_fields])
+
+
 @functools.cache
 def _room_and_member_read() -> tuple[str, rows.Columns[Room], rows.Columns[User]]:
     room = rows.Columns(
         Room, "r", ["id", "slug", "working_group_id", "visibility", "last_seq", "last_change"]
     )
     member = rows.Columns(User, "u", ["id", "language", "is_active", "is_staff"])
-    user_id = rows.column(User, "id")
     sql = (
         # Names from the models' _meta, values as parameters.
-        f"SELECT {room.sql}, {member.sql}, EXISTS (SELECT 1 FROM {rows.table(EmailAddress)} e "  # noqa: S608
-        f"WHERE e.{rows.column(EmailAddress, 'user_id')} = u.{user_id} "
-        f"AND e.{rows.column(EmailAddress, 'verified')}) "
+        f"SELECT {room.sql}, {member.sql}, {verified_sql('u')} "  # noqa: S608
         f"FROM {rows.table(Room)} r, {rows.table(User)} u "
-        f"WHERE r.{rows.column(Room, 'slug')} = %s AND u.{user_id} = %s"
+        f"WHERE r.{rows.column(Room, 'slug')} = %s AND u.{rows.column(User, 'id')} = %s"
     )
     return sql, room, member
 
 
 @functools.cache
 def _member_read() -> tuple[str, rows.Columns[User], rows.Columns[Organization]]:
-    member = rows.Columns(User, "u", [f.attname for f in User._meta.concrete_fields])
-    org = rows.Columns(Organization, "o", [f.attname for f in Organization._meta.concrete_fields])
-    uid = rows.column(User, "id")
+    member, org = _whole(User, "u"), _whole(Organization, "o")
     sql = (
-        f"SELECT {member.sql}, {org.sql}, EXISTS (SELECT 1 FROM {rows.table(EmailAddress)} e "  # noqa: S608 - names from the models, values as parameters
-        f"WHERE e.{rows.column(EmailAddress, 'user_id')} = u.{uid} "
-        f"AND e.{rows.column(EmailAddress, 'verified')}) "
+        f"SELECT {member.sql}, {org.sql}, {verified_sql('u')} "  # noqa: S608 - names from the models, values as parameters
         f"FROM {rows.table(User)} u LEFT JOIN {rows.table(Organization)} o "
         f"ON o.{rows.column(Organization, 'id')} = u.{rows.column(User, 'organization_id')} "
-        f"WHERE u.{uid} = %s"
+        f"WHERE u.{rows.column(User, 'id')} = %s"
     )
     return sql, member, org
 
@@ -159,10 +157,6 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
     if not policy.can_read_room(member, thread.room):
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     return thread
-
-
-def _whole(model: type[Any], alias: str) -> rows.Columns[Any]:
-    return rows.Columns(model, alias, [f.attname for f in model._meta.concrete_fields])
 
 
 @functools.cache

@@ -9,7 +9,7 @@ with the query counts pinned here. Big rooms get presence deltas and a capped `s
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -171,6 +171,13 @@ def _readers() -> dict[str, User]:
     }
 
 
+def _matrix[K](
+    readers: dict[str, User], keys: list[K], answer: Callable[[User, K], Any]
+) -> dict[tuple[str, K], Any]:
+    """{(reader, key): answer} for every reader and key."""
+    return {(who, key): answer(member, key) for who, member in readers.items() for key in keys}
+
+
 def _co_organizer_of_a_live_room(group: WorkingGroup, chair: User) -> User:
     co_organizer = UserFactory(email="bea@trabajo.example")
     starts = timezone.now() + timedelta(days=30)
@@ -214,22 +221,18 @@ def test_room_for_member_id_answers_as_room_for_member_for_every_reader_and_room
         return (room.pk, room.last_seq, room.last_change)
 
     # Act
-    by_object = {
-        (who, slug): answer(
-            lambda m=m, slug=slug: selectors.room_for_member(
-                slug=slug, member=User.objects.get(pk=m.pk)
-            )
-        )
-        for who, m in readers.items()
-        for slug in slugs
-    }
-    by_id = {
-        (who, slug): answer(
-            lambda m=m, slug=slug: selectors.room_for_member_id(slug=slug, member_id=m.pk)
-        )
-        for who, m in readers.items()
-        for slug in slugs
-    }
+    by_object = _matrix(
+        readers,
+        slugs,
+        lambda m, slug: answer(
+            lambda: selectors.room_for_member(slug=slug, member=User.objects.get(pk=m.pk))
+        ),
+    )
+    by_id = _matrix(
+        readers,
+        slugs,
+        lambda m, slug: answer(lambda: selectors.room_for_member_id(slug=slug, member_id=m.pk)),
+    )
 
     # Assert: the same answers, and the matrix is not trivially all-404 or all-readable.
     readable = sorted(key for key, value in by_id.items() if value != "404")
@@ -273,24 +276,20 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
         return (thread.pk, thread.title, room.slug, group and group.slug, thread.author.name)
 
     # Act
-    by_queryset = {
-        (who, pk): answer(
-            lambda m=m, pk=pk: selectors.thread_for_member(
-                thread_id=pk, member=User.objects.get(pk=m.pk)
-            )
-        )
-        for who, m in readers.items()
-        for pk in threads
-    }
-    by_row = {
-        (who, pk): answer(
-            lambda m=m, pk=pk: selectors.thread_row_for_member(
-                thread_id=pk, member=User.objects.get(pk=m.pk)
-            )
-        )
-        for who, m in readers.items()
-        for pk in threads
-    }
+    by_queryset = _matrix(
+        readers,
+        threads,
+        lambda m, pk: answer(
+            lambda: selectors.thread_for_member(thread_id=pk, member=User.objects.get(pk=m.pk))
+        ),
+    )
+    by_row = _matrix(
+        readers,
+        threads,
+        lambda m, pk: answer(
+            lambda: selectors.thread_row_for_member(thread_id=pk, member=User.objects.get(pk=m.pk))
+        ),
+    )
 
     # Assert: the same answers, and some of each.
     assert by_row == by_queryset
