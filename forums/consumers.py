@@ -119,15 +119,6 @@ def _thread_in_room(member: User, thread_id: int, room_id: int) -> Any:
     return thread
 
 
-def _summaries(member_ids: list[int], limit: int | None = None) -> list[dict[str, Any]]:
-    """MEMBER objects sorted by name; with `limit`, of the first `limit` ids only (a big room's
-    `subscribed` shows a sample and the count: reading and sorting every member present cost
-    each subscribe a query over the whole room)."""
-    if limit is not None:
-        member_ids = member_ids[:limit]
-    return selectors.member_summaries(member_ids)
-
-
 def _presence_frame(
     slug: str, online: presence.Online, joined: list[int], left: list[int]
 ) -> dict[str, Any] | None:
@@ -135,13 +126,13 @@ def _presence_frame(
     form), else the changes and the count (docs/realtime-protocol.md); None when nothing
     changed that a big room's frame would carry."""
     if online.count <= presence.FULL_LIST_MAX:
-        return {"type": "presence", "room": slug, "online": _summaries(online.ids)}
+        return {"type": "presence", "room": slug, "online": selectors.member_summaries(online.ids)}
     if not joined and not left:
         return None
     return {
         "type": "presence",
         "room": slug,
-        "joined": _summaries(joined),
+        "joined": selectors.member_summaries(joined),
         "left": left,
         "count": online.count,
     }
@@ -172,7 +163,7 @@ def _sample_summaries(member_ids: list[int]) -> list[dict[str, Any]]:
     if len(_samples) >= 16:  # a few big rooms per process; drop the lapsed ones
         for old in [k for k, (until, _m) in _samples.items() if until <= at]:
             del _samples[old]
-    members = _summaries(list(key))
+    members = selectors.member_summaries(key)
     _samples[key] = (at + SAMPLE_SECONDS, members)
     return members
 
@@ -193,7 +184,7 @@ def _room_state(
     if room.pk != room_id:
         raise _RoomMovedError
     cut = online[: presence.FULL_LIST_MAX]
-    members = _sample_summaries(cut) if big else _summaries(cut)
+    members = _sample_summaries(cut) if big else selectors.member_summaries(cut)
     return int(room.last_seq), int(room.last_change), members
 
 
