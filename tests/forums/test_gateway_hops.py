@@ -178,6 +178,25 @@ def _matrix[K](
     return {(who, key): answer(member, key) for who, member in readers.items() for key in keys}
 
 
+def _group_only_rooms() -> None:
+    """wg1-private, readable by wg1 only; wg2-a made readable by wg2 only."""
+    Room(
+        slug="wg1-private",
+        title="Private room",
+        working_group=WorkingGroup.objects.get(slug="wg1"),
+        visibility=Room.Visibility.WORKING_GROUP,
+    ).save()
+    Room.objects.filter(slug="wg2-a").update(visibility=Room.Visibility.WORKING_GROUP)
+
+
+def _or_404[T](read: Callable[[], T], seen: Callable[[T], Any]) -> Any:
+    """What `seen` shows of `read()`'s answer, or "404" when it raises Http404."""
+    try:
+        return seen(read())
+    except Http404:
+        return "404"
+
+
 def _co_organizer_of_a_live_room(group: WorkingGroup, chair: User) -> User:
     co_organizer = UserFactory(email="bea@trabajo.example")
     starts = timezone.now() + timedelta(days=30)
@@ -202,36 +221,27 @@ def test_room_for_member_id_answers_as_room_for_member_for_every_reader_and_room
     # Arrange: every kind of reader; a network room, a group room, an event's own live room,
     # another group's room and a slug that names no room.
     readers = _readers()
-    group_only = Room(
-        slug="wg1-private",
-        title="Private room",
-        working_group=WorkingGroup.objects.get(slug="wg1"),
-        visibility=Room.Visibility.WORKING_GROUP,
-    )
-    group_only.save()
-    Room.objects.filter(slug="wg2-a").update(visibility=Room.Visibility.WORKING_GROUP)
+    _group_only_rooms()
     live = Room.objects.get(slug__startswith="event-")
     slugs = ["wg1-a", "wg1-private", live.slug, "wg2-a", "no-such-room"]
 
-    def answer(read: Any) -> tuple[int, int, int] | str:
-        try:
-            room = read()
-        except Http404:
-            return "404"
+    def seen(room: Room) -> tuple[int, int, int]:
         return (room.pk, room.last_seq, room.last_change)
 
     # Act
     by_object = _matrix(
         readers,
         slugs,
-        lambda m, slug: answer(
-            lambda: selectors.room_for_member(slug=slug, member=User.objects.get(pk=m.pk))
+        lambda m, slug: _or_404(
+            lambda: selectors.room_for_member(slug=slug, member=User.objects.get(pk=m.pk)), seen
         ),
     )
     by_id = _matrix(
         readers,
         slugs,
-        lambda m, slug: answer(lambda: selectors.room_for_member_id(slug=slug, member_id=m.pk)),
+        lambda m, slug: _or_404(
+            lambda: selectors.room_for_member_id(slug=slug, member_id=m.pk), seen
+        ),
     )
 
     # Assert: the same answers, and the matrix is not trivially all-404 or all-readable.
@@ -253,24 +263,13 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
     # one in another group's group-only room, and an id that names no thread.
     readers = _readers()
     author = readers["chair"]
-    group_only = Room(
-        slug="wg1-private",
-        title="Private room",
-        working_group=WorkingGroup.objects.get(slug="wg1"),
-        visibility=Room.Visibility.WORKING_GROUP,
-    )
-    group_only.save()
-    Room.objects.filter(slug="wg2-a").update(visibility=Room.Visibility.WORKING_GROUP)
+    _group_only_rooms()
     threads = [
         ThreadFactory(room=Room.objects.get(slug=slug), author=author).pk
         for slug in ("wg1-a", "wg1-private", "wg2-a")
     ] + [10**9]
 
-    def answer(read: Any) -> tuple[Any, ...] | str:
-        try:
-            thread = read()
-        except Http404:
-            return "404"
+    def seen(thread: Any) -> tuple[Any, ...]:
         room = thread.room
         group = room.working_group
         return (thread.pk, thread.title, room.slug, group and group.slug, thread.author.name)
@@ -279,15 +278,17 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
     by_queryset = _matrix(
         readers,
         threads,
-        lambda m, pk: answer(
-            lambda: selectors.thread_for_member(thread_id=pk, member=User.objects.get(pk=m.pk))
+        lambda m, pk: _or_404(
+            lambda: selectors.thread_for_member(thread_id=pk, member=User.objects.get(pk=m.pk)),
+            seen,
         ),
     )
     by_row = _matrix(
         readers,
         threads,
-        lambda m, pk: answer(
-            lambda: selectors.thread_row_for_member(thread_id=pk, member=User.objects.get(pk=m.pk))
+        lambda m, pk: _or_404(
+            lambda: selectors.thread_row_for_member(thread_id=pk, member=User.objects.get(pk=m.pk)),
+            seen,
         ),
     )
 
