@@ -40,7 +40,7 @@ from bench.servers import (
     c0_argv,
     daphne_argv,
     free_ports,
-    redis_argv,
+    start_redis,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -421,9 +421,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         "problems": [],
     }
     with Processes() as procs:
-        redis_port = free_ports(1, args.redis_port)[0]
-        redis = procs.start("redis", redis_argv(redis_port))
-        procs.wait_port(redis, "redis", redis_port, timeout=20)
+        redis_port, redis = start_redis(procs, args.redis_port)
         redis_info = (redis_port, redis.pid)
         try:
             results["ceilings"]["redis_publish"] = redis_publish_ceiling(

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import loadgen, minga_setup
 from bench.__main__ import _stop_servers, start_servers
-from bench.servers import ROOT, Processes, free_ports, redis_argv
+from bench.servers import ROOT, Processes, start_redis
 
 
 async def _probe(
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--only takes minga; --members a multiple of 10")
     out: dict[str, Any] = {}
     with Processes() as procs:
-        port = free_ports(1, args.redis_port)[0]
-        redis = procs.start("redis", redis_argv(port))
-        procs.wait_port(redis, "redis", port, timeout=20)
+        port, redis = start_redis(procs, args.redis_port)
         try:
             data = minga_setup.prepare(args.members, port)
             proto = loadgen.MingaProto(data.tokens, data.threads)

@@ -26,7 +26,7 @@ TREE = Path.cwd()
 sys.path[:0] = [str(TREE), str(TREE / "platform")]  # the working tree's packages, not the venv's
 
 from bench import minga_setup  # noqa: E402
-from bench.servers import Processes, free_ports, redis_argv  # noqa: E402
+from bench.servers import Processes, start_redis  # noqa: E402
 
 
 def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int]:
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.calls < 50:
         parser.error("--calls must be at least 50 (a room of 50 is measured)")
     with Processes() as procs:
-        port = free_ports(1, args.redis_port)[0]
-        redis = procs.start("redis", redis_argv(port))
-        procs.wait_port(redis, "redis", port, timeout=20)
+        port, _redis = start_redis(procs, args.redis_port)
         try:
             data = minga_setup.prepare(args.calls, port)
             print(json.dumps(measure(data, args.calls), indent=1), flush=True)

@@ -136,6 +136,14 @@ class Processes:
             self.stop(proc)
 
 
+def start_redis(procs: Processes, first_port: int) -> tuple[int, subprocess.Popen[bytes]]:
+    """A private Redis on the first free port from `first_port`, answering: (port, process)."""
+    port = free_ports(1, first_port)[0]
+    redis = procs.start("redis", redis_argv(port))
+    procs.wait_port(redis, "redis", port, timeout=20)
+    return port, redis
+
+
 def redis_argv(port: int) -> list[str]:
     """A private, throwaway Redis: never the shared one on 6379."""
     if port == 6379:
