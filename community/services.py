@@ -383,9 +383,14 @@ def api_token_revoke(*, member: User, token_id: int) -> ApiToken:
 LAST_USE_STEP = timedelta(minutes=5)
 
 
+def _could_be_a_key(raw: str) -> bool:
+    """Our prefix and a sane length: anything else is refused without a query."""
+    return raw.startswith(ApiToken.PREFIX) and len(raw) <= 100
+
+
 def api_token_member(raw: str) -> User | None:
     """The active, verified member behind a raw key, or None. Records when it was last used."""
-    if not raw.startswith(ApiToken.PREFIX) or len(raw) > 100:
+    if not _could_be_a_key(raw):
         return None
     token = (
         # The organization rides along: every API answer about the member names it; so does
@@ -440,11 +445,11 @@ def api_token_member_row(raw: str) -> User | None:
     record), with the member as a partial row (id, language, is_active, is_staff and the
     verified check; other fields deferred) read by one statement written once, not a
     queryset compiled on every connect (minga.rows)."""
-    if not raw.startswith(ApiToken.PREFIX) or len(raw) > 100:
+    if not _could_be_a_key(raw):
         return None
     sql, columns = _token_read()
     now = timezone.now()
-    stale_before = connection.ops.adapt_datetimefield_value(now - LAST_USE_STEP)
+    stale_before = rows.param(ApiToken, "last_used_at", now - LAST_USE_STEP)
     with connection.cursor() as cursor:
         cursor.execute(sql, [stale_before, ApiToken.hash_key(raw)])
         row = cursor.fetchone()
@@ -460,6 +465,6 @@ def api_token_member_row(raw: str) -> User | None:
             cursor.execute(
                 f"UPDATE {rows.table(ApiToken)} SET {rows.column(ApiToken, 'last_used_at')} = %s "  # noqa: S608 - names from the model
                 f"WHERE {rows.column(ApiToken, 'id')} = %s",
-                [connection.ops.adapt_datetimefield_value(now), token_id],
+                [rows.param(ApiToken, "last_used_at", now), token_id],
             )
     return member
