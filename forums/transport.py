@@ -395,7 +395,9 @@ def install() -> None:
     cls.onOpen = on_open
     cls.serverClose = server_close
     cls._connectionMade = _options_on_class(cls)
+    cls.sendData = _direct_send_data(cls.sendData)
     quiet_option_log()
+    lazy_highlights()
     http_protocol = sys.modules.get("daphne.http_protocol")
     if http_protocol is not None:
         http_protocol.WebRequest.process = _handshake_freed(
@@ -429,6 +431,82 @@ def _handshake_freed(process: Callable[[Any], None], reactor: Any) -> Callable[[
             reactor.callLater(0, forget, self, self.channel)
 
     return process_then_free
+
+
+class Highlight:
+    """A value autobahn highlights (colours) for a debug line, highlighted only when a line is
+    written: autobahn computes `hltype`/`hlval` for every frame sent or read and for every
+    connect, as arguments to `log.debug` calls that do nothing while debug is off (~3 µs a
+    frame; docs/performance.md, "H3 idle: the keepalive's cost")."""
+
+    __slots__ = ("args", "function", "kwargs")
+
+    def __init__(self, function: Callable[..., str], args: Any, kwargs: Any) -> None:
+        self.function, self.args, self.kwargs = function, args, kwargs
+
+    def __format__(self, spec: str) -> str:
+        return format(self.function(*self.args, **self.kwargs), spec)
+
+    def __str__(self) -> str:
+        return str(self.function(*self.args, **self.kwargs))
+
+    __repr__ = __str__
+
+
+def _deferred(function: Callable[..., str]) -> Callable[..., Highlight]:
+    def highlight(*args: Any, **kwargs: Any) -> Highlight:
+        return Highlight(function, args, kwargs)
+
+    highlight.minga_deferred = True  # type: ignore[attr-defined]
+    return highlight
+
+
+def lazy_highlights() -> None:
+    """Autobahn's websocket modules use `hltype` and `hlval` only as arguments of log calls:
+    there they become `Highlight`s, formatted if a log line is written."""
+    for name in ("autobahn.websocket.protocol", "autobahn.twisted.websocket"):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for function in ("hltype", "hlval"):
+            original = getattr(module, function, None)
+            if original is not None and not getattr(original, "minga_deferred", False):
+                setattr(module, function, _deferred(original))
+
+
+def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
+    """Autobahn's `sendData` (every frame it writes itself: pings, pongs, close frames, the
+    handshake's response, the ASGI path's frames) through `_send_now`: one send, not Twisted's
+    buffer and two epoll_ctl calls a loop turn later. The keepalive ping of every idle socket
+    was most of an idle gateway's CPU (docs/performance.md, "H3 idle: the keepalive's cost").
+    Chopped and synchronous sends, a queue already waiting and octet logging keep autobahn's
+    own path; the traffic counters and the debug line are autobahn's."""
+
+    @functools.wraps(original)
+    def send_data(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        transport = self.transport
+        if sync or chopsize or self.send_queue or self.logOctets or transport is None:
+            original(self, data, sync, chopsize)
+            return
+        _send_now(transport, data)
+        self.log.debug(
+            "{func} sent {data_len} bytes for peer {peer}",
+            func=Highlight(_type_name, (send_data,), {}),
+            peer=self.peer,
+            data_len=len(data),
+        )
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+
+    return send_data
+
+
+def _type_name(function: Any) -> str:
+    from autobahn.util import hltype
+
+    return str(hltype(function))
 
 
 def quiet_option_log() -> None:

@@ -403,3 +403,111 @@ def test_an_upgraded_handshakes_request_and_channel_are_freed_without_the_collec
     # the upgraded handshake is freed by reference counting; a plain request is left as it was
     # (twisted.web answers it and frees it itself)
     assert freed == [True, True, False]
+
+
+# --- Autobahn's own frames: written at once, debug highlights only when a line is written --------
+
+
+def _autobahn_server_protocol(send_data: Any) -> tuple[Any, Any]:
+    """Autobahn's server protocol, open, on an in-memory transport, with `send_data` as sendData."""
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from twisted.internet.testing import StringTransport
+
+    class Protocol(WebSocketServerProtocol):
+        sendData = send_data  # noqa: N815 - autobahn's name
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Protocol
+    protocol = factory.buildProtocol(None)
+    protocol.transport = StringTransport()
+    protocol.connectionMade()
+    protocol.state = protocol.STATE_OPEN
+    protocol.websocket_version = 13
+    return protocol, protocol.transport
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda p: p.sendPing(b"payload"), id="ping"),
+        pytest.param(lambda p: p.sendPong(b"payload"), id="pong"),
+        pytest.param(lambda p: p.sendMessage("é".encode() * 200), id="text"),
+        pytest.param(lambda p: p.sendMessage(b"\x00" * 70_000, isBinary=True), id="binary"),
+        pytest.param(lambda p: p.sendCloseFrame(code=1000, isReply=False), id="close"),
+    ],
+)
+def test_autobahns_frames_go_out_unchanged_through_the_direct_write(send: Any) -> None:
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+
+    shipped = WebSocketServerProtocol.sendData
+    before, before_transport = _autobahn_server_protocol(shipped)
+    after, after_transport = _autobahn_server_protocol(transport._direct_send_data(shipped))
+
+    send(before)
+    send(after)
+
+    assert after_transport.value() == before_transport.value() != b""
+    assert (
+        after.trafficStats.outgoingOctetsWireLevel
+        == before.trafficStats.outgoingOctetsWireLevel
+        > 0
+    )
+
+
+def test_chopped_and_queued_sends_keep_autobahns_own_path() -> None:
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+
+    calls: list[tuple[bytes, bool, int | None]] = []
+
+    def shipped(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        calls.append((data, sync, chopsize))
+
+    protocol, written = _autobahn_server_protocol(transport._direct_send_data(shipped))
+    protocol.sendData(b"chopped", chopsize=2)
+    protocol.sendData(b"synchronous", sync=True)
+    protocol.send_queue.append((b"waiting", False))
+    protocol.sendData(b"after the queue")  # must not overtake what waits in autobahn's queue
+
+    assert calls == [
+        (b"chopped", False, 2),
+        (b"synchronous", True, None),
+        (b"after the queue", False, None),
+    ]
+    assert written.value() == b""
+    assert WebSocketServerProtocol.sendData is not shipped
+
+
+def test_debug_highlights_are_formatted_only_when_a_line_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from autobahn import util
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol as websocket_protocol
+    from twisted.logger import formatEvent  # how a log line is written
+
+    # Autobahn as shipped (an import of minga.asgi under daphne may have deferred them already).
+    for module in (websocket_protocol, twisted_websocket):
+        monkeypatch.setattr(module, "hltype", util.hltype)
+        monkeypatch.setattr(module, "hlval", util.hlval)
+    calls: list[object] = []
+
+    def counted(value: object, color: str = "white", bold: bool = True) -> str:
+        calls.append(value)
+        return util.hlval(value, color=color, bold=bold)
+
+    monkeypatch.setattr(twisted_websocket, "hlval", counted)
+    transport.lazy_highlights()
+    transport.lazy_highlights()  # twice: still one layer
+
+    value = twisted_websocket.hlval("tcp:127.0.0.1:80", color="green")
+    method = websocket_protocol.hltype(
+        test_debug_highlights_are_formatted_only_when_a_line_is_written
+    )
+    assert calls == []  # nothing formatted until a line is
+    line = formatEvent({"log_format": "{peer} {func}", "peer": value, "func": method})
+    assert line == (
+        f"{util.hlval('tcp:127.0.0.1:80', color='green')} "
+        f"{util.hltype(test_debug_highlights_are_formatted_only_when_a_line_is_written)}"
+    )
+    assert calls == ["tcp:127.0.0.1:80"]
+    assert str(value) == repr(value) == util.hlval("tcp:127.0.0.1:80", color="green")

@@ -147,6 +147,7 @@ class Daphne:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()  # more daphne options, e.g. ("--ping-interval", "1")
 
     @property
     def url(self) -> str:
@@ -167,6 +168,7 @@ class Daphne:
                 [
                     str(VENV_BIN / "daphne"),
                     *("-b", "127.0.0.1", "-p", str(self.port)),
+                    *self.options,
                     "minga.asgi:application",
                 ],
                 cwd=ROOT,
@@ -212,9 +214,14 @@ def server_env(database_name: str, redis_url: str, **extra: str) -> dict[str, st
 
 @contextlib.contextmanager
 def cluster(
-    database_name: str, logs: Path, processes: int = 2, **extra_env: str
+    database_name: str,
+    logs: Path,
+    processes: int = 2,
+    options: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> Iterator[tuple[PrivateRedis, list[Daphne]]]:
-    """A private Redis and `processes` daphne processes on the test's database."""
+    """A private Redis and `processes` daphne processes (with daphne `options`) on the test's
+    database."""
     redis = PrivateRedis(logs)
     servers: list[Daphne] = []
     try:
@@ -222,7 +229,8 @@ def cluster(
         env = server_env(database_name, redis.url, **extra_env)
         for _ in range(processes):
             port = free_port()
-            servers.append(Daphne(port=port, env=env, log=logs / f"daphne-{port}.log"))
+            log = logs / f"daphne-{port}.log"
+            servers.append(Daphne(port=port, env=env, log=log, options=options))
         # Started side by side and stopped side by side: each start imports Django and each
         # stop waits out daphne's close grace, seconds apiece on a loaded machine.
         for server in servers:
