@@ -17,9 +17,11 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from bench import loadgen, minga_setup
@@ -35,6 +37,9 @@ async def _probe(
     meter: loadgen.Meter,
     *,
     fanout: tuple[list[float], float, loadgen.Meter | None] = ([], 0.0, None),
+    idle_seconds: float = 3.0,
+    profile: Path | None = None,
+    profiler: str = "py-spy",
 ) -> dict[str, Any]:
     warm = loadgen.Fleet(proto, ports, [room])
     await warm.open(len(ports))  # lazy imports loaded before the baseline
@@ -54,9 +59,12 @@ async def _probe(
         await asyncio.sleep(3)  # coalesced presence frames and the heartbeat settle
         rss = meter.rss_bytes()
         _snapshot(meter)
-        idle_before = meter.snapshot()
-        await asyncio.sleep(3)
+        idle_before, idle_from = meter.snapshot(), time.time()
+        spies = _spy(meter, profile, proto.name, idle_seconds, profiler)
+        await asyncio.sleep(idle_seconds)
         idle = meter.delta(idle_before, meter.snapshot())
+        for spy in spies:
+            await asyncio.to_thread(spy.wait, 60)
         steps = []
         rates, step_seconds, fanout_meter = fanout  # not `seconds`: the connect time, above
         for n, rate in enumerate(rates, start=1):  # the room fan-out, as H1 steps
@@ -75,7 +83,11 @@ async def _probe(
         "server_cpu_ms_per_connection": round(used["server_cpu_seconds"] / count * 1000, 2),
         "kib_per_connection": round((rss - base) / count / 1024, 1),
         "idle_server_cpu_pct": round(sum(idle["server_cpu_pct"]), 2),
+        "idle_window": [round(idle_from, 1), round(idle_from + idle["wall_s"], 1)],  # epoch s
         "others_cpu_pct": used["others_cpu_pct"],
+        "loadgen_cpu_pct": used["loadgen_cpu_pct"],  # while connecting: is it the bound?
+        "redis_cpu_pct": used["redis_cpu_pct"],
+        "presence_frames": fleet.presence_frames,
         "handshake_retries": fleet.handshake_retries,
         "fanout": steps,
     }
@@ -92,6 +104,31 @@ FANOUT_KEYS = (
     "server_cpu_pct",
     "others_cpu_pct",
 )
+
+
+def _spy(
+    meter: loadgen.Meter, profile: Path | None, name: str, seconds: float, profiler: str = "py-spy"
+) -> list[subprocess.Popen[bytes]]:
+    """With --profile, record each server over the idle window into DIR/<name>-<pid>.<ext>:
+    py-spy (every thread's Python stack while on the CPU, 250 samples/s, raw folded stacks) or
+    perf (the CPU clock at 499 Hz with call graphs: native and kernel time too, which py-spy
+    does not see; `perf report -i FILE --no-children --sort dso,sym`)."""
+    if profile is None:
+        return []
+    profile.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+
+    def argv(pid: int) -> list[str]:
+        if profiler == "perf":
+            out, window = profile / f"{name}-{pid}.perf", ["--", "sleep", str(int(seconds))]
+            return ["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", str(out), *window]
+        out, rate = profile / f"{name}-{pid}.txt", ["-r", "250", "--format", "raw"]
+        return [spy, "record", "-d", str(int(seconds)), *rate, "-p", str(pid), "-o", str(out)]
+
+    return [
+        subprocess.Popen(argv(server.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for server in meter.servers
+    ]
 
 
 def _snapshot(meter: loadgen.Meter) -> None:
@@ -118,10 +155,42 @@ def _server_env(env: dict[str, str], tree: str | None) -> dict[str, str]:
     return env
 
 
+def _checked(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[float], list[str]]:
+    """The --rates and the systems to run, or the parser's error."""
+    rates = [float(r) for r in args.rates.split(",") if r]
+    systems = [s for s in args.only.split(",") if s]
+    if args.baseline:
+        systems = ["base", *systems]
+    if not set(systems) <= {"base", "minga", "b0"} or args.members < 10 or args.members % 10:
+        parser.error("--only takes minga and b0; --members a multiple of 10")
+    if rates and "b0" in systems:
+        parser.error("--rates posts through Minga's services: not with b0")
+    return rates, systems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.connect_probe")
     parser.add_argument("--members", type=int, default=500, help="clients (and members), >= 10")
-    parser.add_argument("--only", default="minga", help="minga (this tree)")
+    parser.add_argument(
+        "--only",
+        default="minga",
+        help="minga (this tree) and/or b0 (the tutorial's consumer, bench/b0), comma-separated",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="how long the held clients stay idle while the servers' CPU is read (21 covers a "
+        "whole keepalive cycle: daphne pings every 20 s)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the servers over the idle window into DIR (see --profiler)",
+    )
+    parser.add_argument("--profiler", choices=["py-spy", "perf"], default="py-spy")
     parser.add_argument("--redis-port", type=int, default=6395)
     parser.add_argument(
         "--baseline",
@@ -137,12 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per --rates step")
 
     args = parser.parse_args(argv)
-    rates = [float(r) for r in args.rates.split(",") if r]
-    systems = [s for s in args.only.split(",") if s]
-    if args.baseline:
-        systems = ["base", *systems]
-    if not set(systems) <= {"base", "minga"} or args.members < 10 or args.members % 10:
-        parser.error("--only takes minga; --members a multiple of 10")
+    rates, systems = _checked(parser, args)
     out: dict[str, Any] = {}
     with Processes() as procs:
         port, redis = start_redis(procs, args.redis_port)
@@ -152,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 tree = str(args.baseline) if system == "base" else None
                 env = _server_env(data.env, tree)
-                ports, pids = start_servers(procs, "minga", port, env, tree)
+                kind = "b0" if system == "b0" else "minga"
+                ports, pids = start_servers(procs, kind, port, env, tree)
                 poster = None
                 try:
                     meter = loadgen.Meter(pids, redis.pid)
@@ -165,12 +230,15 @@ def main(argv: list[str] | None = None) -> int:
                         fanout_meter = loadgen.Meter([*pids, poster.pid], redis.pid)
                     out[system] = asyncio.run(
                         _probe(
-                            proto,
+                            loadgen.TutorialProto() if kind == "b0" else proto,
                             ports,
-                            data.hold_room,
+                            "hold" if kind == "b0" else data.hold_room,
                             args.members,
                             meter,
                             fanout=(rates, args.seconds, fanout_meter),
+                            idle_seconds=args.idle_seconds,
+                            profile=args.profile,
+                            profiler=args.profiler,
                         )
                     )
                     out[system]["server_pids"] = pids  # their snapshots' names
@@ -180,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     if poster is not None:
                         procs.stop(poster.proc)
                         proto.poster = None  # type: ignore[attr-defined]
-                    _stop_servers(procs, "minga")
+                    _stop_servers(procs, kind)
                 print(system, json.dumps(out[system]), flush=True)
         finally:
             minga_setup.drop_database()

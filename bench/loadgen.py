@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 MARK = "bench|"
+PRESENCE = '{"type":"presence",'  # Minga's frames are compact JSON (forums.frames.dumps)
 PAYLOAD_BYTES = 200
 OPEN_TIMEOUT = 30.0
 CONNECT_ATTEMPTS = 3
@@ -226,6 +227,7 @@ class Fleet:
         self.latencies: defaultdict[int, list[int]] = defaultdict(list)
         self.total = 0
         self.acks = 0
+        self.presence_frames = 0  # counted, not parsed (_other)
         self.ack_latencies: list[int] = []  # Minga: message.send -> ack
         self.post_failures = 0
         self.post_ms: list[float | None] = [None, None]  # Minga's poster: due -> committed
@@ -373,6 +375,14 @@ class Fleet:
             client.closed = True
 
     def _other(self, client: Client, text: str) -> None:
+        if text.startswith(PRESENCE) and not self.keep_frames:
+            # Filling a room of thousands, every socket gets each server process's presence
+            # deltas (up to one per second, each naming the members who came): parsing them
+            # all held this one process at a full core, and the connect rate measured the load
+            # generator (docs/performance.md, "H3: the load generator's share"). Nothing here
+            # reads them; the servers' cost of sending them is still measured.
+            self.presence_frames += 1
+            return
         try:
             frame = json.loads(text)
         except ValueError:
@@ -705,6 +715,7 @@ async def hold(
                     )
                     log(f"  {proto.name:8} {size:>6} conns: {points[-1]['error']}")
                     break
+            opening = meter.snapshot()
             try:
                 connect_seconds += await fleet.open(size - held, per_room=max(sizes), budget=budget)
             except RuntimeError as error:
@@ -712,6 +723,7 @@ async def hold(
                 log(f"  {proto.name:8} {size:>6} conns: {error}")
                 break
             held = size
+            connecting = meter.delta(opening, meter.snapshot())
             await asyncio.sleep(settle)
             rss = meter.rss_bytes()
             before = meter.snapshot()
@@ -726,11 +738,15 @@ async def hold(
                 "idle_server_cpu_pct": round(sum(idle["server_cpu_pct"]), 2),
                 "handshake_retries": fleet.handshake_retries,
                 "others_cpu_pct": idle["others_cpu_pct"],
+                # While these clients connected: the load generator must not be the bound.
+                "connect_loadgen_cpu_pct": connecting["loadgen_cpu_pct"],
+                "connect_server_cpu_pct": connecting["server_cpu_pct"],
             }
             points.append(point)
             log(
                 f"  {proto.name:8} {size:>6} conns: {point['kib_per_connection']} KiB/conn, "
-                f"idle {point['idle_server_cpu_pct']}% CPU, connect {point['connect_per_s']}/s, "
+                f"idle {point['idle_server_cpu_pct']}% CPU, connect {point['connect_per_s']}/s "
+                f"(load generator {point['connect_loadgen_cpu_pct']}%), "
                 f"{fleet.handshake_retries} handshakes retried"
             )
     finally:
