@@ -36,10 +36,16 @@ Either way the client reconnects with its jittered backoff and catches up by `se
    onto every protocol instance (`_connectionMade`), which took the instance's attribute table
    past 85 entries and doubled it (3.3 KiB); the options are now read from the class, primed
    from daphne's one factory with the same values (`tcpNoDelay` excepted: autobahn reads it
-   before the copy, and that read must keep failing as it did, or Nagle's algorithm would be
-   switched off). Its send queue, a deque that stays empty under daphne, is a list
+   before the copy, where the read fails and Nagle's algorithm stayed on; it is applied after
+   the copy, item 6). Its send queue, a deque that stays empty under daphne, is a list
    (`SendQueue`), and the handshake's raw request, response and parsed headers are dropped
    once the socket is open (`forget_handshake`).
+
+6. **Frames go out when written.** Autobahn's own writes (pings, pongs, close frames, the ASGI
+   path's frames) take `_send_now` as the hub's do (`_direct_send_data`), the colour
+   highlights of its debug lines are formatted only when a line is written (`Highlight`), and
+   Nagle's algorithm is off as autobahn's factory asks (docs/performance.md, "H3 idle and
+   Nagle: autobahn's own writes").
 
 `install()` runs at import of the gateway. It acts only where daphne's websocket protocol is
 loaded (daphne imports it before the application); the in-process test communicators have no
@@ -49,6 +55,7 @@ transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
@@ -355,6 +362,13 @@ def _options_on_class(cls: Any) -> Callable[[Any], None]:
         original(self)
         if type(self.send_queue) is deque and not self.send_queue:
             self.send_queue = SendQueue()
+        # Autobahn sets the factory's tcpNoDelay before this copy, on an instance that does not
+        # have it yet: the AttributeError it swallows left Nagle's algorithm on for every daphne
+        # websocket, so a frame written while the previous one was not acknowledged yet waited
+        # (docs/performance.md, "H3 idle and Nagle: autobahn's own writes"). Applied here, with
+        # the factory's value.
+        with contextlib.suppress(AttributeError, OSError):
+            self.transport.setTcpNoDelay(factory.tcpNoDelay)
 
     return connection_made
 
@@ -437,7 +451,7 @@ class Highlight:
     """A value autobahn highlights (colours) for a debug line, highlighted only when a line is
     written: autobahn computes `hltype`/`hlval` for every frame sent or read and for every
     connect, as arguments to `log.debug` calls that do nothing while debug is off (~3 µs a
-    frame; docs/performance.md, "H3 idle: the keepalive's cost")."""
+    frame; docs/performance.md, "H3 idle and Nagle: autobahn's own writes")."""
 
     __slots__ = ("args", "function", "kwargs")
 
@@ -478,7 +492,8 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
     """Autobahn's `sendData` (every frame it writes itself: pings, pongs, close frames, the
     handshake's response, the ASGI path's frames) through `_send_now`: one send, not Twisted's
     buffer and two epoll_ctl calls a loop turn later. The keepalive ping of every idle socket
-    was most of an idle gateway's CPU (docs/performance.md, "H3 idle: the keepalive's cost").
+    was most of an idle gateway's CPU (docs/performance.md, "H3 idle and Nagle: autobahn's own
+    writes").
     Chopped and synchronous sends, a queue already waiting and octet logging keep autobahn's
     own path; the traffic counters and the debug line are autobahn's."""
 

@@ -511,3 +511,35 @@ def test_debug_highlights_are_formatted_only_when_a_line_is_written(
     )
     assert calls == ["tcp:127.0.0.1:80"]
     assert str(value) == repr(value) == util.hlval("tcp:127.0.0.1:80", color="green")
+
+
+def test_nagles_algorithm_is_off_as_autobahns_factory_asks() -> None:
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from twisted.internet.testing import StringTransport
+
+    class Transport(StringTransport):
+        nodelay: bool | None = None
+
+        def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802 - Twisted's name
+            self.nodelay = enabled
+
+    def connect(protocol_class: type) -> Transport:
+        factory = WebSocketServerFactory()
+        factory.protocol = protocol_class
+        protocol = factory.buildProtocol(None)
+        protocol.transport = Transport()
+        protocol.connectionMade()
+        return protocol.transport
+
+    class Shipped(WebSocketServerProtocol):
+        pass
+
+    class Ours(WebSocketServerProtocol):
+        pass
+
+    Ours._connectionMade = transport._options_on_class(Ours)  # type: ignore[method-assign]
+
+    assert WebSocketServerFactory().tcpNoDelay is True
+    # As shipped, autobahn reads the option before copying it onto the protocol: never applied.
+    assert connect(Shipped).nodelay is None
+    assert connect(Ours).nodelay is True
