@@ -38,7 +38,7 @@ def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int]:
     }
 
 
-def measure(data: minga_setup.MingaData, calls: int) -> dict[str, Any]:
+def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None) -> dict[str, Any]:
     os.environ.update(data.env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
     import django
@@ -88,6 +88,10 @@ def measure(data: minga_setup.MingaData, calls: int) -> dict[str, Any]:
 
     post(30, 10**6)  # warm: the first posts load templates and caches
     out["message_post"] = _per_call(lambda: post(calls, 0), calls)
+    if profile is not None:  # the same posts again, under cProfile (`python -m pstats FILE`)
+        import cProfile
+
+        cProfile.runctx("post(calls, 10**7)", globals(), locals(), str(profile))
 
     def send(count: int, offset: int) -> None:  # the gateway's message.send hop
         for i in range(count):
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hops")
     parser.add_argument("--calls", type=int, default=300, help="calls of each (>= 50)")
     parser.add_argument("--redis-port", type=int, default=6393)
+    parser.add_argument("--profile", type=Path, help="also cProfile the posts into this file")
     args = parser.parse_args(argv)
     if args.calls < 50:
         parser.error("--calls must be at least 50 (a room of 50 is measured)")
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         port, _redis = start_redis(procs, args.redis_port)
         try:
             data = minga_setup.prepare(args.calls, port)
-            print(json.dumps(measure(data, args.calls), indent=1), flush=True)
+            print(json.dumps(measure(data, args.calls, args.profile), indent=1), flush=True)
         finally:
             minga_setup.drop_database()
     return 0

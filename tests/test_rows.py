@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -76,3 +77,65 @@ def test_param_prepares_a_value_as_the_orm_would_for_a_filter() -> None:
     ).get_db_prep_value(when, connection)
     with pytest.raises(ValueError, match="Message has no column nope"):
         rows.param(Message, "nope", 1)
+
+
+def _message(thread: Any, seq: Any) -> Message:
+    return Message(
+        thread=thread,
+        room=thread.room,
+        seq=seq,
+        author=thread.author,
+        body="Agenda, item 2",
+        body_html="<p>Agenda, item 2</p>\n",
+        client_id=uuid.uuid4(),
+        created_at=datetime(2026, 11, 25, 23, 59, 30, tzinfo=UTC),
+    )
+
+
+def _stored(message: Message) -> dict[str, Any]:
+    row = Message.objects.values().get(pk=message.pk)
+    return {k: v for k, v in row.items() if k not in {"id", "seq", "client_id"}}
+
+
+@pytest.mark.django_db
+def test_insert_writes_the_row_that_save_writes_and_reads_its_key_back(plan: None) -> None:
+    from tests.forums.factories import ThreadFactory
+
+    thread = ThreadFactory()
+    saved, inserted = _message(thread, 1), _message(thread, 2)
+    saved.save(force_insert=True)
+
+    rows.insert(inserted)
+
+    assert inserted.pk is not None
+    assert inserted.pk != saved.pk
+    assert (inserted._state.adding, inserted._state.db) == (False, "default")
+    assert _stored(inserted) == _stored(saved)  # every default (change, kind, ...) too
+    assert Message.objects.get(pk=inserted.pk).client_id == inserted.client_id
+    assert _stored(inserted)["created_at"] == datetime(2026, 11, 25, 23, 59, 30, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+def test_insert_leaves_signals_and_expressions_to_save(plan: None) -> None:
+    from django.db.models import Value
+    from django.db.models.signals import post_save
+
+    from tests.forums.factories import ThreadFactory
+
+    thread = ThreadFactory()
+    heard: list[int] = []
+
+    def receiver(sender: type[Message], instance: Message, **kwargs: Any) -> None:
+        heard.append(instance.pk)
+
+    post_save.connect(receiver, sender=Message, dispatch_uid="test_rows")
+    try:
+        with_signal = _message(thread, 1)
+        rows.insert(with_signal)
+    finally:
+        post_save.disconnect(dispatch_uid="test_rows", sender=Message)
+    with_expression = _message(thread, Value(7))
+    rows.insert(with_expression)
+
+    assert heard == [with_signal.pk]
+    assert Message.objects.get(pk=with_expression.pk).seq == 7

@@ -75,7 +75,7 @@ def test_message_post_stores_message_with_next_seq(thread: Thread, member: User)
     )
     assert message.body_html == "<p><strong>Hola</strong> a todos</p>\n"
     assert Room.objects.get(pk=room.pk).last_seq == 42
-    assert thread.message_count == 1
+    assert (thread.message_count, thread.last_activity_at) == (1, message.created_at)
 
 
 def test_message_post_publishes_created_frame_after_commit(
