@@ -1,6 +1,7 @@
 """daphne's keepalive, for real: an idle socket is pinged, a peer that answers stays, one that does
-not is dropped (docs/deployment.md, "Keepalive"). The pings, pongs and close frames go out
-through forums.transport's direct write (`_direct_send_data`), so this is its end-to-end check.
+not is dropped (docs/deployment.md, "Several hosts": the load balancer and the keepalive). The
+pings, pongs and close frames go out through forums.transport's direct write
+(`_direct_send_data`), so this is its end-to-end check.
 
 The clients are websockets' sans-I/O protocol over a plain socket: the asyncio client answers
 every ping by itself, and one peer here must not.
