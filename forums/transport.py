@@ -506,9 +506,9 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
         _send_now(transport, data)
         self.log.debug(
             "{func} sent {data_len} bytes for peer {peer}",
-            func=Highlight(_type_name, (send_data,), {}),
-            peer=self.peer,
-            data_len=len(data),
+            func=Highlight(_highlighted, ("hltype", send_data), {}),
+            peer=Highlight(_highlighted, ("hlval", self.peer), {}),
+            data_len=Highlight(_highlighted, ("hlval", len(data)), {}),
         )
         if self.state == self.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
@@ -518,10 +518,11 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
     return send_data
 
 
-def _type_name(function: Any) -> str:
-    from autobahn.util import hltype
+def _highlighted(how: str, value: Any) -> str:
+    """autobahn.util's `hltype` or `hlval` of `value` (the debug line's colours)."""
+    from autobahn import util
 
-    return str(hltype(function))
+    return str(getattr(util, how)(value))
 
 
 def quiet_option_log() -> None:

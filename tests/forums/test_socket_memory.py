@@ -543,3 +543,33 @@ def test_nagles_algorithm_is_off_as_autobahns_factory_asks() -> None:
     # As shipped, autobahn reads the option before copying it onto the protocol: never applied.
     assert connect(Shipped).nodelay is None
     assert connect(Ours).nodelay is True
+
+
+def test_the_direct_writes_debug_line_reads_as_autobahns() -> None:
+    import txaio
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if "sent" in event.get("log_format", ""):
+            lines.append(formatEvent(event))
+
+    shipped = WebSocketServerProtocol.sendData
+    globalLogPublisher.addObserver(observer)
+    try:
+        for send_data in (shipped, transport._direct_send_data(shipped)):
+            protocol, _written = _autobahn_server_protocol(send_data)
+            protocol.log = txaio.make_logger()
+            protocol.log.set_log_level("debug")
+            protocol.peer = "tcp4:127.0.0.1:50000"
+            protocol.sendPing(b"payload")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+
+    assert len(lines) == 2, lines
+    # The same words and values; the function's name is autobahn's or ours.
+    assert lines[0].replace("WebSocketServerProtocol.sendData", "?") == lines[1].replace(
+        "_direct_send_data.<locals>.send_data", "?"
+    ), lines
