@@ -63,6 +63,16 @@ def _closed_breakers() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """A test starts with an empty cache. Flood counters, cooldown markers and throttles are
+    keyed by ids, and on SQLite a rolled-back test's ids come again (PostgreSQL's sequences
+    never repeat): without this, the suite on SQLite refused posts as rate limited."""
+    from django.core.cache import caches
+
+    caches["default"].clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layers() -> None:
     """Each test gets new channel-layer instances (the in-memory one keeps state otherwise)."""
     from channels.layers import channel_layers

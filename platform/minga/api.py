@@ -98,6 +98,13 @@ def on_data_refused(request: HttpRequest, exc: DataError) -> HttpResponse:
     return _error(request, 400, "invalid", "A parameter holds a value the database cannot store.")
 
 
+@api.exception_handler(OverflowError)
+def on_number_too_big(request: HttpRequest, exc: OverflowError) -> HttpResponse:
+    # The embedded SQLite's driver cannot bind an integer beyond 64 bits (PostgreSQL answers
+    # DataError, above): a client's number out of range, the same answer on both databases.
+    return _error(request, 400, "invalid", "A parameter holds a value the database cannot store.")
+
+
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return _error(request, 401, "unauthenticated", "Sign in, or send Authorization: Token <key>.")

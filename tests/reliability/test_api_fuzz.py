@@ -60,3 +60,19 @@ def test_api_events_start_with_impossible_offset_is_a_client_error(plan: None) -
     status = client.get("/api/v1/events/?start=2026-05-06T07:08:20-17:34").status_code
 
     assert status in {400, 422}
+
+
+def test_api_id_beyond_64_bits_is_never_a_server_error(plan: None) -> None:
+    """PostgreSQL compares a 70-bit id and finds nothing (200); the embedded SQLite's driver
+    cannot bind it and raised OverflowError, a 500, until minga.api answered it with 400."""
+    from django.db import connection
+    from django.test import Client
+
+    client = Client(headers=_token_headers(plan), raise_request_exception=False)
+
+    response = client.post(
+        "/api/v1/notifications/read/", {"ids": [2**70]}, content_type="application/json"
+    )
+
+    expected = (400, "invalid") if connection.vendor == "sqlite" else (200, None)
+    assert (response.status_code, response.json().get("code")) == expected, response.content
