@@ -92,16 +92,11 @@ def on_rule_broken(request: HttpRequest, exc: DjangoValidationError) -> HttpResp
 
 
 @api.exception_handler(DataError)
-def on_data_refused(request: HttpRequest, exc: DataError) -> HttpResponse:
-    # PostgreSQL refuses values no schema can rule out cheaply (a NUL byte in a string, a UTC
-    # offset beyond +-15:59): the request is wrong, not the server.
-    return _error(request, 400, "invalid", "A parameter holds a value the database cannot store.")
-
-
 @api.exception_handler(OverflowError)
-def on_number_too_big(request: HttpRequest, exc: OverflowError) -> HttpResponse:
-    # The embedded SQLite's driver cannot bind an integer beyond 64 bits (PostgreSQL answers
-    # DataError, above): a client's number out of range, the same answer on both databases.
+def on_data_refused(request: HttpRequest, exc: DataError | OverflowError) -> HttpResponse:
+    # PostgreSQL refuses values no schema can rule out cheaply (a NUL byte in a string, a UTC
+    # offset beyond +-15:59) with DataError; the embedded SQLite's driver cannot bind an
+    # integer beyond 64 bits (OverflowError). The request is wrong, not the server.
     return _error(request, 400, "invalid", "A parameter holds a value the database cannot store.")
 
 
