@@ -275,22 +275,17 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
         return (thread.pk, thread.title, room.slug, group and group.slug, thread.author.name)
 
     # Act
-    by_queryset = _matrix(
-        readers,
-        threads,
-        lambda m, pk: _or_404(
-            lambda: selectors.thread_for_member(thread_id=pk, member=User.objects.get(pk=m.pk)),
-            seen,
-        ),
-    )
-    by_row = _matrix(
-        readers,
-        threads,
-        lambda m, pk: _or_404(
-            lambda: selectors.thread_row_for_member(thread_id=pk, member=User.objects.get(pk=m.pk)),
-            seen,
-        ),
-    )
+    def answers(read: Any) -> dict[Any, Any]:
+        return _matrix(
+            readers,
+            threads,
+            lambda m, pk: _or_404(
+                lambda: read(thread_id=pk, member=User.objects.get(pk=m.pk)), seen
+            ),
+        )
+
+    by_queryset = answers(selectors.thread_for_member)
+    by_row = answers(selectors.thread_row_for_member)
 
     # Assert: the same answers, and some of each.
     assert by_row == by_queryset
