@@ -32,18 +32,13 @@ class ReusedClient(RedisCacheClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[int, Any] = {}  # id(pool) -> its client
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)  # Django's choice of server
-        client = self._clients.get(index)
+        pool = self._get_connection_pool(write)  # Django's choice of server, and its pool
+        client = self._clients.get(id(pool))
         if client is None:
-            if index not in self._pools:  # Django's _get_connection_pool, for this index
-                self._pools[index] = self._pool_class.from_url(
-                    self._servers[index], **self._pool_options
-                )
-            pool = self._pools[index]
-            client = self._clients.setdefault(index, self._client(connection_pool=pool))
+            client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
 
