@@ -40,6 +40,7 @@ async def _probe(
     idle_seconds: float = 3.0,
     profile: Path | None = None,
     profiler: str = "py-spy",
+    phase: str = "idle",
 ) -> dict[str, Any]:
     warm = loadgen.Fleet(proto, ports, [room])
     await warm.open(len(ports))  # lazy imports loaded before the baseline
@@ -48,6 +49,9 @@ async def _probe(
     base = meter.rss_bytes()
     _snapshot(meter)
     fleet = loadgen.Fleet(proto, ports, [room])
+    connect_spies = (
+        _spy(meter, profile, f"{proto.name}-connect", None, profiler) if phase == "connect" else []
+    )
     before = meter.snapshot()
     error = None
     try:
@@ -56,11 +60,12 @@ async def _probe(
         except RuntimeError as failed:  # some clients failed: still report what it cost
             error, seconds = str(failed), time.perf_counter() - before["at"]
         used = meter.delta(before, meter.snapshot())
+        await _stopped(connect_spies)
         await asyncio.sleep(3)  # coalesced presence frames and the heartbeat settle
         rss = meter.rss_bytes()
         _snapshot(meter)
         idle_before, idle_from = meter.snapshot(), time.time()
-        spies = _spy(meter, profile, proto.name, idle_seconds, profiler)
+        spies = _spy(meter, profile, proto.name, idle_seconds, profiler) if phase == "idle" else []
         await asyncio.sleep(idle_seconds)
         idle = meter.delta(idle_before, meter.snapshot())
         for spy in spies:
@@ -107,12 +112,16 @@ FANOUT_KEYS = (
 
 
 def _spy(
-    meter: loadgen.Meter, profile: Path | None, name: str, seconds: float, profiler: str = "py-spy"
+    meter: loadgen.Meter,
+    profile: Path | None,
+    name: str,
+    seconds: float | None,
+    profiler: str = "py-spy",
 ) -> list[subprocess.Popen[bytes]]:
-    """With --profile, record each server over the idle window into DIR/<name>-<pid>.<ext>:
-    py-spy (every thread's Python stack while on the CPU, 250 samples/s, raw folded stacks) or
-    perf (the CPU clock at 499 Hz with call graphs: native and kernel time too, which py-spy
-    does not see; `perf report -i FILE --no-children --sort dso,sym`)."""
+    """With --profile, record each server into DIR/<name>-<pid>.<ext> for `seconds`, or until
+    `_stopped` when None: py-spy (every thread's Python stack while on the CPU, 250 samples/s,
+    raw folded stacks) or perf (the CPU clock at 499 Hz with call graphs: native and kernel time
+    too, which py-spy does not see; `perf report -i FILE --no-children --sort dso,sym`)."""
     if profile is None:
         return []
     profile.mkdir(parents=True, exist_ok=True)
@@ -120,15 +129,25 @@ def _spy(
 
     def argv(pid: int) -> list[str]:
         if profiler == "perf":
-            out, window = profile / f"{name}-{pid}.perf", ["--", "sleep", str(int(seconds))]
+            out = profile / f"{name}-{pid}.perf"
+            window = ["--", "sleep", str(int(seconds))] if seconds is not None else []
             return ["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", str(out), *window]
-        out, rate = profile / f"{name}-{pid}.txt", ["-r", "250", "--format", "raw"]
-        return [spy, "record", "-d", str(int(seconds)), *rate, "-p", str(pid), "-o", str(out)]
+        out, rate = profile / f"{name}-{pid}.txt", ["-r", "250", "--gil", "--format", "raw"]
+        window = ["-d", str(int(seconds))] if seconds is not None else []
+        return [spy, "record", *window, *rate, "-p", str(pid), "-o", str(out)]
 
     return [
         subprocess.Popen(argv(server.pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for server in meter.servers
     ]
+
+
+async def _stopped(spies: list[subprocess.Popen[bytes]]) -> None:
+    """Stop profilers started without a duration: both write their file on SIGINT."""
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        await asyncio.to_thread(spy.wait, 60)
 
 
 def _snapshot(meter: loadgen.Meter) -> None:
@@ -191,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the servers over the idle window into DIR (see --profiler)",
     )
     parser.add_argument("--profiler", choices=["py-spy", "perf"], default="py-spy")
+    parser.add_argument(
+        "--profile-phase",
+        choices=["idle", "connect"],
+        default="idle",
+        help="what --profile records: the idle window, or the clients connecting",
+    )
     parser.add_argument("--redis-port", type=int, default=6395)
     parser.add_argument(
         "--baseline",
@@ -239,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                             idle_seconds=args.idle_seconds,
                             profile=args.profile,
                             profiler=args.profiler,
+                            phase=args.profile_phase,
                         )
                     )
                     out[system]["server_pids"] = pids  # their snapshots' names
