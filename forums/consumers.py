@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -437,6 +438,25 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' AsyncConsumer.dispatch without its `aclose_old_connections()`: Channels
+        (4.2 and later) makes that thread hop before every handler, so every frame a socket
+        sent (its connect, each ping, subscribe or post, its close) waited for a turn on the
+        process's one thread-sensitive executor thread, shared by every socket, to close
+        connections that thread never opens. The gateway touches the database only through
+        `minga.realtime.db_hop`, which closes old connections inside each hop, before and
+        after it (docs/performance.md, "H3 connects: a thread hop per frame")."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' own, without its `aclose_old_connections()` (see `dispatch`) and its group
+        discards (the socket has no channel: `disconnect` leaves the hub's groups)."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     HANDLERS = {
         "ping": "on_ping",

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse, urlsplit
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
+from django.db import close_old_connections
 
 from community.services import api_token_member_row
 
 _executor: ThreadPoolExecutor | None = None
+_hops: dict[tuple[Callable[..., Any], int], Callable[..., Awaitable[Any]]] = {}
 
 
 def db_hop[**P, T](fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """`database_sync_to_async` for the gateway's database hops.
+    """`fn` run in a thread, as `database_sync_to_async` does, for the gateway's database hops.
 
     Channels runs every hop of a process on one thread, so a connect's token check waited for
     every subscribe replay and post queued before it: the connect rate was the database's round
@@ -27,14 +30,37 @@ def db_hop[**P, T](fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     settings.GATEWAY_DB_THREADS > 0 (PostgreSQL) the hops run on that many threads instead,
     each borrowing a connection from Django's pool; a socket's own hops still run one after
     the other (the gateway awaits each).
+
+    Old connections are closed inside the hop, before and after `fn`. Django keeps its
+    connections in asgiref Locals, which follow the context: `fn` runs in a copy of the
+    socket's context, and the connection it opened goes back with that context, where
+    `database_sync_to_async`'s own closing (in the thread's context) never sees it. Channels
+    (4.2 and later) closed it on the socket's next frame, with a thread hop per frame; the
+    gateway makes no such hop (forums.consumers.GatewayConsumer.dispatch), so each hop hands
+    its connection back to the pool when it ends.
     """
     global _executor  # noqa: PLW0603 - one pool per process, made on first use
     threads = int(getattr(settings, "GATEWAY_DB_THREADS", 0) or 0)
+    made = _hops.get((fn, threads))
+    if made is not None:
+        return made
+
+    @functools.wraps(fn)
+    def hop(*args: P.args, **kwargs: P.kwargs) -> T:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
     if threads <= 0:
-        return database_sync_to_async(fn)
-    if _executor is None:
-        _executor = ThreadPoolExecutor(threads, thread_name_prefix="gateway-db")
-    return database_sync_to_async(fn, thread_sensitive=False, executor=_executor)
+        made = sync_to_async(hop)
+    else:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(threads, thread_name_prefix="gateway-db")
+        made = sync_to_async(hop, thread_sensitive=False, executor=_executor)
+    _hops[(fn, threads)] = made
+    return made
 
 
 def token_identity(raw: str) -> tuple[Any, tuple[int, str] | None, str]:

@@ -6,7 +6,9 @@ catch-up, resync, revocation. docs/realtime-protocol.md is the specification the
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
 from minga.asgi import application
 
@@ -165,6 +168,58 @@ async def test_ping_answers_pong(member: User) -> None:
 
         assert frame == {"type": "pong"}
         assert await ws.receive_nothing(timeout=0.2) is True
+
+
+async def test_frames_and_the_close_make_no_thread_hop_to_close_connections(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channels' dispatch closes old connections in a thread before every handler: one hop per
+    frame, on the process's one shared thread. The gateway's database work runs in db_hop
+    threads, which close their own; frames that need no database make no hop at all."""
+    import channels.db
+
+    _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
+    hops: list[str] = []
+    async with socket(headers=[ORIGIN, (b"authorization", f"Token {key}".encode())]) as ws:
+        monkeypatch.setattr(channels.db, "close_old_connections", lambda: hops.append("close"))
+        for _ in range(3):
+            await send(ws, {"type": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+    await ws.wait(timeout=5)  # the consumer ran its disconnect and returned
+
+    assert hops == []
+
+
+def _connections_open_in_other_threads() -> list[Any]:
+    """Django connection wrappers of threads other than this one still holding a connection."""
+    here = threading.get_ident()
+    return [
+        wrapper
+        for wrapper in gc.get_objects()
+        if isinstance(wrapper, BaseDatabaseWrapper)
+        and wrapper.connection is not None
+        and wrapper._thread_ident != here
+    ]
+
+
+async def test_a_socket_leaves_no_database_connection_open_behind_it(
+    member: User, thread: Thread
+) -> None:
+    """Django keeps connections in context-local storage: the one a hop opened (the session's
+    user, the gateway's own hops) goes back with the socket's context, where the hop's own
+    closing does not always look. Channels closed it on the socket's next frame, with a thread
+    hop per frame; the gateway makes no such hop, so each of its hops closes old connections
+    itself, inside the hop (minga.realtime.db_hop)."""
+    async with socket(member) as ws:
+        await subscribe(ws)
+        await recv(ws)
+        await send(ws, {"type": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+
+        assert _connections_open_in_other_threads() == []
+    await ws.wait(timeout=5)
+
+    assert _connections_open_in_other_threads() == []
 
 
 # --- Subscribe, catch-up, resync --------------------------------------------------------------
