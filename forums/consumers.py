@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -873,7 +874,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self.changes_replayed and '"change":' in text and self._change_replayed(text):
             return
         if self.write_direct is None or not self.write_direct(text):
-            await self.send(text_data=text)
+            try:
+                await self.send(text_data=text)
+            except Disconnected:
+                # The peer went and daphne has not delivered the disconnect yet: nothing is
+                # lost (a reconnect catches up), and the frames behind this one need no try.
+                self.closing = True
 
     async def _control(self, text: str) -> bool:
         """Act on a control frame; True when it was one (it is never relayed)."""

@@ -288,3 +288,29 @@ def test_no_direct_writes_outside_daphne() -> None:
     async def send(message: dict[str, Any]) -> None: ...
 
     assert transport.direct_sender(send) is None
+
+
+async def test_relay_to_a_socket_whose_peer_went_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Between the peer's going and daphne's disconnect event, autobahn refuses the send: the
+    frame is dropped without a warning and a traceback per frame (a meeting's end closes
+    hundreds of sockets while frames are still on their way), and the ones behind it are not
+    tried."""
+    from autobahn.exception import Disconnected
+
+    gateway, _sent = bare_gateway()
+    tries: list[str] = []
+
+    async def gone(text_data: str) -> None:
+        tries.append(text_data)
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    gateway.send = gone  # type: ignore[method-assign]
+
+    for n in range(2):
+        await gateway.relay(f'{{"type":"typing","room":"wg1-a","n":{n}}}')
+
+    assert len(tries) == 1
+    assert gateway.closing is True
+    assert [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}] == []
