@@ -58,6 +58,12 @@ COALESCE_SECONDS = 1.0
 # Rooms with more members online than this get `presence` deltas (joined, left, count) instead
 # of the whole list, and a `subscribed` list cut to this many (docs/realtime-protocol.md).
 FULL_LIST_MAX = 50
+# Connections to Redis per process. A burst of operations beyond it (a meeting ending closes
+# hundreds of sockets at once) waits for a free one, up to REDIS_TIMEOUT_SECONDS: redis-py's
+# default pool refused every operation beyond its 100 connections at once, and a refused leave
+# left a ghost online for TTL_SECONDS.
+REDIS_MAX_CONNECTIONS = 32
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -322,9 +328,15 @@ class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
         from redis import asyncio as aioredis
 
-        self.redis = aioredis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            decode_responses=True,
         )
+        self.redis = aioredis.Redis.from_pool(pool)  # owned: closed with the client
         self.prefix = prefix
         self._add = self.redis.register_script(_LUA_ADD)
         self._remove = self.redis.register_script(_LUA_REMOVE)

@@ -649,3 +649,25 @@ async def test_gateway_presence_lives_in_redis_on_the_redis_layer(
         sorted(m["id"] for m in joined["online"]),
         [m["id"] for m in left["online"]],
     ) == (True, both, both, [ana.pk])
+
+
+async def test_a_burst_of_joins_and_leaves_waits_for_a_connection_instead_of_failing(
+    redis_store: RedisStore, clock: Clock
+) -> None:
+    """A meeting's end (or a proxy restart) closes hundreds of sockets of one process at once.
+    Each leave is one script call: more of them than the pool has connections wait for one,
+    instead of failing and leaving a ghost online until its entry expires."""
+    here = process(redis_store)
+    burst = 4 * presence.REDIS_MAX_CONNECTIONS
+
+    joined = await asyncio.gather(
+        *(here.join(1, "wg1-a", member, f"tab-{member}") for member in range(1, burst + 1))
+    )
+    assert all(arrived for _online, arrived in joined)
+    assert (await here.online(1)).count == burst
+
+    left = await asyncio.gather(
+        *(here.leave(1, member, f"tab-{member}") for member in range(1, burst + 1))
+    )
+    assert all(gone for _online, gone in left)
+    assert (await here.online(1)).count == 0
