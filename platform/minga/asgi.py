@@ -13,13 +13,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "minga.settings")
 # Django must be set up before anything imports models: get_asgi_application() first.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from forums.consumers import GatewayConsumer  # noqa: E402
 from minga.collector import freeze_startup  # noqa: E402
-from minga.realtime import OriginPolicy, TokenAuthMiddleware  # noqa: E402
+from minga.realtime import OriginPolicy, TokenAuthMiddleware, session_stack  # noqa: E402
 
 websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
 
@@ -28,7 +27,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # A token handshake goes straight to the gateway; any other through the session stack.
         "websocket": OriginPolicy(
-            TokenAuthMiddleware(websocket_urls, sessions=AuthMiddlewareStack(websocket_urls))
+            TokenAuthMiddleware(websocket_urls, sessions=session_stack(websocket_urls))
         ),
     }
 )

@@ -91,9 +91,10 @@ class TokenAuthMiddleware(BaseMiddleware):
     The gateway's own questions about the token (is the member a participant, in which
     language, which credential) are answered in the same hop and handed over in the scope
     (forums.consumers.GATEWAY_IDENTITY, GATEWAY_CREDENTIAL): one hop per connect instead of
-    three. A handshake without a token goes to `sessions` (Channels' cookie, session and auth
-    middleware); one with a token skips it: a program has no session, and resolving the
-    (anonymous) session user cost each of its connects a database hop for nothing.
+    three. A handshake without a token goes to `sessions` (Channels' cookie and session
+    middleware, then SessionAuthMiddleware); one with a token skips it: a program has no
+    session, and resolving the (anonymous) session user cost each of its connects a database
+    hop for nothing.
     """
 
     def __init__(self, inner: Any, sessions: Any | None = None) -> None:
@@ -117,6 +118,43 @@ class TokenAuthMiddleware(BaseMiddleware):
         if self.sessions is not None:
             return await self.sessions(scope, receive, send)
         return await super().__call__(scope, receive, send)
+
+
+def session_identity(scope: dict[str, Any]) -> tuple[Any, tuple[int, str] | None]:
+    """A browser's session user and the gateway's question about them, in one database hop:
+    (the user, as Channels' `get_user` answers it, session hash check included; (member id,
+    language) when the user is a participant now, else None)."""
+    from channels.auth import get_user
+
+    from community import policy
+
+    # `get_user` is Channels' function wrapped in database_sync_to_async; its `func` is the
+    # function itself, run here inside this hop instead of in a hop of its own.
+    user = get_user.func(scope)
+    identity = (int(user.pk), str(user.language or "")) if policy.is_participant(user) else None
+    return user, identity
+
+
+class SessionAuthMiddleware(BaseMiddleware):
+    """Channels' AuthMiddleware (under its Cookie and Session middleware) for the gateway: the
+    session's user and whether they are a participant now, in which language, resolved in one
+    database hop and handed over in the scope as a token's are (IDENTITY_KEY). Channels'
+    AuthMiddleware resolved the user in one hop and the gateway asked its question in a second,
+    so a browser's connect made two hops where a program's made one."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if "session" not in scope:
+            raise ValueError("SessionAuthMiddleware needs Channels' SessionMiddleware above it.")
+        user, identity = await db_hop(session_identity)(scope)
+        scope = dict(scope, user=user, **{IDENTITY_KEY: identity})
+        return await super().__call__(scope, receive, send)
+
+
+def session_stack(inner: Any) -> Any:
+    """Channels' AuthMiddlewareStack with SessionAuthMiddleware in place of AuthMiddleware."""
+    from channels.sessions import CookieMiddleware, SessionMiddleware
+
+    return CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
 
 
 # The scope keys forums.consumers reads (GATEWAY_IDENTITY, GATEWAY_CREDENTIAL).

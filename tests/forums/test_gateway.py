@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
+from minga import realtime
 from minga.asgi import application
 
 from community import policy
@@ -137,6 +138,49 @@ async def test_connect_unverified_member_closes_4401(plan: None) -> None:
 
     assert code == 4401
     await communicator.disconnect()
+
+
+async def test_connect_after_the_password_changed_closes_4401(member: User) -> None:
+    """A session signed in before a password change no longer authenticates (Django's session
+    hash check, as Channels' `get_user` makes it)."""
+    headers = await database_sync_to_async(_session_headers)(member)
+
+    def change_password() -> None:
+        member.set_password("a new and long passphrase")
+        member.save(update_fields=["password"])
+
+    await database_sync_to_async(change_password)()
+    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+    await communicator.connect(timeout=5)
+
+    assert await closed_with(communicator) == 4401
+    await communicator.disconnect()
+
+
+async def test_a_browser_connect_makes_one_database_hop(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's user and the gateway's question about them (a participant? which
+    language?) are answered together, as a token's are: one hop, not two."""
+    hops: list[str] = []
+    answer, authenticate = realtime.session_identity, consumers._authenticate
+
+    def session_identity(scope: dict[str, Any]) -> Any:
+        hops.append("session")
+        return answer(scope)
+
+    def second_hop(user: Any) -> Any:
+        hops.append("authenticate")
+        return authenticate(user)
+
+    monkeypatch.setattr(realtime, "session_identity", session_identity)
+    monkeypatch.setattr(consumers, "_authenticate", second_hop)
+
+    async with socket(member) as ws:
+        await send(ws, {"type": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+
+    assert hops == ["session"]
 
 
 async def test_connect_from_unknown_origin_is_refused(member: User) -> None:
