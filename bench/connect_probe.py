@@ -229,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         "the services, from bench.minga_poster): server CPU per delivered frame, loss, p99",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="per --rates step")
+    parser.add_argument(
+        "--auth",
+        choices=["token", "session"],
+        default="token",
+        help="how Minga's clients authenticate: an API token (a program) or a signed-in "
+        "session's cookie with the page's Origin (a browser)",
+    )
 
     args = parser.parse_args(argv)
     rates, systems = _checked(parser, args)
@@ -238,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             data = minga_setup.prepare(args.members, port)
             proto = loadgen.MingaProto(data.tokens, data.threads)
+            if args.auth == "session":
+                proto = loadgen.MingaSessionProto(
+                    minga_setup.sessions(data, args.members), data.threads
+                )
             for system in systems:
                 tree = str(args.baseline) if system == "base" else None
                 env = _server_env(data.env, tree)

@@ -120,6 +120,17 @@ class MingaProto(Proto):
         )
 
 
+class MingaSessionProto(MingaProto):
+    """Minga's protocol as a browser speaks it: the session cookie a login set (the page's
+    Origin, which every client sends, is what lets a cookie through)."""
+
+    def __init__(self, sessions: Sequence[str], threads: dict[str, int]) -> None:
+        super().__init__(sessions, threads)
+
+    def headers(self, index: int) -> dict[str, str]:
+        return {"Cookie": f"sessionid={self.tokens[index % len(self.tokens)]}"}
+
+
 # --- CPU and memory of the processes involved -----------------------------------------------
 
 

@@ -3,6 +3,8 @@
 - `python -m bench.minga_seed plan`: `seed_plan_of_action` (working groups, topics, rooms).
 - `python -m bench.minga_seed members START STOP`: `add_member` and `issue_token` for members
   START..STOP-1 (all in wg1); prints their tokens as a JSON list. Several slices run at once.
+- `python -m bench.minga_seed sessions COUNT`: a signed-in session for each of the first COUNT
+  members, as a browser holds after logging in; prints their session keys as a JSON list.
 - `python -m bench.minga_seed threads`: one thread per wg1 room through
   `forums.services.thread_create`; prints {room slug: thread id} as JSON.
 
@@ -60,6 +62,27 @@ def members(start: int, stop: int) -> list[str]:
     return tokens
 
 
+def sessions(count: int) -> list[str]:
+    """Django's login, without a request: the session's user id, backend and auth hash."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from community.models import User
+
+    backend = settings.AUTHENTICATION_BACKENDS[0]
+    keys: list[str] = []
+    for member in User.objects.filter(email__endswith="@example.org").order_by("pk")[:count]:
+        session = SessionStore()
+        session[SESSION_KEY] = member._meta.pk.value_to_string(member)
+        session[BACKEND_SESSION_KEY] = backend
+        session[HASH_SESSION_KEY] = member.get_session_auth_hash()
+        session.create()
+        assert session.session_key is not None  # create() sets it
+        keys.append(session.session_key)
+    return keys
+
+
 def threads() -> dict[str, int]:
     from community.models import User
     from forums.models import Room
@@ -82,7 +105,11 @@ if __name__ == "__main__":
         plan()
     elif command == "members":
         print(json.dumps(members(int(sys.argv[2]), int(sys.argv[3]))))
+    elif command == "sessions":
+        print(json.dumps(sessions(int(sys.argv[2]))))
     elif command == "threads":
         print(json.dumps(threads()))
     else:
-        raise SystemExit(f"unknown command {command!r}: plan, members START STOP, or threads")
+        raise SystemExit(
+            f"unknown command {command!r}: plan, members START STOP, sessions COUNT, or threads"
+        )

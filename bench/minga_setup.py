@@ -156,6 +156,16 @@ def _prepare(members: int, redis_port: int) -> MingaData:
     return MingaData(env=env, tokens=tokens, threads=threads, rooms=rooms[:10], hold_room=rooms[10])
 
 
+def sessions(data: MingaData, count: int) -> list[str]:
+    """Signed-in sessions of the first `count` members (bench.minga_seed sessions): what a
+    browser's cookie carries, for connects through the session path."""
+    seed = [sys.executable, "-m", "bench.minga_seed", "sessions", str(count)]
+    keys = json.loads(_run(seed, data.env, timeout=600).strip().splitlines()[-1])
+    if len(keys) != count:
+        raise BenchError(f"the seed made {len(keys)} sessions; the probe needs {count}")
+    return keys
+
+
 class Poster:
     """The bench.minga_poster process: posts through the services on order, answers JSON."""
 
