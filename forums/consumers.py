@@ -1,7 +1,7 @@
 """The realtime gateway at /ws/: one socket per tab, JSON frames (docs/realtime-protocol.md).
 
 The consumer is thin: it validates each frame against its schema (forums.frames), checks access
-and calls one selector or service through `database_sync_to_async` (never the ORM, nor a lazy
+and calls one selector or service through `minga.realtime.db_hop` (never the ORM, nor a lazy
 relation, in `async def`), and relays bus frames. Every action reloads the member from the
 database, so a role changed or an account deactivated a second ago already counts.
 
