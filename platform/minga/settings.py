@@ -276,7 +276,7 @@ else:
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_ENGINE = "minga.sessions"  # Django's db sessions, read by a written statement
 
 # --- Celery -----------------------------------------------------------------------------------
 
