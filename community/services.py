@@ -440,6 +440,34 @@ def _token_read() -> tuple[str, rows.Columns[User]]:
     return sql, member
 
 
+@functools.cache
+def _member_read() -> tuple[str, rows.Columns[User]]:
+    member = rows.Columns(User, "u", ["id", "password", "language", "is_active", "is_staff"])
+    sql = (
+        # Names from the models' _meta, values as parameters.
+        f"SELECT {verified_sql('u')}, {member.sql} FROM {rows.table(User)} u "  # noqa: S608
+        f"WHERE u.{rows.column(User, 'id')} = %s"
+    )
+    return sql, member
+
+
+def member_row(member_id: int) -> User | None:
+    """The member `member_id` as a partial row (id, password, language, is_active, is_staff and
+    the verified check; other fields deferred) read by one statement written once, or None: the
+    browser connect's read of its session user (minga.realtime.session_identity), which asked
+    the ORM twice (the user, then `is_verified`), compiling both on every connect."""
+    sql, columns = _member_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [rows.param(User, "id", member_id)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    verified, *values = row
+    member = columns.instance(values)
+    member.__dict__["is_verified"] = bool(verified)  # the cached_property, filled
+    return member
+
+
 def api_token_member_row(raw: str) -> User | None:
     """`api_token_member` for the gateway's connect: the same answer (and the same last-use
     record), with the member as a partial row (id, language, is_active, is_staff and the

@@ -124,15 +124,52 @@ def session_identity(scope: dict[str, Any]) -> tuple[Any, tuple[int, str] | None
     """A browser's session user and the gateway's question about them, in one database hop:
     (the user, as Channels' `get_user` answers it, session hash check included; (member id,
     language) when the user is a participant now, else None)."""
-    from channels.auth import get_user
-
     from community import policy
 
-    # `get_user` is Channels' function wrapped in database_sync_to_async; its `func` is the
-    # function itself, run here inside this hop instead of in a hop of its own.
-    user = get_user.func(scope)
+    user = session_user(scope["session"])
     identity = (int(user.pk), str(user.language or "")) if policy.is_participant(user) else None
     return user, identity
+
+
+def session_user(session: Any) -> Any:
+    """Channels' `get_user` (channels.auth) for the session, with the same answers: the user
+    the session names through one of AUTHENTICATION_BACKENDS, if that backend still lets them
+    in and the session's hash matches theirs (else the session is flushed), or AnonymousUser.
+    Where the backend's `get_user` is ModelBackend's, the user and the verified-email check are
+    one statement written once (community.services.member_row), not two compiled querysets."""
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+        load_backend,
+    )
+    from django.contrib.auth.backends import ModelBackend
+    from django.contrib.auth.models import AnonymousUser
+    from django.utils.crypto import constant_time_compare
+
+    from community.services import member_row
+
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return AnonymousUser()
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return AnonymousUser()
+    backend = load_backend(backend_path)
+    if type(backend).get_user is ModelBackend.get_user:
+        user = member_row(user_id)
+        if user is not None and not backend.user_can_authenticate(user):
+            user = None
+    else:
+        user = backend.get_user(user_id)
+    if hasattr(user, "get_session_auth_hash"):
+        session_hash = session.get(HASH_SESSION_KEY)
+        if not (session_hash and constant_time_compare(session_hash, user.get_session_auth_hash())):
+            session.flush()
+            user = None
+    return user or AnonymousUser()
 
 
 class SessionAuthMiddleware(BaseMiddleware):
