@@ -313,6 +313,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Hourly: each member's digest goes at their local morning (notifications.email).
     "notifications-digests": {"task": "notifications.digest_task", "schedule": crontab(minute=5)},
+    # Expired sessions (Django's clearsessions): every sign-in leaves a row behind.
+    "community-sessions-clear": {
+        "task": "community.sessions_clear_task",
+        "schedule": crontab(minute=45, hour=3),
+    },
     # Uploads never posted and the files of deleted messages.
     "forums-attachments-purge": {
         "task": "forums.attachments_purge_task",

@@ -16,6 +16,7 @@ from django.utils import timezone
 from minga.celery import app
 
 from community.models import Role
+from community.tasks import sessions_clear_task
 from forums import services as forum_services
 from forums.models import Attachment, Room
 from forums.tasks import attachments_purge_task
@@ -52,6 +53,7 @@ def test_beat_schedule_names_every_periodic_task_and_each_is_registered() -> Non
     tasks = {name: entry["task"] for name, entry in django_settings.CELERY_BEAT_SCHEDULE.items()}
 
     assert tasks == {
+        "community-sessions-clear": "community.sessions_clear_task",
         "events-reminders": "events.reminders_due_task",
         "notifications-email-sweep": "notifications.email_sweep_task",
         "notifications-digests": "notifications.digest_task",
@@ -75,6 +77,7 @@ def test_run_periodic_once_runs_every_task_here(plan: None) -> None:
         [[row.recipient.email]],
     )
     assert [line.split(":")[0] for line in out.getvalue().splitlines()[1:]] == [
+        "community-sessions-clear",
         "events-reminders",
         "forums-attachments-purge",
         "notifications-digests",
@@ -151,3 +154,19 @@ def test_attachments_purge_task_deletes_uploads_abandoned_over_a_day(
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
         Path(recent.file.name).name
     ]
+
+
+def test_sessions_clear_task_deletes_expired_sessions_only() -> None:
+    from django.contrib.sessions.models import Session
+    from minga.sessions import SessionStore
+
+    stores = [SessionStore(), SessionStore()]
+    for store in stores:
+        store["cart"] = 1
+        store.create()
+    Session.objects.filter(session_key=stores[0].session_key).update(
+        expire_date=timezone.now() - dt.timedelta(seconds=1)
+    )
+
+    assert sessions_clear_task() == 1
+    assert list(Session.objects.values_list("session_key", flat=True)) == [stores[1].session_key]
