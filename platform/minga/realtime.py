@@ -33,11 +33,12 @@ def db_hop[**P, T](fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
 
     Old connections are closed inside the hop, before and after `fn`. Django keeps its
     connections in asgiref Locals, which follow the context: `fn` runs in a copy of the
-    socket's context, and the connection it opened goes back with that context, where
-    `database_sync_to_async`'s own closing (in the thread's context) never sees it. Channels
-    (4.2 and later) closed it on the socket's next frame, with a thread hop per frame; the
-    gateway makes no such hop (forums.consumers.GatewayConsumer.dispatch), so each hop hands
-    its connection back to the pool when it ends.
+    socket's context, and the connection it opened can go back with that context, where
+    `database_sync_to_async`'s own closing (run in the thread's context) does not always see
+    it (a session socket's `get_user` left one checked out). Channels (4.2 and later) closed it
+    on the socket's next frame, with a thread hop per frame; the gateway makes no such hop
+    (forums.consumers.GatewayConsumer.dispatch), so each hop hands its connection back to the
+    pool when it ends.
     """
     global _executor  # noqa: PLW0603 - one pool per process, made on first use
     threads = int(getattr(settings, "GATEWAY_DB_THREADS", 0) or 0)
