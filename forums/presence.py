@@ -41,13 +41,13 @@ import hashlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
-from minga import loops
+from minga import breaker, loops
 
 logger = logging.getLogger("forums.presence")
 
@@ -337,6 +337,8 @@ class RedisStore:
             decode_responses=True,
         )
         self.redis = aioredis.Redis.from_pool(pool)  # owned: closed with the client
+        # Shared with the cache, the channel layer and the broker on the same Redis.
+        self.breaker = breaker.for_server(url)
         self.prefix = prefix
         self._add = self.redis.register_script(_LUA_ADD)
         self._remove = self.redis.register_script(_LUA_REMOVE)
@@ -349,24 +351,44 @@ class RedisStore:
         base = f"{self.prefix}room:{int(room_id)}:"
         return [base + "entries", base + "counts", base + "ids"]
 
+    @contextlib.asynccontextmanager
+    async def _guarded(self) -> AsyncIterator[None]:
+        """One call to Redis, unless it failed within the last second (minga.breaker): then a
+        ConnectionError at once, and the caller takes its fallback (the gateway: presence
+        shows only the member meanwhile) instead of waiting for a timeout of its own. A
+        connection error or a timeout trips the breaker for every client of that Redis here."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if self.breaker.open:
+            raise RedisConnectionError("presence: Redis failed within the last second")
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+            self.breaker.trip()
+            raise
+
     async def add(self, room_id: int, entry: str, expires: float, at: float) -> Seen:
         # The keys go too if every process holding entries in them died.
         args = [repr(at), repr(expires), int(TTL_SECONDS * 2), FULL_LIST_MAX, entry]
-        return _seen(await self._add(keys=self.keys(room_id), args=args))
+        async with self._guarded():
+            return _seen(await self._add(keys=self.keys(room_id), args=args))
 
     async def remove(self, room_id: int, entry: str, at: float) -> Seen:
         args = [repr(at), FULL_LIST_MAX, entry]
-        return _seen(await self._remove(keys=self.keys(room_id), args=args))
+        async with self._guarded():
+            return _seen(await self._remove(keys=self.keys(room_id), args=args))
 
     async def look(self, room_id: int, at: float, among: Collection[int] = ()) -> Seen:
         args = [repr(at), FULL_LIST_MAX, *(int(m) for m in among)]
-        return _seen(await self._look(keys=self.keys(room_id), args=args))
+        async with self._guarded():
+            return _seen(await self._look(keys=self.keys(room_id), args=args))
 
     async def refresh(
         self, entries: dict[int, list[str]], expires: float, at: float
     ) -> dict[int, list[int]]:
         rooms = list(entries)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self._guarded(), self.redis.pipeline(transaction=False) as pipe:
             for room_id in rooms:
                 args = [repr(at), repr(expires), int(TTL_SECONDS * 2), *entries[room_id]]
                 await self._refresh(keys=self.keys(room_id), args=args, client=pipe)

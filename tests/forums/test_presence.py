@@ -671,3 +671,39 @@ async def test_a_burst_of_joins_and_leaves_waits_for_a_connection_instead_of_fai
     )
     assert all(gone for _online, gone in left)
     assert (await here.online(1)).count == 0
+
+
+async def test_a_redis_that_does_not_answer_trips_the_breaker_and_the_next_calls_fail_at_once(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    """A paused Redis (it accepts, never answers) costs one timeout, not one per socket: the
+    first call trips the breaker shared with the cache and the channel layer, and for the next
+    second presence calls fail at once, without a connection, and the gateway falls back."""
+    from minga import breaker
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(presence, "REDIS_TIMEOUT_SECONDS", 0.2)
+    paused = RedisStore(f"redis://127.0.0.1:{port}/0", "minga:test:paused:")
+    here = process(paused)
+    try:
+        with pytest.raises(Exception, match="Timeout"):
+            await here.join(1, "wg1-a", 7, "tab-1")
+        assert breaker.for_server(f"redis://127.0.0.1:{port}").open
+        assert len(accepted) == 1
+
+        for member in (8, 9):
+            with pytest.raises(Exception, match="failed within the last second"):
+                await here.join(1, "wg1-a", member, f"tab-{member}")
+
+        assert len(accepted) == 1  # no connection tried while the breaker is open
+    finally:
+        await here.aclose()
+        server.close()
+        for writer in accepted:
+            writer.close()
