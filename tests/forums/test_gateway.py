@@ -246,6 +246,7 @@ def _connections_open_in_other_threads() -> list[Any]:
     ]
 
 
+@pytest.mark.postgres
 async def test_a_socket_leaves_no_database_connection_open_behind_it(
     member: User, thread: Thread
 ) -> None:
@@ -253,7 +254,8 @@ async def test_a_socket_leaves_no_database_connection_open_behind_it(
     user, the gateway's own hops) goes back with the socket's context, where the hop's own
     closing does not always look. Channels closed it on the socket's next frame, with a thread
     hop per frame; the gateway makes no such hop, so each of its hops closes old connections
-    itself, inside the hop (minga.realtime.db_hop)."""
+    itself, inside the hop (minga.realtime.db_hop). (PostgreSQL: Django never closes an
+    in-memory SQLite test database's connections, which would drop the database.)"""
     async with socket(member) as ws:
         await subscribe(ws)
         await recv(ws)
