@@ -124,10 +124,8 @@ class MingaSessionProto(MingaProto):
     """Minga's protocol as a browser speaks it: the session cookie a login set (the page's
     Origin, which every client sends, is what lets a cookie through)."""
 
-    def __init__(self, sessions: Sequence[str], threads: dict[str, int]) -> None:
-        super().__init__(sessions, threads)
-
     def headers(self, index: int) -> dict[str, str]:
+        # `tokens` holds the session keys here (MingaProto's list of credentials).
         return {"Cookie": f"sessionid={self.tokens[index % len(self.tokens)]}"}
 
 
