@@ -339,6 +339,8 @@ class RedisStore:
         self.redis = aioredis.Redis.from_pool(pool)  # owned: closed with the client
         # Shared with the cache, the channel layer and the broker on the same Redis.
         self.breaker = breaker.for_server(url)
+        self.unavailable = aioredis.ConnectionError
+        self.failures = (aioredis.ConnectionError, aioredis.TimeoutError, OSError, TimeoutError)
         self.prefix = prefix
         self._add = self.redis.register_script(_LUA_ADD)
         self._remove = self.redis.register_script(_LUA_REMOVE)
@@ -357,14 +359,11 @@ class RedisStore:
         ConnectionError at once, and the caller takes its fallback (the gateway: presence
         shows only the member meanwhile) instead of waiting for a timeout of its own. A
         connection error or a timeout trips the breaker for every client of that Redis here."""
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         if self.breaker.open:
-            raise RedisConnectionError("presence: Redis failed within the last second")
+            raise self.unavailable("presence: Redis failed within the last second")
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+        except self.failures:
             self.breaker.trip()
             raise
 
