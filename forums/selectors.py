@@ -490,6 +490,19 @@ def _member_summary(pk: int, name: str, organization: str | None, handle: str) -
     return {"id": pk, "name": name, "organization": organization, "handle": handle}
 
 
+@functools.cache
+def _summaries_read() -> str:
+    """member_summaries' statement up to its `IN (...)` list, built once."""
+    user, org = rows.table(User), rows.table(Organization)
+    uid, oid = rows.column(User, "id"), rows.column(Organization, "id")
+    return (
+        f"SELECT u.{uid}, u.{rows.column(User, 'name')}, o.{rows.column(Organization, 'name')}, "  # noqa: S608 - names from the models, values as parameters
+        f"u.{rows.column(User, 'handle')} FROM {user} u LEFT JOIN {org} o "
+        f"ON o.{oid} = u.{rows.column(User, 'organization_id')} "
+        f"WHERE u.{rows.column(User, 'is_active')} AND u.{uid}"
+    )
+
+
 def member_summaries(member_ids: Sequence[int]) -> list[dict[str, Any]]:
     """MEMBER objects of the active members among `member_ids`, sorted by name (then id): the
     gateway's presence lists and `subscribed`, read on every join into a room of up to
@@ -499,14 +512,7 @@ def member_summaries(member_ids: Sequence[int]) -> list[dict[str, Any]]:
     ids = [int(pk) for pk in dict.fromkeys(member_ids)]
     if not ids:
         return []
-    user, org = rows.table(User), rows.table(Organization)
-    uid, oid = rows.column(User, "id"), rows.column(Organization, "id")
-    statement = (
-        f"SELECT u.{uid}, u.{rows.column(User, 'name')}, o.{rows.column(Organization, 'name')}, "  # noqa: S608 - names from the models, values as parameters
-        f"u.{rows.column(User, 'handle')} FROM {user} u LEFT JOIN {org} o "
-        f"ON o.{oid} = u.{rows.column(User, 'organization_id')} "
-        f"WHERE u.{rows.column(User, 'is_active')} AND u.{uid} IN ({', '.join(['%s'] * len(ids))})"
-    )
+    statement = f"{_summaries_read()} IN ({', '.join(['%s'] * len(ids))})"
     with connection.cursor() as cursor:
         cursor.execute(statement, ids)
         found = cursor.fetchall()
