@@ -13,9 +13,14 @@ with `working_group_id` (rooms, events), so `community` never imports `forums` o
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .models import ORGANIZER_ROLES, POSTING_ROLES, Organization, Role
+from django.db import connection
+from minga import rows
+
+from .models import ORGANIZER_ROLES, POSTING_ROLES, Membership, Organization, Role
 
 _ROLES_CACHE = "_minga_roles"
 _ORGANIZED_CACHE = "_minga_organized_events"
@@ -59,14 +64,38 @@ def is_secretariat(member: Any) -> bool:
 
 
 def roles_of(member: Any) -> dict[int, str]:
-    """{working_group_id: role}, read once per member object (one query) and cached on it."""
+    """{working_group_id: role}, read once per member object (one query) and cached on it.
+
+    The query is written once (minga.rows), not compiled: `member.memberships` carried the
+    model's ordering, a join of two more tables, and compiling it cost about a millisecond of
+    CPU on every request and every gateway post (docs/performance.md, "The roles read")."""
     if not member.is_authenticated:
         return {}
     cached = getattr(member, _ROLES_CACHE, None)
     if cached is None:
-        cached = dict(member.memberships.values_list("working_group_id", "role"))
+        with connection.cursor() as cursor:
+            cursor.execute(_roles_read(), [rows.param(Membership, "member_id", member.pk)])
+            cached = dict(cursor.fetchall())
         setattr(member, _ROLES_CACHE, cached)
     return cached
+
+
+def remember_roles(member: Any, roles: Iterable[tuple[int, str]]) -> None:
+    """Cache `roles` ((working_group_id, role) pairs, read with the member in the same
+    statement) on `member`, as roles_of would have read them: for a hot read that fetches the
+    member and its memberships at once (forums.selectors.member_with_organization)."""
+    setattr(member, _ROLES_CACHE, dict(roles))
+
+
+@functools.cache
+def _roles_read() -> str:
+    ms = rows.table(Membership)
+    return (
+        f"SELECT {rows.column(Membership, 'working_group_id')}, "  # noqa: S608 - names from the model
+        f"{rows.column(Membership, 'role')} FROM {ms} "
+        f"WHERE {rows.column(Membership, 'member_id')} = %s "
+        f"ORDER BY {rows.column(Membership, 'working_group_id')}"
+    )
 
 
 def forget_roles(member: Any) -> None:

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from minga import rows
 
 from community import policy
-from community.models import Organization, User, WorkingGroup
+from community.models import Membership, Organization, User, WorkingGroup
 from community.services import verified_sql
 
 from .models import (
@@ -96,31 +96,39 @@ def _room_and_member_read() -> tuple[str, rows.Columns[Room], rows.Columns[User]
 @functools.cache
 def _member_read() -> tuple[str, rows.Columns[User], rows.Columns[Organization]]:
     member, org = _whole(User, "u"), _whole(Organization, "o")
+    ms = rows.table(Membership)
+    group_id, user_id = rows.column(Membership, "working_group_id"), rows.column(User, "id")
     sql = (
-        f"SELECT {member.sql}, {org.sql}, {verified_sql('u')} "  # noqa: S608 - names from the models, values as parameters
+        f"SELECT {member.sql}, {org.sql}, {verified_sql('u')}, "  # noqa: S608 - names from the models, values as parameters
+        f"ms.{group_id}, ms.{rows.column(Membership, 'role')} "
         f"FROM {rows.table(User)} u LEFT JOIN {rows.table(Organization)} o "
         f"ON o.{rows.column(Organization, 'id')} = u.{rows.column(User, 'organization_id')} "
-        f"WHERE u.{rows.column(User, 'id')} = %s"
+        f"LEFT JOIN {ms} ms ON ms.{rows.column(Membership, 'member_id')} = u.{user_id} "
+        f"WHERE u.{user_id} = %s ORDER BY ms.{group_id}"
     )
     return sql, member, org
 
 
 def member_with_organization(member_id: int) -> User | None:
     """The member as the database has them now, whole, with their organization (as
-    `select_related("organization")` gives it) and the verified-email check filled in; None
-    for no such member. One statement written once (minga.rows): the gateway reads the member
-    afresh on every post, typing and read mark."""
+    `select_related("organization")` gives it), the verified-email check and their roles
+    (policy.roles_of) filled in; None for no such member. One statement written once
+    (minga.rows), a row per membership: the gateway reads the member afresh on every post,
+    typing and read mark, and the roles were a compiled query of their own on each
+    (docs/performance.md, "The roles read")."""
     sql, member_columns, org_columns = _member_read()
     with connection.cursor() as cursor:
         cursor.execute(sql, [member_id])
-        row = cursor.fetchone()
-    if row is None:
+        found = cursor.fetchall()
+    if not found:
         return None
+    row = found[0]
     member = member_columns.instance(row[: len(member_columns)])
-    org_values = row[len(member_columns) : -1]
+    org_values = row[len(member_columns) : -3]
     org = None if org_values[0] is None else org_columns.instance(org_values)
     User._meta.get_field("organization").set_cached_value(member, org)
-    member.__dict__["is_verified"] = bool(row[-1])  # the cached_property, filled
+    member.__dict__["is_verified"] = bool(row[-3])  # the cached_property, filled
+    policy.remember_roles(member, [(r[-2], r[-1]) for r in found if r[-2] is not None])
     return member
 
 

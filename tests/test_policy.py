@@ -146,3 +146,21 @@ def test_role_change_is_seen_after_forget_roles(plan: None) -> None:
     policy.forget_roles(member)
 
     assert policy.can_post_in_room(member, room)
+
+
+def test_roles_read_gives_the_memberships_as_the_orm_reads_them(plan: None) -> None:
+    # Arrange: a member in both groups with different roles, one in one group, one in none.
+    wg1, wg2 = WorkingGroup.objects.get(slug="wg1"), WorkingGroup.objects.get(slug="wg2")
+    both, one, none = UserFactory(), UserFactory(), UserFactory()
+    MembershipFactory(member=both, working_group=wg2, role=Role.OBSERVER)
+    MembershipFactory(member=both, working_group=wg1, role=Role.VICE_CHAIR)
+    MembershipFactory(member=one, working_group=wg2, role=Role.CHAIR)
+
+    # Act
+    found = [policy.roles_of(m) for m in (both, one, none)]
+
+    # Assert: what the model's own relation holds, for each.
+    assert found == [
+        dict(m.memberships.values_list("working_group_id", "role")) for m in (both, one, none)
+    ]
+    assert found[0] == {wg1.pk: Role.VICE_CHAIR, wg2.pk: Role.OBSERVER}

@@ -9,6 +9,7 @@ with the query counts pinned here. Big rooms get presence deltas and a capped `s
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,7 +26,8 @@ from django.utils import timezone
 from minga.asgi import application
 from minga.realtime import CREDENTIAL_KEY, IDENTITY_KEY, token_identity
 
-from community.models import ApiToken, Role, User, WorkingGroup
+from community import policy
+from community.models import ApiToken, Membership, Role, User, WorkingGroup
 from community.services import (
     LAST_USE_STEP,
     api_token_create,
@@ -41,6 +43,9 @@ from tests.factories import UserFactory
 from tests.forums.factories import ThreadFactory, member_in
 
 ORIGIN = (b"origin", b"http://localhost")
+# A post through the gateway's hop: the member (with roles), the thread, the room's seq, the
+# checks, the message, the thread's count.
+GATEWAY_POST_QUERIES = 8
 
 
 def me(user: User) -> dict[str, Any]:
@@ -323,6 +328,52 @@ def test_member_with_organization_is_the_whole_member_in_one_query(plan: None) -
     assert [[getattr(m, f) for f in fields] for m in found if m] == [
         [getattr(User.objects.get(pk=m.pk), f) for f in fields] for m in (with_org, without)
     ]
+
+
+@pytest.mark.django_db
+def test_member_with_organization_carries_the_roles_the_policy_would_read(plan: None) -> None:
+    # Arrange: a chair of wg1 who observes wg2, and a participant of no group.
+    chair = member_in("wg1", role=Role.CHAIR, name="Ana Lima")
+    Membership.objects.create(
+        member=chair, working_group=WorkingGroup.objects.get(slug="wg2"), role=Role.OBSERVER
+    )
+    loner = UserFactory(name="Bea Souza")
+    found = [selectors.member_with_organization(m.pk) for m in (chair, loner)]
+
+    # Act: the policy's questions about them, after the read.
+    with CaptureQueriesContext(connection) as queries:
+        roles = [policy.roles_of(m) for m in found]
+
+    # Assert: the policy's own read's answers, and no query asked for them.
+    assert (len(queries), roles) == (
+        0,
+        [policy.roles_of(User.objects.get(pk=m.pk)) for m in (chair, loner)],
+    )
+    assert roles[0] == {
+        WorkingGroup.objects.get(slug="wg1").pk: Role.CHAIR,
+        WorkingGroup.objects.get(slug="wg2").pk: Role.OBSERVER,
+    }
+    assert roles[1] == {}
+
+
+@pytest.mark.django_db
+def test_a_gateway_post_reads_no_roles_of_its_own(member: User) -> None:
+    # Arrange: a member of wg1 posting in wg1-a (posting asks the member's role in wg1), through
+    # the hop's function, as the gateway calls it.
+    room = Room.objects.get(slug="wg1-a")
+    thread = ThreadFactory(room=room, author=member)
+    data = {"thread": thread.pk, "body": "Hola", "client_id": str(uuid.uuid4()), "reply_to": None}
+    memberships = Membership._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        ack = consumers._post(member.pk, room.pk, data)
+
+    # Assert: posted, and the roles came with the member's read: no query of the memberships
+    # alone, and the post's statements counted.
+    froms = [q["sql"].split(" FROM ", 1)[-1].lstrip() for q in queries]
+    assert (ack["type"], ack["seq"]) == ("ack", 1)
+    assert [sql for sql in froms if sql.startswith(f'"{memberships}"')] == []
+    assert len(queries) == GATEWAY_POST_QUERIES
 
 
 @pytest.mark.django_db
