@@ -5,7 +5,7 @@ docs/performance.md, "H3: the connect's CPU").
 Redis), then calls in this process, `--calls` times each, and prints JSON: CPU (process time)
 and wall microseconds per call of `token_identity` (a token's first use, which records it, and
 again), `_room_state` of a room of 50 and of a big room (its sample kept), `message_post`
-over 10 rooms, and the gateway's `message.send` hop (`_post`: the member, the thread, the
+over 10 rooms (the author's roles read for each post, as a request's member has them), and the gateway's `message.send` hop (`_post`: the member, the thread, the
 post). Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the
 tree it runs from is the one measured.
 """
@@ -47,6 +47,7 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
     from minga.realtime import token_identity
 
     from bench.loadgen import payload
+    from community import policy
     from community.models import User
     from forums import consumers
     from forums.models import Room, Thread
@@ -79,6 +80,7 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
 
     def post(count: int, offset: int) -> None:
         for i in range(count):
+            policy.forget_roles(members[i % len(members)])  # read per post, as a request's are
             message_post(
                 thread=threads[i % len(threads)],
                 author=members[i % len(members)],
@@ -108,6 +110,10 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
             )
 
     out["gateway_message_send"] = _per_call(lambda: send(calls, 2 * 10**6), calls)
+    if profile is not None:  # and the sends, into FILE.send
+        import cProfile
+
+        cProfile.runctx("send(calls, 3 * 10**6)", globals(), locals(), str(profile) + ".send")
     return out
 
 
@@ -115,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hops")
     parser.add_argument("--calls", type=int, default=300, help="calls of each (>= 50)")
     parser.add_argument("--redis-port", type=int, default=6393)
-    parser.add_argument("--profile", type=Path, help="also cProfile the posts into this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="also cProfile the posts into this file and the sends into FILE.send",
+    )
     args = parser.parse_args(argv)
     if args.calls < 50:
         parser.error("--calls must be at least 50 (a room of 50 is measured)")

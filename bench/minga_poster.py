@@ -4,9 +4,10 @@ A long-lived helper process under bench.minga_settings. Each line on stdin is on
 {"step", "rate", "count", "rooms": [slug...], "senders": N}; it posts `count` messages to each
 room at `rate` per room per second with `forums.services.message_post` (the same service the
 API and the gateway call: transaction, room lock, seq, on-commit publish to the room's group and
-notification receivers), rotating over the first N members, from a pool of worker threads.
-The body is the load generator's payload (bench.loadgen.payload), stamped with the monotonic
-clock shared by every process on the machine. It answers one JSON line per order.
+notification receivers), rotating over the first N members (their roles read afresh for
+each post, as a request's member has them), from a pool of worker threads. The body is the
+load generator's payload (bench.loadgen.payload), stamped with the monotonic clock shared by
+every process on the machine. It answers one JSON line per order.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     from django.db import close_old_connections
 
     from bench.loadgen import payload
+    from community import policy
     from community.models import User
     from forums.models import Thread
     from forums.services import message_post
@@ -48,6 +50,9 @@ def main() -> None:
     def post(slug: str, body: str, author: Any, due: float) -> float:
         """Post; returns the seconds from when it was due to its commit and publish."""
         try:
+            # As a request's member would, the author's roles are read afresh for each post (the
+            # policy caches them on the member object, which this process keeps).
+            policy.forget_roles(author)
             message_post(thread=threads[slug], author=author, body=body, client_id=uuid.uuid4())
             return time.perf_counter() - due
         finally:
