@@ -524,14 +524,28 @@ def _take_seq(room_id: int) -> Room:
     the transaction committed while it is held, so seq order is commit order. A post refused
     after this rolls its transaction back, and the seq with it: seqs have no gaps.
     """
-    quote = connection.ops.quote_name
-    table, pk = quote(Room._meta.db_table), quote(Room._meta.pk.column)
-    seq = quote(Room._meta.get_field("last_seq").column)
-    statement = f"UPDATE {table} SET {seq} = {seq} + 1 WHERE {pk} = %s RETURNING *"  # noqa: S608 - names from the model
-    rooms = list(Room.objects.raw(statement, [room_id]))
-    if not rooms:
+    statement, columns = _seq_take()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [rows.param(Room, "id", room_id)])
+        row = cursor.fetchone()
+    if row is None:
         raise Room.DoesNotExist
-    return rooms[0]
+    return columns.instance(row)
+
+
+@functools.cache
+def _seq_take() -> tuple[str, rows.Columns[Room]]:
+    """_take_seq's statement and the whole room it returns, written once (minga.rows): through
+    `Room.objects.raw` each post paid for a RawQuerySet's column-to-field matching."""
+    table = rows.table(Room)
+    # Qualified by the table's own name: SQLite takes no alias in an UPDATE's RETURNING.
+    room = rows.Columns(Room, table, [f.attname for f in Room._meta.concrete_fields])
+    seq = rows.column(Room, "last_seq")
+    return (
+        f"UPDATE {table} SET {seq} = {seq} + 1 WHERE {rows.column(Room, 'id')} = %s "  # noqa: S608 - names from the model
+        f"RETURNING {room.sql}",
+        room,
+    )
 
 
 def _count_post(thread_id: int, now: datetime) -> None:

@@ -1150,3 +1150,21 @@ def test_follow_set_needs_exactly_one_target(thread: Thread, member: User) -> No
 def test_follow_set_unverified_is_forbidden(room: Room) -> None:
     with pytest.raises(PermissionDenied):
         services.follow_set(member=member_in("wg1", verified=False), room=room, level="follow")
+
+
+@pytest.mark.django_db
+def test_taking_a_seq_returns_the_whole_room_as_the_orm_reads_it(room: Room) -> None:
+    # Arrange: a room with a few fields set off their defaults.
+    Room.objects.filter(pk=room.pk).update(last_seq=41, slow_mode_seconds=30, state="locked")
+
+    # Act
+    with transaction.atomic():
+        taken = services._take_seq(room.pk)
+
+    # Assert: every field as a fresh read gives it, the seq taken included; none deferred.
+    fresh = Room.objects.get(pk=room.pk)
+    fields = [f.attname for f in Room._meta.concrete_fields]
+    assert (taken.last_seq, taken.get_deferred_fields()) == (42, set())
+    assert [getattr(taken, f) for f in fields] == [getattr(fresh, f) for f in fields]
+    with pytest.raises(Room.DoesNotExist), transaction.atomic():
+        services._take_seq(10**9)
