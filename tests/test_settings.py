@@ -98,6 +98,26 @@ def test_database_url_selects_postgresql_with_the_pool() -> None:
     )  # persistent connections leak under ASGI; the pool replaces them
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_iterating_a_queryset_declares_no_server_side_cursor(plan: None) -> None:
+    # A form's choices iterate their queryset (ModelChoiceIterator): on PostgreSQL with server
+    # cursors on, a DECLARE ... WITH HOLD, which PgBouncer's transaction pooling breaks.
+    from django import forms
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from community.models import WorkingGroup
+
+    field = forms.ModelChoiceField(queryset=WorkingGroup.objects.all())
+    with CaptureQueriesContext(connection) as queries:
+        choices = list(field.choices)
+
+    assert len(choices) == 1 + WorkingGroup.objects.count()  # the empty choice, then each group
+    assert [q["sql"] for q in queries if "DECLARE" in q["sql"].upper()] == []
+    assert len(queries) == 2  # list() asks the length (a COUNT), then the rows in one SELECT
+
+
 def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
     found = probe({"REDIS_URL": "redis://cache.internal:6379/2"})
 

@@ -202,6 +202,12 @@ if DATABASE_URL:
             "timeout": 10,
         },
     }
+    # No server-side cursors: `QuerySet.iterator()` (a form's choices, for one) declared a
+    # `WITH HOLD` cursor, three round trips for a handful of rows, and a cursor that PgBouncer's
+    # transaction pooling (docs/deployment.md) would send to another server connection. Nothing
+    # here iterates a result too big to fetch at once. Statements are not prepared either
+    # (psycopg's client-side binding, Django's default), which transaction pooling needs too.
+    default_db["DISABLE_SERVER_SIDE_CURSORS"] = True
     default_db["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
 else:
     default_db = {
