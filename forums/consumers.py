@@ -844,7 +844,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.backlog.append(text)
             self._drain_soon()
             return
-        await self._relay_now(text)
+        await self._relay_now(text, control=False)
 
     def _drain_soon(self) -> None:
         if self.drainer is None or self.drainer.done():
@@ -861,11 +861,16 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.backlog = None  # empty, or left over when the socket is closing
         self.drainer = None  # done (a relay meanwhile appended to the backlog drained here)
 
-    async def _relay_now(self, text: str) -> None:
+    async def _relay_now(self, text: str, control: bool | None = None) -> None:
+        """Send a bus frame, or act on it; `control`: the hub's answer of `bus.is_control`,
+        asked once per frame for every socket (None: ask it here, for a frame from the
+        backlog)."""
         if self.closing:
             return
+        if control is None:
+            control = bus.is_control(text)
         # Substring tests first: a frame is only decoded when it may be one we act upon.
-        if bus.is_control(text) and await self._control(text):
+        if control and await self._control(text):
             return
         if self.forbidden_rooms and self._of_forbidden_room(text):
             return

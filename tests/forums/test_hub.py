@@ -211,6 +211,33 @@ async def test_an_idle_socket_sends_at_once_without_a_task() -> None:
     assert gateway.drainer is None
 
 
+async def test_the_hub_asks_whether_a_frame_is_control_once_not_once_per_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: three idle gateways in one group, and the question counted.
+    hub = bus.Hub(CountingLayer())
+    gateways = [bare_gateway() for _ in range(3)]
+    for gateway, _sent in gateways:
+        await hub.join("room.1", gateway)
+    asked: list[str] = []
+    real = bus.is_control
+
+    def counted(text: str) -> bool:
+        asked.append(text)
+        return real(text)
+
+    monkeypatch.setattr(bus, "is_control", counted)
+    text = '{"type":"message.created","room":"wg1-a","seq":1}'
+
+    # Act
+    await hub.deliver({"group": "room.1", "text": text})
+
+    # Assert: every socket sent it, and the frame was scanned once (a big room's presence list
+    # is kilobytes, scanned for every socket before).
+    assert ([sent for _gateway, sent in gateways], asked) == ([[text]] * 3, [text])
+    await hub.aclose()
+
+
 async def test_frames_wait_behind_the_client_frame_in_hand_and_keep_their_order() -> None:
     gateway, sent = bare_gateway()
     texts = [f'{{"type":"typing","room":"wg1-a","n":{n}}}' for n in range(3)]
