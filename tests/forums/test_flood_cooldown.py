@@ -30,6 +30,7 @@ from community.services import api_token_create
 from forums import services
 from forums.models import Message, Room, Thread
 from tests.forums.factories import *  # noqa: F403 - fixtures
+from tests.spies import record_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -307,14 +308,7 @@ async def test_socket_sends_during_cooldown_are_refused_without_the_lock_on_ever
     thread: Thread, member: User, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.FORUMS_FLOOD_LIMIT = (1, 60)
-    locks: list[int] = []
-    real_lock = services._take_seq
-
-    def counting_lock(room_id: int) -> Room:
-        locks.append(room_id)
-        return real_lock(room_id)
-
-    monkeypatch.setattr(services, "_take_seq", counting_lock)
+    locks = record_calls(monkeypatch, services, "_take_seq")
     # Posted over the API (or another process): the socket never acked it itself.
     stored = await database_sync_to_async(_post)(thread, member, "one", uuid.UUID(int=1))
 

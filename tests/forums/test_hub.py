@@ -16,6 +16,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer  # noqa: TID
 
 from forums.consumers import GatewayConsumer
 from notifications import bus
+from tests.spies import record_calls
 
 
 def bare_gateway() -> tuple[GatewayConsumer, list[str]]:
@@ -219,14 +220,7 @@ async def test_the_hub_asks_whether_a_frame_is_control_once_not_once_per_socket(
     gateways = [bare_gateway() for _ in range(3)]
     for gateway, _sent in gateways:
         await hub.join("room.1", gateway)
-    asked: list[str] = []
-    real = bus.is_control
-
-    def counted(text: str) -> bool:
-        asked.append(text)
-        return real(text)
-
-    monkeypatch.setattr(bus, "is_control", counted)
+    asked = record_calls(monkeypatch, bus, "is_control")
     text = '{"type":"message.created","room":"wg1-a","seq":1}'
 
     # Act

@@ -24,6 +24,7 @@ from forums.models import Message, Room, Thread
 from tests.factories import MembershipFactory, UserFactory
 from tests.forums.factories import ThreadFactory
 from tests.reliability.support import member_socket, recv_until, report, send
+from tests.spies import record_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,15 +94,7 @@ async def _bystander_bodies(ws: Any, until: str) -> list[str]:
 
 def _count_locks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every room row lock the services take, from any thread."""
-    locks: list[int] = []
-    real_lock = services._take_seq
-
-    def counting_lock(room_id: int) -> Room:
-        locks.append(room_id)
-        return real_lock(room_id)
-
-    monkeypatch.setattr(services, "_take_seq", counting_lock)
-    return locks
+    return record_calls(monkeypatch, services, "_take_seq")
 
 
 async def test_flood_over_socket_and_api_is_refused_and_not_stored(
