@@ -5,9 +5,10 @@ docs/performance.md, "H3: the connect's CPU").
 Redis), then calls in this process, `--calls` times each, and prints JSON: CPU (process time)
 and wall microseconds per call of `token_identity` (a token's first use, which records it, and
 again), `_room_state` of a room of 50 and of a big room (its sample kept), `message_post`
-over 10 rooms (the author's roles read for each post, as a request's member has them), and the gateway's `message.send` hop (`_post`: the member, the thread, the
-post). Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the
-tree it runs from is the one measured.
+over 10 rooms (the author's roles read for each post, as a request's member has them), and
+the gateway's `message.send` hop (`_post`: the member, the thread, the post). Run it from two
+source trees in turn (`cd <tree> && python -m bench.hops`): the tree it runs from is the one
+measured.
 """
 
 from __future__ import annotations
