@@ -118,6 +118,35 @@ def test_iterating_a_queryset_declares_no_server_side_cursor(plan: None) -> None
     assert len(queries) == 2  # list() asks the length (a COUNT), then the rows in one SELECT
 
 
+SWITCH_PROBE = """
+import sys
+before = sys.getswitchinterval()
+import minga.asgi
+print(before, sys.getswitchinterval())
+"""
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"), [({}, 0.0005), ({"GIL_SWITCH_INTERVAL_US": "2000"}, 0.002)]
+)
+def test_the_web_process_takes_the_configured_gil_switch_interval(
+    configured: dict[str, str], expected: float
+) -> None:
+    result = run_settings(configured, SWITCH_PROBE)
+
+    assert result.returncode == 0, result.stderr
+    before, after = (float(x) for x in result.stdout.strip().splitlines()[-1].split())
+    assert (before, after) == (0.005, pytest.approx(expected))  # Python's default, then ours
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "100001", "half"])
+def test_a_bad_gil_switch_interval_is_refused_with_its_name(bad: str) -> None:
+    result = run_settings({"GIL_SWITCH_INTERVAL_US": bad})
+
+    assert result.returncode != 0
+    assert "GIL_SWITCH_INTERVAL_US must be" in result.stderr
+
+
 def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
     found = probe({"REDIS_URL": "redis://cache.internal:6379/2"})
 

@@ -226,6 +226,16 @@ DATABASES = {"default": default_db}
 # process behind it. 0: Channels' one database thread (SQLite takes one writer at a time).
 GATEWAY_DB_THREADS = env_int("GATEWAY_DB_THREADS", 4 if DATABASE_URL else 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The web processes' GIL switch interval (minga.asgi), in microseconds; Python's default is
+# 5,000. A page's view thread and the gateway's database threads give the GIL back to the event
+# loop, which fans frames out, at every query; with 5 ms slices each of those waited up to 5 ms
+# to get it back while the loop was busy, and a page under fan-out load waited for dozens of
+# them (docs/performance.md, "H5: the GIL's switch interval"; ADR 0012).
+GIL_SWITCH_INTERVAL_US = env_int("GIL_SWITCH_INTERVAL_US", 500)
+if not 0 < GIL_SWITCH_INTERVAL_US <= 100_000:
+    raise ImproperlyConfigured(
+        f"GIL_SWITCH_INTERVAL_US must be 1 to 100000 microseconds, not {GIL_SWITCH_INTERVAL_US}."
+    )
 
 # Seconds. Redis answers in well under a millisecond; these only bound the wait on a Redis that
 # is paused, overloaded or unreachable (tests/reliability/test_faults.py measures them).
