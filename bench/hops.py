@@ -3,12 +3,12 @@ docs/performance.md, "H3: the connect's CPU").
 
 `python -m bench.hops [--calls 300]` seeds a benchmark database (bench.minga_setup, with its own
 Redis), then calls in this process, `--calls` times each, and prints JSON: CPU (process time)
-and wall microseconds per call of `token_identity` (a token's first use, which records it, and
-again), `_room_state` of a room of 50 and of a big room (its sample kept), `message_post`
-over 10 rooms (the author's roles read for each post, as a request's member has them), and
-the gateway's `message.send` hop (`_post`: the member, the thread, the post). Run it from two
-source trees in turn (`cd <tree> && python -m bench.hops`): the tree it runs from is the one
-measured.
+and wall microseconds per call, and the local PostgreSQL server's CPU per call, of
+`token_identity` (a token's first use, which records it, and again), `_room_state` of a room
+of 50 and of a big room (its sample kept), `message_post` over 10 rooms (the author's roles
+read for each post, as a request's member has them), and the gateway's `message.send` hop
+(`_post`: the member, the thread, the post). Run it from two source trees in turn (`cd <tree>
+&& python -m bench.hops`): the tree it runs from is the one measured.
 """
 
 from __future__ import annotations
@@ -30,13 +30,38 @@ from bench import minga_setup  # noqa: E402
 from bench.servers import Processes, start_redis  # noqa: E402
 
 
-def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int]:
+def _postgres_cpu() -> float | None:
+    """CPU seconds of every local `postgres` process so far (the server's backends, WAL writer
+    and the rest); None where they cannot be read (another user's processes, a remote server)."""
+    import psutil
+
+    total, seen = 0.0, False
+    for proc in psutil.process_iter(["name"]):
+        if not (proc.info["name"] or "").startswith("postgres"):
+            continue
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total, seen = total + times.user + times.system, True
+    return total if seen else None
+
+
+def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int | None]:
+    """CPU and wall microseconds per call of this process, and PostgreSQL's CPU per call (the
+    whole local server's, so nothing else should use it meanwhile)."""
+    pg = _postgres_cpu()
     cpu, wall = time.process_time(), time.perf_counter()
     fn()
-    return {
+    out: dict[str, int | None] = {
         "cpu_us": round((time.process_time() - cpu) / calls * 1e6),
         "wall_us": round((time.perf_counter() - wall) / calls * 1e6),
     }
+    pg_after = _postgres_cpu()
+    out["postgres_cpu_us"] = (
+        None if pg is None or pg_after is None else round((pg_after - pg) / calls * 1e6)
+    )
+    return out
 
 
 def _profiled(fn: Callable[[], None], out: Path) -> None:
