@@ -122,13 +122,15 @@ def member_with_organization(member_id: int) -> User | None:
         found = cursor.fetchall()
     if not found:
         return None
-    row = found[0]
-    member = member_columns.instance(row[: len(member_columns)])
-    org_values = row[len(member_columns) : -3]
+    row, orgs_at = found[0], len(member_columns)
+    rest_at = orgs_at + len(org_columns)  # then: verified, one membership's group and role
+    member = member_columns.instance(row[:orgs_at])
+    org_values = row[orgs_at:rest_at]
     org = None if org_values[0] is None else org_columns.instance(org_values)
     User._meta.get_field("organization").set_cached_value(member, org)
-    member.__dict__["is_verified"] = bool(row[-3])  # the cached_property, filled
-    policy.remember_roles(member, [(r[-2], r[-1]) for r in found if r[-2] is not None])
+    member.__dict__["is_verified"] = bool(row[rest_at])  # the cached_property, filled
+    roles = [(r[rest_at + 1], r[rest_at + 2]) for r in found if r[rest_at + 1] is not None]
+    policy.remember_roles(member, roles)
     return member
 
 

@@ -524,7 +524,7 @@ def _take_seq(room_id: int) -> Room:
     the transaction committed while it is held, so seq order is commit order. A post refused
     after this rolls its transaction back, and the seq with it: seqs have no gaps.
     """
-    statement, columns = _seq_take()
+    statement, columns = _take_seq_statement()
     with connection.cursor() as cursor:
         cursor.execute(statement, [rows.param(Room, "id", room_id)])
         row = cursor.fetchone()
@@ -534,7 +534,7 @@ def _take_seq(room_id: int) -> Room:
 
 
 @functools.cache
-def _seq_take() -> tuple[str, rows.Columns[Room]]:
+def _take_seq_statement() -> tuple[str, rows.Columns[Room]]:
     """_take_seq's statement and the whole room it returns, written once (minga.rows): through
     `Room.objects.raw` each post paid for a RawQuerySet's column-to-field matching."""
     table = rows.table(Room)
