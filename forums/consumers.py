@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -152,8 +153,12 @@ _room_ids: dict[str, int] = {}
 # A big room's `subscribed` sample is the same for every subscriber (the lowest ids online) as
 # long as none of those members comes or goes: its summaries are kept for SAMPLE_SECONDS, so a
 # subscribe into a room of thousands makes two queries, not three (docs/performance.md, H3).
+# The hops that read and fill it run on GATEWAY_DB_THREADS threads at once: the lock keeps two
+# of them from dropping the same lapsed sample (a KeyError failed a subscribe, 1 in 3,000 under
+# bench.connect_probe) or changing the dict while another lists it.
 SAMPLE_SECONDS = 2.0
 _samples: dict[tuple[int, ...], tuple[float, list[dict[str, Any]]]] = {}
+_samples_lock = threading.Lock()
 
 
 def _sample_summaries(member_ids: list[int]) -> list[dict[str, Any]]:
@@ -162,11 +167,12 @@ def _sample_summaries(member_ids: list[int]) -> list[dict[str, Any]]:
     kept = _samples.get(key)
     if kept is not None and kept[0] > at:
         return kept[1]
-    if len(_samples) >= 16:  # a few big rooms per process; drop the lapsed ones
-        for old in [k for k, (until, _m) in _samples.items() if until <= at]:
-            del _samples[old]
-    members = selectors.member_summaries(key)
-    _samples[key] = (at + SAMPLE_SECONDS, members)
+    members = selectors.member_summaries(key)  # the query outside the lock
+    with _samples_lock:
+        if len(_samples) >= 16:  # a few big rooms per process; drop the lapsed ones
+            for old in [k for k, (until, _m) in _samples.items() if until <= at]:
+                del _samples[old]
+        _samples[key] = (at + SAMPLE_SECONDS, members)
     return members
 
 

@@ -9,6 +9,7 @@ with the query counts pinned here. Big rooms get presence deltas and a capped `s
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -143,6 +144,50 @@ def test_room_state_of_a_big_room_keeps_the_samples_summaries_for_a_while(
         (2, None),
         (2, None),
     ]
+
+
+class _ListingWaits(dict[tuple[int, ...], tuple[float, list[dict[str, Any]]]]):
+    """The samples, where the first thread to list them waits there until another thread has
+    dropped the lapsed ones: the interleaving of two hops that found the cache full at once."""
+
+    def __init__(self, entries: dict[tuple[int, ...], tuple[float, list[dict[str, Any]]]]) -> None:
+        super().__init__(entries)
+        self.listed, self.dropped = threading.Event(), threading.Event()
+
+    def items(self) -> Any:
+        listing = list(super().items())
+        if not self.listed.is_set():
+            self.listed.set()
+            self.dropped.wait(timeout=0.5)  # the lock (if any) keeps the other thread out
+        return listing
+
+
+def test_two_hops_that_find_the_samples_full_at_once_both_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lapsed = {(n,): (0.0, []) for n in range(100, 116)}  # 16 samples, long lapsed
+    samples = _ListingWaits(lapsed)
+    monkeypatch.setattr(consumers, "_samples", samples)
+    monkeypatch.setattr(selectors, "member_summaries", lambda ids: [{"id": i} for i in ids])
+    answers: dict[str, Any] = {}
+
+    def hop(name: str, ids: list[int]) -> None:
+        try:
+            answers[name] = consumers._sample_summaries(ids)
+        except Exception as error:  # what the gateway would answer with `server_error`
+            answers[name] = error
+
+    first = threading.Thread(target=hop, args=("first", [1]))
+    first.start()
+    assert samples.listed.wait(timeout=5)
+    second = threading.Thread(target=hop, args=("second", [2]))
+    second.start()
+    second.join(timeout=5)
+    samples.dropped.set()
+    first.join(timeout=5)
+
+    assert answers == {"first": [{"id": 1}], "second": [{"id": 2}]}
+    assert sorted(samples) == [(1,), (2,)]
 
 
 @pytest.mark.django_db
