@@ -86,6 +86,9 @@ async def _probe(
         "seconds": round(seconds, 2),
         "connect_per_s": round(count / seconds, 1),
         "server_cpu_ms_per_connection": round(used["server_cpu_seconds"] / count * 1000, 2),
+        # The servers, the load generator, Redis, PostgreSQL and the kernel, per connect: on a
+        # machine they fill together, the connect rate is the cores over this.
+        "machine_cpu_ms_per_connection": round(used["machine_cpu_seconds"] / count * 1000, 2),
         "kib_per_connection": round((rss - base) / count / 1024, 1),
         "idle_server_cpu_pct": round(sum(idle["server_cpu_pct"]), 2),
         "idle_window": [round(idle_from, 1), round(idle_from + idle["wall_s"], 1)],  # epoch s

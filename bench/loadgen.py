@@ -186,6 +186,9 @@ class Meter:
             "redis_cpu_pct": round((end["redis"] - start["redis"]) / wall * 100, 1),
             "loadgen_cpu_pct": round((end["loadgen"] - start["loadgen"]) / wall * 100, 1),
             "machine_busy_pct": round(busy / total * 100, 1),
+            # Every process's CPU on the box, ours and the rest (PostgreSQL, the kernel's
+            # loopback work): what a rate costs the machine as a whole, where all share its cores.
+            "machine_cpu_seconds": busy / total * cores * wall,
             # Everything else on the box (other test runs): what our figures competed with.
             "others_cpu_pct": round(max(0.0, busy / total * cores * 100 - ours / wall * 100), 1),
         }

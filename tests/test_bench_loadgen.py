@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import loadgen
 from forums.frames import dumps
 
@@ -40,3 +42,32 @@ def test_kept_frames_keep_presence_and_other_frames_are_still_read() -> None:
     assert client.frames == [presence]
     assert client.subscribed.is_set()
     assert fleet.errors == [refused, "not JSON: not json"]
+
+
+def test_machine_cpu_is_every_core_busy_share_over_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two cores, a 4 s window, the machine 75 % busy: 6 s of CPU among all processes, of which
+    # the servers, Redis and the load generator used 2.5 s; the rest is everything else's.
+    monkeypatch.setattr(loadgen.psutil, "cpu_count", lambda: 2)
+    meter = loadgen.Meter([], None)
+    start = {
+        "at": 10.0,
+        "servers": [1.0],
+        "redis": 0.0,
+        "loadgen": 0.5,
+        "machine_busy": 100.0,
+        "machine_total": 200.0,
+    }
+    end = {
+        "at": 14.0,
+        "servers": [3.0],
+        "redis": 0.25,
+        "loadgen": 0.75,
+        "machine_busy": 106.0,
+        "machine_total": 208.0,
+    }
+
+    used = meter.delta(start, end)
+
+    assert (used["machine_cpu_seconds"], used["others_cpu_pct"]) == (6.0, 87.5)
