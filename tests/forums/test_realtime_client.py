@@ -120,6 +120,25 @@ SCENARIOS = {
   await sleep(700);
   return { sockets: sockets.length, state: gw.state, pending: await pending };
 """,
+    "subscribe_retry": """
+  const gw = new Gateway({ pingSeconds: 1000 });
+  const errors = [];
+  gw.addEventListener("error", (e) => errors.push([e.detail.room, e.detail.code, e.detail.retrying === true]));
+  const ws = sockets.at(-1); ws.open();
+  const refused = (room, code) => ({ type: "error", code, detail: "-", frame: "subscribe", room });
+  gw.subscribe("wg1-a", { after: 4 });
+  gw.subscribe("wg1-b", { after: 2 });
+  gw.subscribe("wg9-z", { after: null });
+  ws.frame(refused("wg1-a", "server_error"));
+  ws.frame(refused("wg1-b", "rate_limited"));
+  ws.frame(refused("wg9-z", "forbidden"));
+  gw.unsubscribe("wg1-b");  // a retry still waiting is dropped with the room
+  await sleep(700);  // the first retry comes after 0.25-0.5 s
+  ws.frame({ type: "subscribed", room: "wg1-a", online: [], last_seq: 6 });
+  ws.frame(created("wg1-a", 5));
+  await sleep(700);
+  return { errors, sent: ws.sent, lastSeq: gw.lastSeq("wg1-a"), rooms: [...gw.rooms.keys()] };
+""",
     "typing": """
   const gw = new Gateway({ pingSeconds: 1000, memberId: 4 });
   const seen = [];
@@ -215,6 +234,29 @@ def test_realtime_client_stops_on_4401(tmp_path: Path) -> None:
 
 def test_realtime_client_stops_on_4403_and_rejects_pending_sends(tmp_path: Path) -> None:
     assert run("revoked", tmp_path) == {"sockets": 1, "state": "revoked", "pending": "revoked"}
+
+
+def test_realtime_client_asks_again_for_a_room_refused_for_a_passing_reason(
+    tmp_path: Path,
+) -> None:
+    result = run("subscribe_retry", tmp_path)
+
+    assert result == {
+        "errors": [
+            ["wg1-a", "server_error", True],
+            ["wg1-b", "rate_limited", True],
+            ["wg9-z", "forbidden", False],
+        ],
+        "sent": [
+            {"type": "subscribe", "room": "wg1-a", "after": 4},
+            {"type": "subscribe", "room": "wg1-b", "after": 2},
+            {"type": "subscribe", "room": "wg9-z", "after": None},
+            {"type": "unsubscribe", "room": "wg1-b"},
+            {"type": "subscribe", "room": "wg1-a", "after": 4},  # once: answered, then no more
+        ],
+        "lastSeq": 5,
+        "rooms": ["wg1-a"],
+    }
 
 
 def test_realtime_client_throttles_typing_and_drops_own(tmp_path: Path) -> None:

@@ -52,6 +52,10 @@
 //                       over HTTP (GET /api/v1/threads/{id}/messages/), then carry on; live
 //                       frames keep coming and are ordered from detail.last_seq on.
 //   "error"             error frames that answer no pending send (e.g. "forbidden" on subscribe).
+//                       A subscribe refused for a passing reason ("server_error": the server
+//                       could not answer it then; "rate_limited") is asked again with backoff
+//                       (0.25-0.5 s doubling to 30 s) and its event carries retrying: true; any
+//                       other refusal forgets the room.
 //   "status"            detail = {state, code?}: connection state changes. "unauthenticated"
 //                       (close 4401: sign in again) and "revoked" (4403: logged out, deactivated,
 //                       token revoked) end reconnecting; other closes reconnect with exponential
@@ -70,6 +74,8 @@ const SEEN_IDS_MAX = 5000;
 const HELD_CHANGES_MAX = 1000;
 
 const STATUS_NO_RETRY = { 4401: "unauthenticated", 4403: "revoked" };
+// Subscribe refusals that say nothing about the room: asked again, not given up.
+const SUBSCRIBE_RETRY = new Set(["server_error", "rate_limited"]);
 
 function defaultUrl() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
@@ -107,7 +113,14 @@ class Room {
     this.versions = new Map(); // "m<id>" / "t<id>" -> change number of the state delivered
     this.pending = new Map(); // seq -> frame that arrived ahead of a gap
     this.gapTimer = null;
+    this.retryTimer = null; // a refused subscribe asked again (SUBSCRIBE_RETRY)
+    this.retries = 0;
     this.seenIds = new Set();
+  }
+
+  stopRetry() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
   }
 
   subscribeFrame() {
@@ -191,6 +204,7 @@ export class Gateway extends EventTarget {
   unsubscribe(room) {
     const state = this.rooms.get(room);
     if (state && state.gapTimer) clearTimeout(state.gapTimer);
+    if (state) state.stopRetry();
     this.rooms.delete(room);
     this.write({ type: "unsubscribe", room });
   }
@@ -252,6 +266,7 @@ export class Gateway extends EventTarget {
     for (const state of this.rooms.values()) {
       state.pending.clear();
       state.heldChanges.clear();
+      state.stopRetry(); // asked again here, now
       this.write(state.subscribeFrame());
     }
     // Same client_id again: the server makes no second message and repeats the ack.
@@ -373,6 +388,7 @@ export class Gateway extends EventTarget {
   onSubscribed(frame) {
     const state = this.rooms.get(frame.room);
     if (!state) return;
+    state.retries = 0;
     // Subscribed with after = null: ordering starts at the room's present.
     if (state.lastSeq === null) state.lastSeq = frame.last_seq;
     if (state.lastChange === null && Number.isInteger(frame.last_change)) {
@@ -480,8 +496,29 @@ export class Gateway extends EventTarget {
       waiting.reject(new GatewayError(frame));
       return;
     }
-    if (frame.frame === "subscribe" && frame.room) this.rooms.delete(frame.room);
+    if (frame.frame === "subscribe" && frame.room) {
+      const state = this.rooms.get(frame.room);
+      if (state && SUBSCRIBE_RETRY.has(frame.code)) {
+        this.retrySubscribe(state);
+        this.emit("error", { ...frame, retrying: true });
+        return;
+      }
+      if (state) state.stopRetry();
+      this.rooms.delete(frame.room);
+    }
     this.emit("error", frame);
+  }
+
+  // Ask again for a room whose subscribe was refused for a passing reason, with the same
+  // backoff as reconnecting; the room keeps its marks, so the answer replays what was missed.
+  retrySubscribe(state) {
+    if (state.retryTimer) return;
+    const delay = backoffDelay(state.retries, Math.random());
+    state.retries += 1;
+    state.retryTimer = setTimeout(() => {
+      state.retryTimer = null;
+      if (this.rooms.get(state.slug) === state) this.write(state.subscribeFrame());
+    }, delay);
   }
 }
 
