@@ -362,7 +362,7 @@ async def announce_presence(
     room_id: int, slug: str, online: presence.Online, joined: list[int], left: list[int]
 ) -> None:
     """Publish the room's `presence` frame (idempotent, order-free); forums.presence calls this
-    at most once per room per COALESCE_SECONDS in each process."""
+    at most once per room per COALESCE_SECONDS, by one of the processes (ADR 0013)."""
     frame = await db_hop(_presence_frame)(slug, online, joined, left)
     if frame is not None:
         await bus.apublish(bus.room_group(room_id), frame)

@@ -21,12 +21,15 @@ and `leave` say whether that changed, and the gateway then reports the change wi
 When an operation finds expired entries of a member with no live one left (a crashed process's
 ghost) it reports them the same way, so rooms learn of it too.
 
-Broadcasts are coalesced per room (docs/decisions/0007-presence-coalesced-with-deltas.md): a
-change is announced at once when the room has had no announcement from this process for
-COALESCE_SECONDS, otherwise at the end of that interval, together with every other change of
-the interval, by one call of the listener set with `on_change` with the room's *current* online
-count and list (or sample). Without this, N members arriving in a room cost N^2/2 frames of up
-to N members each.
+Broadcasts are coalesced per room, across every process (docs/decisions/0007 and 0013): the
+members whose presence changed are noted in the store (a Redis set per room), and the process
+that takes the room's turn (`SET NX PX COALESCE_SECONDS`) announces all of them, whoever noted
+them, by one call of the listener set with `on_change`, with the room's *current* online count
+and list (or sample). A change in a quiet room is announced at once; in a busy one when the
+last announcement's turn lapses, so a room hears at most one announcement per COALESCE_SECONDS
+however many processes serve it. Without coalescing, N members arriving in a room cost N^2/2
+frames of up to N members each; coalescing per process still cost every socket one frame per
+process per interval.
 
 Keys are namespaced by the database name: room ids are per database, and two deployments (or a
 test run next to a development server) may share one Redis.
@@ -41,6 +44,7 @@ import hashlib
 import heapq
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,7 +57,7 @@ logger = logging.getLogger("forums.presence")
 
 TTL_SECONDS = 60.0
 HEARTBEAT_SECONDS = 20.0
-# At most one presence announcement per room per this many seconds from each process.
+# At most one presence announcement per room per this many seconds, from all processes.
 COALESCE_SECONDS = 1.0
 # Rooms with more members online than this get `presence` deltas (joined, left, count) instead
 # of the whole list, and a `subscribed` list cut to this many (docs/realtime-protocol.md).
@@ -92,6 +96,25 @@ class Seen:
     present: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A `note`'s answer. `ids` is set when the caller took the room's turn: every member noted
+    as changed since the last announcement, anyone's, for the caller to announce now. Else
+    `wait` is how many seconds another holder keeps the turn (0.0: nothing to announce)."""
+
+    ids: list[int] | None = None
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """The heartbeat's answer: per room, the members whose last entry expired, and the rooms
+    whose noted changes nobody has announced (their noter died waiting for the turn)."""
+
+    gone: dict[int, list[int]]
+    unannounced: set[int] = field(default_factory=set)
+
+
 # listener(room_id, room_slug, online, joined_ids, left_ids): online is the room's current count
 # and ids; joined (still online) and left (no longer online) are the changes since the last call.
 Listener = Callable[[int, str, Online, list[int], list[int]], Awaitable[None]]
@@ -100,7 +123,7 @@ _listener: Listener | None = None
 
 def on_change(listener: Listener | None) -> None:
     """Set the coroutine that announces a room's presence changes (the gateway publishes the
-    `presence` frame); called at most once per room per COALESCE_SECONDS by each process."""
+    `presence` frame); called at most once per room per COALESCE_SECONDS, in one process."""
     global _listener  # noqa: PLW0603 - one listener per process, set once at import of the gateway
     _listener = listener
 
@@ -127,7 +150,11 @@ class Store(Protocol):
 
     async def refresh(
         self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, list[int]]: ...
+    ) -> Refreshed: ...
+
+    async def note(
+        self, room_id: int, ids: Collection[int], holder: str, interval: float
+    ) -> Turn: ...
 
     async def aclose(self) -> None: ...
 
@@ -148,6 +175,10 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.rooms: dict[int, _Room] = {}
+        # room id -> members noted as changed and not announced yet; room id -> (the turn's
+        # holder, when it lapses on the monotonic clock): Redis' `changed` set and `turn` key.
+        self.changed: dict[int, set[int]] = {}
+        self.turns: dict[int, tuple[str, float]] = {}
 
     @staticmethod
     def _gain(room: _Room, entry: str, expires: float) -> None:
@@ -213,19 +244,33 @@ class MemoryStore:
             self.rooms.pop(room_id, None)
         return Seen(self._online(room), 0, gone, present)
 
-    async def refresh(
-        self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, list[int]]:
-        out = {}
+    async def refresh(self, entries: dict[int, list[str]], expires: float, at: float) -> Refreshed:
+        gone = {}
         for room_id, mine in entries.items():
             room = self.rooms.setdefault(room_id, _Room())
             for e in mine:
                 self._gain(room, e, expires)
-            out[room_id] = self._prune(room, at)
-        return out
+            gone[room_id] = self._prune(room, at)
+        return Refreshed(gone, {room_id for room_id in entries if self.changed.get(room_id)})
+
+    async def note(self, room_id: int, ids: Collection[int], holder: str, interval: float) -> Turn:
+        changed = self.changed.setdefault(room_id, set())
+        changed.update(int(m) for m in ids)
+        if not changed:
+            self.changed.pop(room_id, None)
+            return Turn()
+        clock = time.monotonic()
+        turn = self.turns.get(room_id)
+        if turn is not None and turn[1] > clock:
+            return Turn(wait=turn[1] - clock)
+        self.turns[room_id] = (holder, clock + interval)
+        del self.changed[room_id]
+        return Turn(ids=sorted(changed))
 
     async def aclose(self) -> None:
         self.rooms.clear()
+        self.changed.clear()
+        self.turns.clear()
 
 
 # The Redis store's scripts. KEYS: the room's entries (sorted set, score = expiry), counts (hash
@@ -299,16 +344,32 @@ return {0, n, ids, gone, present}
 """
 )
 # ARGV: at, expires, ttl, entries... (plain ZADD, not XX: an entry another process pruned while
-# this one stalled comes back, since its socket is still open)
+# this one stalled comes back, since its socket is still open). KEYS[4]: the room's noted
+# changes; the answer says whether any wait to be announced.
 _LUA_REFRESH = (
     _LUA_COMMON
     + """
 for i = 4, #ARGV do gain(ARGV[i], ARGV[2]) end
 local gone = prune(ARGV[1])
 keep(ARGV[3])
-return gone
+return {gone, redis.call('SCARD', KEYS[4])}
 """
 )
+# KEYS: the room's noted changes (a set of member ids), its announcement turn (a string that
+# lapses). ARGV: holder, interval in ms, ttl, member ids... Adds the ids; then, if any are noted
+# and the turn is free, takes it for the interval and hands over (and clears) the noted ids:
+# {1, ids}. Else {2, the turn's ms left}, or {0} when nothing is noted.
+_LUA_NOTE = """
+for i = 4, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+if #ARGV >= 4 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if redis.call('SCARD', KEYS[1]) == 0 then return {0} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local ids = redis.call('SMEMBERS', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  return {1, ids}
+end
+return {2, redis.call('PTTL', KEYS[2])}
+"""
 
 
 def _seen(reply: list[Any]) -> Seen:
@@ -346,12 +407,18 @@ class RedisStore:
         self._remove = self.redis.register_script(_LUA_REMOVE)
         self._look = self.redis.register_script(_LUA_LOOK)
         self._refresh = self.redis.register_script(_LUA_REFRESH)
+        self._note = self.redis.register_script(_LUA_NOTE)
 
     def keys(self, room_id: int) -> list[str]:
         """The room's entries, counts and ids (names unlike those of the single sorted set of
         earlier versions, so that the two never mix while processes of both run)."""
         base = f"{self.prefix}room:{int(room_id)}:"
         return [base + "entries", base + "counts", base + "ids"]
+
+    def turn_keys(self, room_id: int) -> list[str]:
+        """The room's noted changes and its announcement turn (ADR 0013)."""
+        base = f"{self.prefix}room:{int(room_id)}:"
+        return [base + "changed", base + "turn"]
 
     @contextlib.asynccontextmanager
     async def _guarded(self) -> AsyncIterator[None]:
@@ -383,19 +450,33 @@ class RedisStore:
         async with self._guarded():
             return _seen(await self._look(keys=self.keys(room_id), args=args))
 
-    async def refresh(
-        self, entries: dict[int, list[str]], expires: float, at: float
-    ) -> dict[int, list[int]]:
+    async def refresh(self, entries: dict[int, list[str]], expires: float, at: float) -> Refreshed:
         rooms = list(entries)
         async with self._guarded(), self.redis.pipeline(transaction=False) as pipe:
             for room_id in rooms:
                 args = [repr(at), repr(expires), int(TTL_SECONDS * 2), *entries[room_id]]
-                await self._refresh(keys=self.keys(room_id), args=args, client=pipe)
+                keys = [*self.keys(room_id), self.turn_keys(room_id)[0]]
+                await self._refresh(keys=keys, args=args, client=pipe)
             result = await pipe.execute()
-        return {
-            room_id: sorted({int(m) for m in gone})
-            for room_id, gone in zip(rooms, result, strict=True)
-        }
+        return Refreshed(
+            {
+                room_id: sorted({int(m) for m in gone})
+                for room_id, (gone, _noted) in zip(rooms, result, strict=True)
+            },
+            {room_id for room_id, (_gone, noted) in zip(rooms, result, strict=True) if noted},
+        )
+
+    async def note(self, room_id: int, ids: Collection[int], holder: str, interval: float) -> Turn:
+        args = [holder, max(1, round(interval * 1000)), int(TTL_SECONDS * 2), *map(int, ids)]
+        async with self._guarded():
+            reply = await self._note(keys=self.turn_keys(room_id), args=args)
+        if reply[0] == 1:
+            return Turn(ids=sorted(int(m) for m in reply[1]))
+        if reply[0] == 2:
+            # -1 (no expiry) cannot happen: the turn is only ever set with one. Be safe anyway.
+            left = int(reply[1])
+            return Turn(wait=left / 1000 if left > 0 else 0.001 if left == 0 else interval)
+        return Turn()
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -438,13 +519,6 @@ def key_prefix() -> str:
 
 
 @dataclass
-class _Changes:
-    slug: str
-    joined: set[int] = field(default_factory=set)
-    left: set[int] = field(default_factory=set)
-
-
-@dataclass
 class Presence:
     """The presence of this process's sockets, for one event loop."""
 
@@ -452,9 +526,14 @@ class Presence:
     # (room_id, entry) -> room slug: this process's live entries, refreshed by the heartbeat.
     local: dict[tuple[int, str], str] = field(default_factory=dict)
     heartbeat: asyncio.Task[None] | None = None
-    # room_id -> changes not announced yet; room_id -> the task announcing that room's changes.
-    pending: dict[int, _Changes] = field(default_factory=dict)
+    # room_id -> members whose presence changed here, not yet handed to the store; room_id ->
+    # its slug; room_id -> the task handing them over and announcing when this process has the
+    # room's turn.
+    pending: dict[int, set[int]] = field(default_factory=dict)
+    slugs: dict[int, str] = field(default_factory=dict)
     announcers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    # This process's name on the turns it takes (only read by people looking at Redis).
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     async def join(
         self, room_id: int, slug: str, member_id: int, socket: str
@@ -483,8 +562,9 @@ class Presence:
         return (await self.store.look(room_id, now())).online
 
     async def beat(self) -> None:
-        """Refresh this process's entries, drop expired ones everywhere this process looks, and
-        tell the listener about members who vanished (their process died)."""
+        """Refresh this process's entries, drop expired ones everywhere this process looks, tell
+        the listener about members who vanished (their process died), and announce changes
+        that another process noted and never announced (it died waiting for the turn)."""
         if not self.local:
             return
         entries: dict[int, list[str]] = {}
@@ -494,9 +574,15 @@ class Presence:
             slugs[room_id] = slug
         at = now()
         result = await self.store.refresh(entries, at + TTL_SECONDS, at)
-        for room_id, gone in result.items():
-            if gone:
-                self.changed(room_id, slugs[room_id], left=gone)
+        rooms = {r for r, gone in result.gone.items() if gone} | result.unannounced
+        # Changes kept here after a failed announcement go now that the store answers again.
+        rooms |= {r for r in self.pending if r not in self.announcers and r in self.slugs}
+        for room_id in sorted(rooms):
+            self.changed(
+                room_id,
+                slugs.get(room_id) or self.slugs[room_id],
+                left=result.gone.get(room_id, ()),
+            )
 
     def changed(
         self,
@@ -506,39 +592,51 @@ class Presence:
         joined: Iterable[int] = (),
         left: Iterable[int] = (),
     ) -> None:
-        """Note members who arrived in or left the room; the listener hears of it at once when
-        the room is quiet, else within COALESCE_SECONDS, merged with the interval's others."""
-        changes = self.pending.get(room_id)
-        if changes is None:
-            changes = self.pending[room_id] = _Changes(slug)
-        changes.slug = slug
-        changes.joined.update(joined)
-        changes.left.update(left)
+        """Note members who arrived in or left the room. Whichever process next has the room's
+        turn announces them: at once when the room is quiet, else when the turn of the process
+        that announced last lapses (COALESCE_SECONDS), merged with every process's changes of
+        the interval (ADR 0013). Joined or left is read at that moment: a member online then is
+        announced as joined, one who is not as left."""
+        self.pending.setdefault(room_id, set()).update(joined, left)
+        self.slugs[room_id] = slug
         if room_id not in self.announcers:
             task = asyncio.get_running_loop().create_task(self._announce(room_id))
             self.announcers[room_id] = task
 
     async def _announce(self, room_id: int) -> None:
+        """Hand this process's noted changes to the store until it has none left; announce
+        whenever it gets the room's turn; wait for a turn held elsewhere to lapse, then ask
+        again (the holder may have died, or announced before these changes were noted)."""
         try:
-            while room_id in self.pending:
-                changes = self.pending.pop(room_id)
+            while True:
+                ids = self.pending.pop(room_id, set())
                 try:
-                    # Read now, after the interval: a member who came and went within it is
-                    # neither joined nor still online, and the count and list are the latest.
-                    # Only the members who changed are looked up, not the whole room.
-                    asked = changes.joined | changes.left
-                    seen = await self.store.look(room_id, now(), sorted(asked))
-                    current = set(seen.present)
-                    joined = sorted(changes.joined & current)
-                    left = sorted((changes.left | set(seen.gone)) - current)
-                    if _listener is not None:
-                        await _listener(room_id, changes.slug, seen.online, joined, left)
+                    turn = await self.store.note(room_id, ids, self.holder, COALESCE_SECONDS)
+                    if turn.ids is not None:
+                        ids = set(turn.ids)
+                        await self._tell(room_id, turn.ids)
                 except Exception:
-                    # Redis away: the next change (or the heartbeat) announces the room again.
+                    # Redis away: the ids are kept, and go with the next change or heartbeat.
+                    self.pending.setdefault(room_id, set()).update(ids)
                     logger.warning("presence announcement failed", exc_info=True)
-                await asyncio.sleep(COALESCE_SECONDS)
+                    return
+                if turn.wait:
+                    await asyncio.sleep(turn.wait)
+                elif room_id not in self.pending:
+                    return
         finally:
             self.announcers.pop(room_id, None)
+
+    async def _tell(self, room_id: int, ids: list[int]) -> None:
+        # Read now, at the turn: a member who came and went since being noted is not online
+        # and is announced as left, and the count and list are the latest. Only the members
+        # noted are looked up, not the whole room.
+        seen = await self.store.look(room_id, now(), ids)
+        current = set(seen.present)
+        joined = [m for m in ids if m in current]
+        left = sorted((set(ids) | set(seen.gone)) - current)
+        if _listener is not None:
+            await _listener(room_id, self.slugs[room_id], seen.online, joined, left)
 
     async def settled(self) -> None:
         """Wait until every pending announcement was made (tests; shutting down)."""
@@ -569,6 +667,7 @@ class Presence:
         await asyncio.gather(*list(self.announcers.values()), return_exceptions=True)
         self.announcers.clear()
         self.pending.clear()
+        self.slugs.clear()
         self.local.clear()
         await self.store.aclose()
 

@@ -412,9 +412,168 @@ async def test_big_room_announcement_checks_only_the_members_who_changed(
     ]
 
 
+# --- One announcer per room, across processes (ADR 0013) ----------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def two_processes(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Any]]:
+    """Two processes' stores over the same presence: one MemoryStore seen twice (what the
+    in-memory layer's single process shares), or two Redis clients under one prefix."""
+    if request.param == "memory":
+        shared = MemoryStore()
+        yield shared, shared
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"minga:test:{uuid.uuid4().hex}:presence:"
+    one, two = RedisStore(url, prefix), RedisStore(url, prefix)
+    yield one, two
+    keys = [k async for k in one.redis.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await one.redis.delete(*keys)
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_changes_noted_by_two_processes_within_the_interval_make_one_announcement(
+    two_processes: tuple[Any, Any],
+    clock: Clock,
+    changes: list[Announcement],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.5)  # longer than the joins below
+    one, two = (process(s) for s in two_processes)
+    await _arrive(one, 1, 7)
+    await _until(lambda: bool(changes))
+
+    await _arrive(one, 1, 8)
+    await _arrive(two, 1, 9)  # the first change of this process: it still waits for the turn
+    await _arrive(two, 1, 10)
+    await asyncio.gather(one.settled(), two.settled())
+
+    assert changes == [
+        (1, "room-1", Online(1, [7]), [7], []),
+        (1, "room-1", Online(4, [7, 8, 9, 10]), [8, 9, 10], []),
+    ]
+
+
+async def test_a_departure_through_another_process_within_the_interval_is_announced_as_left(
+    two_processes: tuple[Any, Any],
+    clock: Clock,
+    changes: list[Announcement],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.5)
+    one, two = (process(s) for s in two_processes)
+    await _arrive(one, 1, 7)
+    await _arrive(one, 1, 8)
+    await _until(lambda: len(changes) == 1)
+
+    await _arrive(two, 1, 9)  # 9 arrives through the second process ...
+    _online, left = await two.leave(1, 9, "s9")  # ... and leaves through it within the interval
+    two.changed(1, "room-1", left=[9] if left else [])
+    _online, left = await one.leave(1, 8, "s8")
+    one.changed(1, "room-1", left=[8] if left else [])
+    await asyncio.gather(one.settled(), two.settled())
+
+    # Whichever process takes the next turn announces both departures. A change noted after
+    # the set was handed over is noted again, so it may be announced once more, the same way.
+    again = [(1, "room-1", Online(1, [7]), [], [8]), (1, "room-1", Online(1, [7]), [], [9])]
+    assert (changes[1], all(c in again for c in changes[2:])) == (
+        (1, "room-1", Online(1, [7]), [], [8, 9]),
+        True,
+    )
+
+
+async def test_changes_of_a_process_that_died_waiting_for_the_turn_go_with_a_heartbeat(
+    two_processes: tuple[Any, Any],
+    clock: Clock,
+    changes: list[Announcement],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(presence, "COALESCE_SECONDS", 0.05)
+    alive, dying = (process(s) for s in two_processes)
+    await _arrive(alive, 1, 7)
+    await _until(lambda: bool(changes))
+
+    await _arrive(dying, 1, 9)  # noted; the turn is alive's for 50 ms, so it waits ...
+    await _until(lambda: not dying.pending)
+    for task in dying.announcers.values():  # ... and its process dies meanwhile
+        task.cancel()
+    await dying.settled()
+    await asyncio.sleep(0.1)  # the turn lapses
+    quiet = list(changes)
+    await alive.beat()  # its heartbeat sees changes nobody announced
+    await alive.settled()
+
+    assert (quiet, changes[1:]) == (
+        [(1, "room-1", Online(1, [7]), [7], [])],
+        [(1, "room-1", Online(2, [7, 9]), [9], [])],
+    )
+
+
+class _Unreachable:
+    """A store whose `note` fails while `down` (Redis away); everything else goes through."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.down = store, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def note(self, *args: Any) -> presence.Turn:
+        if self.down:
+            raise ConnectionError("redis away")
+        return await self.store.note(*args)
+
+
+async def test_changes_kept_after_a_failed_note_go_with_the_next_heartbeat(
+    store: Any, clock: Clock, changes: list[Announcement]
+) -> None:
+    flaky = _Unreachable(store)
+    here = process(flaky)
+    await _arrive(here, 1, 7)
+    await here.settled()
+    during = (list(changes), dict(here.pending))
+
+    flaky.down = False
+    await here.beat()
+    await here.settled()
+
+    assert (during, changes, here.pending) == (
+        ([], {1: {7}}),
+        [(1, "room-1", Online(1, [7]), [7], [])],
+        {},
+    )
+
+
+async def test_a_process_with_nothing_to_note_does_not_take_the_turn(store: Any) -> None:
+    nothing = await store.note(1, [], "a", 60.0)
+    first = await store.note(1, [5], "b", 60.0)
+    held = await store.note(1, [6], "a", 60.0)
+    empty_while_held = await store.note(2, [], "a", 60.0)
+
+    assert (nothing, first, held.ids, 0 < held.wait <= 60.0, empty_while_held) == (
+        presence.Turn(),
+        presence.Turn(ids=[5]),
+        None,
+        True,
+        presence.Turn(),
+    )
+
+
+async def test_redis_noted_changes_and_the_turn_expire(redis_store: RedisStore) -> None:
+    await redis_store.note(4, [1], "a", 0.5)  # takes the turn
+    await redis_store.note(4, [2], "b", 0.5)  # waits: 2 stays noted
+    changed, turn = redis_store.turn_keys(4)
+
+    ttl, pttl = await redis_store.redis.ttl(changed), await redis_store.redis.pttl(turn)
+
+    assert (0 < ttl <= 2 * presence.TTL_SECONDS, 0 < pttl <= 500) == (True, True)
+
+
 async def test_memory_and_redis_stores_answer_alike(redis_url: str) -> None:
-    """A fixed random run of adds, removes, heartbeats and looks with the clock moving on,
-    against both stores: every answer is the same."""
+    """A fixed random run of adds, removes, heartbeats, looks, noted changes and lapsed turns,
+    with the clock moving on, against both stores: every answer is the same."""
     rng = random.Random(6)  # a reproducible test sequence
     prefix = f"minga:test:{uuid.uuid4().hex}:presence:"
     memory, redis_store = MemoryStore(), RedisStore(redis_url, prefix)
@@ -423,9 +582,18 @@ async def test_memory_and_redis_stores_answer_alike(redis_url: str) -> None:
         for _ in range(400):
             at += rng.choice((0.0, 1.0, 7.0, 30.0))
             room, entry = rng.choice((1, 2)), f"{rng.randrange(1, 9)}:s{rng.randrange(3)}"
-            op = rng.choice(("add", "add", "remove", "refresh", "look"))
+            op = rng.choice(("add", "add", "remove", "refresh", "look", "note", "lapse"))
+            noted = rng.sample(range(1, 9), rng.choice((0, 1, 2)))
             for name, st in (("memory", memory), ("redis", redis_store)):
-                if op == "add":
+                if op == "note":  # a long turn: only "lapse" ends it, on both stores alike
+                    turn = await st.note(room, noted, "p", 600.0)
+                    answer = (turn.ids, turn.wait > 0)
+                elif op == "lapse":
+                    if st is memory:
+                        answer = memory.turns.pop(room, None) is not None
+                    else:
+                        answer = await redis_store.redis.delete(redis_store.turn_keys(room)[1]) == 1
+                elif op == "add":
                     answer: Any = await st.add(room, entry, at + presence.TTL_SECONDS, at)
                 elif op == "remove":
                     answer = await st.remove(room, entry, at)
@@ -441,7 +609,16 @@ async def test_memory_and_redis_stores_answer_alike(redis_url: str) -> None:
         await redis_store.aclose()
 
     gone = sum(len(a.gone) for a in answers["memory"] if isinstance(a, presence.Seen))
-    assert (answers["memory"] == answers["redis"], gone > 0) == (True, True)
+    turns = sum(1 for a in answers["memory"] if isinstance(a, tuple) and a[0])
+    unannounced = sum(
+        len(a.unannounced) for a in answers["memory"] if isinstance(a, presence.Refreshed)
+    )
+    assert (answers["memory"] == answers["redis"], gone > 0, turns > 1, unannounced > 0) == (
+        True,
+        True,
+        True,
+        True,
+    )
 
 
 # --- The Lua path in Redis ----------------------------------------------------------------------
