@@ -183,10 +183,12 @@ def _checked(
     """The --rates and the systems to run, or the parser's error."""
     rates = [float(r) for r in args.rates.split(",") if r]
     systems = [s for s in args.only.split(",") if s]
-    if args.baseline:
+    if args.baseline and "base" not in systems:
         systems = ["base", *systems]
+    if "base" in systems and not args.baseline:
+        parser.error("--only base needs --baseline TREE")
     if not set(systems) <= {"base", "minga", "b0"} or args.members < 10 or args.members % 10:
-        parser.error("--only takes minga and b0; --members a multiple of 10")
+        parser.error("--only takes minga, b0 and base; --members a multiple of 10")
     if rates and "b0" in systems:
         parser.error("--rates posts through Minga's services: not with b0")
     return rates, systems
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         help="a source tree (e.g. `git archive HEAD` unpacked) served as system `base`, on the "
-        "same database, first: before and after a change in one run",
+        "same database: first, or where --only names `base` (alternate them: "
+        "--only base,minga,base,minga): before and after a change in one run",
     )
     parser.add_argument(
         "--rates",

@@ -1,0 +1,32 @@
+"""bench.connect_probe's choice of systems: the baseline tree can alternate with this one."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bench import connect_probe
+
+
+def _systems(only: str, baseline: str | None = None) -> list[str]:
+    args = argparse.Namespace(only=only, baseline=baseline, rates="", members=500)
+    return connect_probe._checked(argparse.ArgumentParser(), args)[1]
+
+
+def test_the_baseline_runs_first_unless_only_places_it() -> None:
+    assert (
+        _systems("minga,b0", "base-tree"),
+        _systems("base,minga,base,minga", "base-tree"),
+        _systems("minga,b0"),
+    ) == (["base", "minga", "b0"], ["base", "minga", "base", "minga"], ["minga", "b0"])
+
+
+@pytest.mark.parametrize("only", ["base,minga", "minga,c0"])
+def test_base_without_a_tree_or_an_unknown_system_is_refused(
+    only: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        connect_probe.main(["--only", only])
+
+    assert "--only" in capsys.readouterr().err
