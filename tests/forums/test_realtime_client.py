@@ -139,6 +139,21 @@ SCENARIOS = {
   await sleep(700);
   return { errors, sent: ws.sent, lastSeq: gw.lastSeq("wg1-a"), rooms: [...gw.rooms.keys()] };
 """,
+    "subscribe_retry_reconnect": """
+  const gw = new Gateway({ pingSeconds: 1000 });
+  const ws = sockets.at(-1); ws.open();
+  const refused = { type: "error", code: "server_error", detail: "-", frame: "subscribe", room: "wg1-a" };
+  gw.subscribe("wg1-a", { after: 4 });
+  ws.frame(refused);
+  await sleep(600);  // asked again after 0.25-0.5 s ...
+  ws.frame(refused);  // ... and refused again: the next ask would wait 0.5-1 s
+  ws.end(1006);
+  await sleep(600);  // reconnected after 0.25-0.5 s
+  const again = sockets.at(-1); again.open();
+  again.frame(refused);
+  await sleep(650);  // on the new connection the backoff starts afresh: 0.25-0.5 s
+  return { first: ws.sent.length, second: again.sent.map((f) => f.type) };
+""",
     "typing": """
   const gw = new Gateway({ pingSeconds: 1000, memberId: 4 });
   const seen = [];
@@ -257,6 +272,14 @@ def test_realtime_client_asks_again_for_a_room_refused_for_a_passing_reason(
         "lastSeq": 5,
         "rooms": ["wg1-a"],
     }
+
+
+def test_realtime_client_starts_the_subscribe_backoff_afresh_on_a_new_connection(
+    tmp_path: Path,
+) -> None:
+    result = run("subscribe_retry_reconnect", tmp_path)
+
+    assert result == {"first": 2, "second": ["subscribe", "subscribe"]}
 
 
 def test_realtime_client_throttles_typing_and_drops_own(tmp_path: Path) -> None:

@@ -267,6 +267,7 @@ export class Gateway extends EventTarget {
       state.pending.clear();
       state.heldChanges.clear();
       state.stopRetry(); // asked again here, now
+      state.retries = 0; // a new connection, perhaps another server: its refusals start afresh
       this.write(state.subscribeFrame());
     }
     // Same client_id again: the server makes no second message and repeats the ack.
