@@ -47,6 +47,10 @@ Either way the client reconnects with its jittered backoff and catches up by `se
    Nagle's algorithm is off as autobahn's factory asks (docs/performance.md, "H3 idle and
    Nagle: autobahn's own writes").
 
+7. **Sweeps that cost what changed.** daphne walks every connection every second and every two
+   seconds (reaping, pings, timeouts); `forums.sweeps` looks only at the connections that need
+   it, with the same outcomes at the same ticks.
+
 `install()` runs at import of the gateway. It acts only where daphne's websocket protocol is
 loaded (daphne imports it before the application); the in-process test communicators have no
 transport.
@@ -63,6 +67,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from forums import sweeps
 
 logger = logging.getLogger("forums.gateway")
 
@@ -421,6 +427,7 @@ def install() -> None:
     # create_application's body is daphne 4.2's: another release keeps its own.
     if server is not None and daphne_version().startswith("4.2."):
         server.Server.create_application = _create_application(server.Server.create_application)
+        sweeps.install(server.Server, reactor)
     cls.minga_transport = True
     reactor.addSystemEventTrigger("before", "shutdown", _close_all, reactor)
 
