@@ -177,6 +177,12 @@ async def _arrive(here: Presence, room_id: int, member_id: int) -> None:
         here.changed(room_id, f"room-{room_id}", joined=[member_id])
 
 
+async def _depart(here: Presence, room_id: int, member_id: int) -> None:
+    """What the gateway does on unsubscribe: leave, and report a departure."""
+    _online, left = await here.leave(room_id, member_id, f"s{member_id}")
+    here.changed(room_id, f"room-{room_id}", left=[member_id] if left else [])
+
+
 async def test_first_change_in_a_quiet_room_is_announced_at_once(
     store: Any, clock: Clock, changes: list[Announcement], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,8 +223,7 @@ async def test_member_who_came_and_went_within_the_interval_is_not_announced_as_
     await _until(lambda: bool(changes))
 
     await _arrive(here, 1, 8)
-    _online, left = await here.leave(1, 8, "s8")
-    here.changed(1, "room-1", left=[8] if left else [])
+    await _depart(here, 1, 8)
     await here.settled()
 
     assert changes[1:] == [(1, "room-1", Online(1, [7]), [], [8])]
@@ -400,10 +405,8 @@ async def test_big_room_announcement_checks_only_the_members_who_changed(
 
     await _arrive(here, 1, 20)  # 20 is beyond the sample of ids: still announced
     await _arrive(here, 1, 21)  # came and went within the interval: in neither list
-    _online, left = await here.leave(1, 21, "s21")
-    here.changed(1, "room-1", left=[21] if left else [])
-    _online, left = await here.leave(1, 2, "s2")
-    here.changed(1, "room-1", left=[2] if left else [])
+    await _depart(here, 1, 21)
+    await _depart(here, 1, 2)
     await here.settled()
 
     assert changes == [
@@ -469,10 +472,8 @@ async def test_a_departure_through_another_process_within_the_interval_is_announ
     await _until(lambda: len(changes) == 1)
 
     await _arrive(two, 1, 9)  # 9 arrives through the second process ...
-    _online, left = await two.leave(1, 9, "s9")  # ... and leaves through it within the interval
-    two.changed(1, "room-1", left=[9] if left else [])
-    _online, left = await one.leave(1, 8, "s8")
-    one.changed(1, "room-1", left=[8] if left else [])
+    await _depart(two, 1, 9)  # ... and leaves through it within the interval
+    await _depart(one, 1, 8)
     await asyncio.gather(one.settled(), two.settled())
 
     # Whichever process takes the next turn announces both departures. A change noted after
