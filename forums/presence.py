@@ -576,7 +576,7 @@ class Presence:
         result = await self.store.refresh(entries, at + TTL_SECONDS, at)
         rooms = {r for r, gone in result.gone.items() if gone} | result.unannounced
         # Changes kept here after a failed announcement go now that the store answers again.
-        rooms |= {r for r in self.pending if r not in self.announcers and r in self.slugs}
+        rooms |= {r for r in self.pending if r not in self.announcers}
         for room_id in sorted(rooms):
             self.changed(
                 room_id,
