@@ -448,9 +448,13 @@ async def test_changes_noted_by_two_processes_within_the_interval_make_one_annou
     await _arrive(one, 1, 7)
     await _until(lambda: bool(changes))
 
-    await _arrive(one, 1, 8)
-    await _arrive(two, 1, 9)  # the first change of this process: it still waits for the turn
-    await _arrive(two, 1, 10)
+    # All three join, then each process notes its arrivals before handing them over (a
+    # process hands over what it noted when it next asks; what it notes while waiting goes
+    # with its next ask, at most one interval later).
+    for here, member_id in ((one, 8), (two, 9), (two, 10)):
+        await here.join(1, "room-1", member_id, f"s{member_id}")
+    one.changed(1, "room-1", joined=[8])
+    two.changed(1, "room-1", joined=[9, 10])  # two's first change: it still waits for the turn
     await asyncio.gather(one.settled(), two.settled())
 
     assert changes == [
