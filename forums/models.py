@@ -222,7 +222,7 @@ class MessageRevision(models.Model):
     editor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
-        ordering = ["message", "edited_at", "id"]
+        ordering = ["message_id", "edited_at", "id"]
         verbose_name = _("message revision")
         verbose_name_plural = _("message revisions")
 
@@ -252,7 +252,7 @@ class Reaction(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["message", "created_at", "id"]
+        ordering = ["message_id", "created_at", "id"]
         verbose_name = _("reaction")
         verbose_name_plural = _("reactions")
         constraints = [
@@ -274,7 +274,7 @@ class Mention(models.Model):
     )
 
     class Meta:
-        ordering = ["message", "id"]
+        ordering = ["message_id", "id"]
         verbose_name = _("mention")
         verbose_name_plural = _("mentions")
         constraints = [models.UniqueConstraint(fields=["message", "member"], name="mention_unique")]

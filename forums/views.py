@@ -233,9 +233,9 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     if before is None and page and page[-1].seq > last_read_seq:
         services.read_mark(member=member, thread=thread, message_id=page[-1].pk)
     mine = set(
-        Reaction.objects.filter(message_id__in=[m.pk for m in page], member=member).values_list(
-            "message_id", "emoji"
-        )
+        Reaction.objects.filter(message_id__in=[m.pk for m in page], member=member)
+        .order_by()
+        .values_list("message_id", "emoji")
     )
     can_moderate = policy.can_moderate_room(member, room)
     mute = moderation.active_mute(member=member, room=room)

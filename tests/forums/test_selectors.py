@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.http import Http404
+from django.test.utils import CaptureQueriesContext
 
 from community.models import User
 from forums import selectors, services
-from forums.models import Attachment, Mention, Reaction, ReadState, Room, Thread
+from forums.models import (
+    Attachment,
+    Mention,
+    MessageRevision,
+    Reaction,
+    ReadState,
+    Room,
+    Thread,
+)
 from tests.factories import UserFactory
 from tests.forums.factories import *  # noqa: F403 - fixtures
 from tests.forums.factories import MessageFactory, ThreadFactory, member_in
@@ -217,6 +227,27 @@ def _with_reactions_and_mentions(thread: Thread, count: int) -> None:
             size=10,
             sha256="0" * 64,
         )
+
+
+@pytest.mark.parametrize("model", [Reaction, Mention, MessageRevision])
+def test_rows_of_a_message_are_ordered_without_joining_message_and_room(model: Any) -> None:
+    # Ordering by "message" would take Message's ordering (room, seq), then Room's (slug):
+    # two joins and a sort by slug in every read of these rows, the prefetches included.
+    sql = str(model.objects.filter(message_id=1).query)
+
+    assert "JOIN" not in sql
+    assert sql.index("ORDER BY") > 0
+
+
+def test_thread_messages_prefetches_join_nothing(thread: Thread) -> None:
+    _with_reactions_and_mentions(thread, 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        selectors.thread_messages(thread=thread)
+
+    prefetches = [q["sql"] for q in queries if 'FROM "forums_message"' not in q["sql"]]
+    assert len(prefetches) == 3
+    assert not [sql for sql in prefetches if "JOIN" in sql]
 
 
 @pytest.mark.parametrize("count", [1, 3])
