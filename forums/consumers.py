@@ -114,7 +114,7 @@ def _open_room(member_id: int, slug: str) -> int:
 
 def _thread_in_room(member: User, thread_id: int, room_id: int) -> Any:
     try:
-        thread = selectors.thread_row_for_member(thread_id=thread_id, member=member)
+        thread = selectors.thread_for_member(thread_id=thread_id, member=member)
     except (Http404, PermissionDenied):
         raise FrameError("forbidden") from None
     if thread.room_id != room_id:

@@ -154,21 +154,6 @@ def room_for_member_id(*, slug: str, member_id: int) -> Room:
     return room
 
 
-def thread_for_member(*, thread_id: int, member: Any) -> Thread:
-    """The thread if `member` may read its room: Http404 otherwise,
-    the same whether it does not exist or may not be read (denial reveals no existence)."""
-    thread = (
-        Thread.objects.select_related("room", "room__working_group", "author")
-        .filter(pk=thread_id)
-        .first()
-    )
-    if thread is None:
-        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
-    if not policy.can_read_room(member, thread.room):
-        raise Http404(_("No thread %(id)s.") % {"id": thread_id})
-    return thread
-
-
 @functools.cache
 def _thread_read() -> tuple[str, list[rows.Columns[Any]]]:
     thread, room, group, author = (
@@ -189,11 +174,15 @@ def _thread_read() -> tuple[str, list[rows.Columns[Any]]]:
     return sql, [thread, room, group, author]
 
 
-def thread_row_for_member(*, thread_id: int, member: Any) -> Thread:
-    """`thread_for_member` for the gateway, which reads the thread on every post: the same
-    objects (the thread with its room, the room's working group and the author, as
-    `select_related` gives them) and the same answer, from one statement written once, not a
-    queryset of four tables compiled on every post (minga.rows)."""
+def thread_for_member(*, thread_id: int, member: Any) -> Thread:
+    """The thread if `member` may read its room: Http404 otherwise, the same whether it does
+    not exist or may not be read (denial reveals no existence).
+
+    The thread comes with its room, the room's working group and its author, as
+    `select_related` would give them, from one statement written once (minga.rows): the
+    gateway reads it on every post and the thread page on every view, and compiling the
+    four-table queryset each time was most of the read's CPU (docs/performance.md, "The
+    thread page's reads")."""
     sql, (thread_columns, room_columns, group_columns, author_columns) = _thread_read()
     with connection.cursor() as cursor:
         cursor.execute(sql, [thread_id])

@@ -39,7 +39,7 @@ from community.services import (
 from events import services as event_services
 from forums import consumers, presence, selectors
 from forums.frames import credential_fingerprint
-from forums.models import Room
+from forums.models import Room, Thread
 from tests.factories import UserFactory
 from tests.forums.factories import ThreadFactory, member_in
 
@@ -305,8 +305,21 @@ def test_room_for_member_id_answers_as_room_for_member_for_every_reader_and_room
     )
 
 
+def _thread_by_queryset(*, thread_id: int, member: Any) -> Thread:
+    """The ORM read that `selectors.thread_for_member` writes out (ADR 0011): the reference its
+    answers are held to."""
+    thread = (
+        Thread.objects.select_related("room", "room__working_group", "author")
+        .filter(pk=thread_id)
+        .first()
+    )
+    if thread is None or not policy.can_read_room(member, thread.room):
+        raise Http404
+    return thread
+
+
 @pytest.mark.django_db
-def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_related_rows(
+def test_thread_for_member_answers_as_the_orm_read_with_the_same_related_rows(
     plan: None,
 ) -> None:
     # Arrange: every kind of reader; a thread in a network room, one in wg1's group-only room,
@@ -334,8 +347,8 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
             ),
         )
 
-    by_queryset = answers(selectors.thread_for_member)
-    by_row = answers(selectors.thread_row_for_member)
+    by_queryset = answers(_thread_by_queryset)
+    by_row = answers(selectors.thread_for_member)
 
     # Assert: the same answers, and some of each.
     assert by_row == by_queryset
@@ -343,12 +356,12 @@ def test_thread_row_for_member_answers_as_thread_for_member_with_the_same_relate
 
 
 @pytest.mark.django_db
-def test_thread_row_for_member_is_one_query_with_its_room_group_and_author(member: User) -> None:
+def test_thread_for_member_is_one_query_with_its_room_group_and_author(member: User) -> None:
     pk = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=member).pk
     reader = selectors.member_with_organization(member.pk)  # as the gateway has them
 
     with CaptureQueriesContext(connection) as queries:
-        thread = selectors.thread_row_for_member(thread_id=pk, member=reader)
+        thread = selectors.thread_for_member(thread_id=pk, member=reader)
         seen = (thread.room.slug, thread.room.working_group.slug, thread.author.name)
 
     assert (len(queries), seen) == (1, ("wg1-a", "wg1", member.name))
