@@ -19,7 +19,6 @@ from django.db.models import (
     FilteredRelation,
     IntegerField,
     OuterRef,
-    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -207,7 +206,7 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
 def message_for_member(*, message_id: int, member: Any) -> Message:
     """The message if `member` may read its room: Http404 otherwise,
     the same whether it does not exist or may not be read (denial reveals no existence)."""
-    message = _messages().filter(pk=message_id).first()
+    message = next(iter(_message_list(f"{_m('id')} = %s", [message_id])), None)
     if message is None:
         raise Http404(_("No message %(id)s.") % {"id": message_id})
     if not policy.can_read_room(member, message.room):
@@ -285,20 +284,128 @@ def threads_for_room(*, room: Room, member: User) -> QuerySet[Thread]:
     )
 
 
-def _messages() -> QuerySet[Message]:
-    return Message.objects.select_related(
-        "author", "author__organization", "room", "thread"
-    ).prefetch_related(
-        Prefetch("reactions", queryset=Reaction.objects.only("id", "message_id", "emoji")),
-        Prefetch("mentions", queryset=Mention.objects.only("id", "message_id", "member_id")),
-        Prefetch("attachments", queryset=_attachment_rows()),
+@functools.cache
+def _message_read() -> tuple[str, tuple[rows.Columns[Any], ...]]:
+    """The message lists' statement up to its WHERE: every message with its author, the
+    author's organization, its room and its thread, whole rows as `select_related` reads them
+    (ADR 0011), and the columns of each in the row's order."""
+    parts = (
+        _whole(Message, "m"),
+        _whole(User, "a"),
+        _whole(Organization, "o"),
+        _whole(Room, "r"),
+        _whole(Thread, "t"),
     )
+    message, author, organization, room, thread = parts
+    col = rows.column
+    # Names from the models, values as parameters (S608).
+    sql = (
+        f"SELECT {message.sql}, {author.sql}, {organization.sql}, {room.sql}, {thread.sql} "  # noqa: S608
+        f"FROM {rows.table(Message)} m "
+        f"JOIN {rows.table(User)} a ON a.{col(User, 'id')} = m.{col(Message, 'author_id')} "
+        f"LEFT JOIN {rows.table(Organization)} o "
+        f"ON o.{col(Organization, 'id')} = a.{col(User, 'organization_id')} "
+        f"JOIN {rows.table(Room)} r ON r.{col(Room, 'id')} = m.{col(Message, 'room_id')} "
+        f"JOIN {rows.table(Thread)} t ON t.{col(Thread, 'id')} = m.{col(Message, 'thread_id')} "
+    )
+    return sql, parts
 
 
-def _attachment_rows() -> QuerySet[Attachment]:
-    return Attachment.objects.only(
-        "id", "message_id", "original_name", "content_type", "size"
-    ).order_by("id")
+def _m(attname: str) -> str:
+    """A message column in the message lists' statement."""
+    return f"m.{rows.column(Message, attname)}"
+
+
+@functools.cache
+def _message_rows() -> tuple[tuple[str, type[Any], rows.Columns[Any], str], ...]:
+    """(the prefetch's name, its model, its columns, its statement up to the ids) of each of a
+    message's rows that the contract's message object carries, in the models' order."""
+    found = []
+    for name, model, names in (
+        ("reactions", Reaction, ["id", "message_id", "emoji"]),
+        ("mentions", Mention, ["id", "message_id", "member_id"]),
+        ("attachments", Attachment, ["id", "message_id", "original_name", "content_type", "size"]),
+    ):
+        columns = rows.Columns(model, "x", names)
+        order = ", ".join(f"x.{rows.column(model, n)}" for n in model._meta.ordering)
+        sql = (
+            f"SELECT {columns.sql} FROM {rows.table(model)} x "  # noqa: S608 - names from the models, values as parameters
+            f"WHERE x.{rows.column(model, 'message_id')} IN ({{ids}}) ORDER BY {order}"
+        )
+        found.append((name, model, columns, sql))
+    return tuple(found)
+
+
+def prime(instance: Any, name: str, objects: list[Any], queryset: QuerySet[Any]) -> None:
+    """Fill the prefetch cache `name` of `instance` with `objects`, as `prefetch_related` does,
+    so that `instance.<name>.all()` reads no rows."""
+    queryset._result_cache = objects  # type: ignore[attr-defined]
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    cache[name] = queryset
+
+
+def _message_list(
+    where: str, params: Sequence[Any], *, order: str = "", limit: int | None = None
+) -> list[Message]:
+    """The messages `where` (SQL over the columns `_m` names; values as `params`) selects, in
+    `order`, at most `limit`: each with its author (and the author's organization), room and
+    thread cached, and its reactions, mentions and attachments prefetched, as
+    `Message.objects.select_related(...).prefetch_related(...)` would give them, from four
+    statements written once instead of four querysets compiled on every list (ADR 0011)."""
+    sql, parts = _message_read()
+    message_cols, author_cols, organization_cols, room_cols, thread_cols = parts
+    statement = f"{sql}WHERE {where}" + (f" ORDER BY {order}" if order else "")
+    values = list(params)
+    if limit is not None:
+        statement += " LIMIT %s"
+        values.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        found = cursor.fetchall()
+    bounds, at = [], 0
+    for columns in parts:
+        bounds.append((at, at + len(columns)))
+        at += len(columns)
+    cache = {
+        "author": Message._meta.get_field("author"),
+        "room": Message._meta.get_field("room"),
+        "thread": Message._meta.get_field("thread"),
+        "organization": User._meta.get_field("organization"),
+    }
+    messages: list[Message] = []
+    for row in found:
+        (m0, m1), (a0, a1), (o0, o1), (r0, r1), (t0, t1) = bounds
+        message = message_cols.instance(row[m0:m1])
+        author = author_cols.instance(row[a0:a1])
+        organization = None if row[o0] is None else organization_cols.instance(row[o0:o1])
+        cache["organization"].set_cached_value(author, organization)
+        cache["author"].set_cached_value(message, author)
+        cache["room"].set_cached_value(message, room_cols.instance(row[r0:r1]))
+        cache["thread"].set_cached_value(message, thread_cols.instance(row[t0:t1]))
+        messages.append(message)
+    _prefetch_message_rows(messages)
+    return messages
+
+
+def _prefetch_message_rows(messages: list[Message]) -> None:
+    """Each message's reactions, mentions and attachments, one statement each (none for no
+    messages), in each model's order, their `message` set to the message, as a prefetch does."""
+    if not messages:
+        return
+    by_id = {message.pk: message for message in messages}
+    placeholders = ", ".join(["%s"] * len(by_id))
+    for name, model, columns, sql in _message_rows():
+        grouped: dict[int, list[Any]] = {pk: [] for pk in by_id}
+        field = model._meta.get_field("message")
+        with connection.cursor() as cursor:
+            cursor.execute(sql.format(ids=placeholders), list(by_id))
+            for row in cursor.fetchall():
+                found = columns.instance(row)
+                field.set_cached_value(found, by_id[found.message_id])
+                grouped[found.message_id].append(found)
+        for pk, message in by_id.items():
+            prime(message, name, grouped[pk], model.objects.none())
 
 
 def attachment_for_member(*, attachment_id: int, member: Any) -> Attachment:
@@ -334,8 +441,11 @@ def clamp_limit(limit: int | None) -> int:
 
 def messages_after(*, room: Room, after_seq: int, limit: int) -> list[Message]:
     """The room's messages with seq above `after_seq`, in seq order, at most `limit` (catch-up)."""
-    return list(
-        _messages().filter(room=room, seq__gt=after_seq).order_by("seq")[: clamp_limit(limit)]
+    return _message_list(
+        f"{_m('room_id')} = %s AND {_m('seq')} > %s",
+        [room.pk, after_seq],
+        order=_m("seq"),
+        limit=clamp_limit(limit),
     )
 
 
@@ -349,15 +459,18 @@ def thread_messages(
     neither the newest `limit` of the thread. Unknown anchors raise ValidationError("not_found").
     """
     size = clamp_limit(limit)
-    page = _messages().filter(thread=thread)
+    where, params = [f"{_m('thread_id')} = %s"], [thread.pk]
     anchors = _anchor_seqs(thread, [a for a in (after, before) if a is not None])
     if after is not None:
-        page = page.filter(seq__gt=anchors[after])
+        where.append(f"{_m('seq')} > %s")
+        params.append(anchors[after])
     if before is not None:
-        page = page.filter(seq__lt=anchors[before])
+        where.append(f"{_m('seq')} < %s")
+        params.append(anchors[before])
     if after is not None:
-        return list(page.order_by("seq")[:size])
-    return list(reversed(page.order_by("-seq")[:size]))
+        return _message_list(" AND ".join(where), params, order=_m("seq"), limit=size)
+    newest = _message_list(" AND ".join(where), params, order=f"{_m('seq')} DESC", limit=size)
+    return list(reversed(newest))
 
 
 def _anchor_seqs(thread: Thread, ids: list[int]) -> dict[int, int]:
@@ -398,13 +511,10 @@ def changed_since(
     after `upto_change` are left out: their newer change has its own live frame. Five queries
     (messages with reactions, mentions and attachments; threads), whatever the number of rows.
     """
-    messages = list(
-        _messages().filter(
-            room_id=room_id,
-            seq__lte=upto_seq,
-            change__gt=changes_after,
-            change__lte=upto_change,
-        )
+    messages = _message_list(
+        f"{_m('room_id')} = %s AND {_m('seq')} <= %s AND {_m('change')} > %s "
+        f"AND {_m('change')} <= %s",
+        [room_id, upto_seq, changes_after, upto_change],
     )
     opened = Message.objects.filter(thread_id=OuterRef("pk"), seq__lte=upto_seq)
     threads = list(

@@ -27,7 +27,7 @@ from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -57,7 +57,7 @@ from .models import (
     next_change,
 )
 from .rendering import Rendered, candidate_handles, render
-from .selectors import message_payload, thread_payload
+from .selectors import message_payload, prime, thread_payload
 
 MAX_TITLE_CHARS = 200
 # (messages, seconds): at most this many messages per member per room in that window.
@@ -485,14 +485,6 @@ def _handles_in(body: str) -> dict[str, int]:
     )
 
 
-def _prime(instance: Any, name: str, objects: list[Any], queryset: QuerySet[Any]) -> None:
-    """Fill a prefetch cache we already know, so message_payload reads no more rows."""
-    queryset._result_cache = objects  # type: ignore[attr-defined]
-    queryset._prefetch_done = True  # type: ignore[attr-defined]
-    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
-    cache[name] = queryset
-
-
 def _existing_message(author: User, client_id: uuid.UUID) -> Message | None:
     # Not .first(): its ORDER BY id lets PostgreSQL walk the primary key of every message
     # instead of the (author, client_id) unique index; there is at most one row anyway.
@@ -604,10 +596,10 @@ def _insert_message(
         Attachment.objects.filter(pk__in=[f.pk for f in files]).update(message=message)
         for attached in files:
             attached.message = message
-    _prime(message, "reactions", [], Reaction.objects.none())
-    _prime(message, "mentions", mentions, Mention.objects.none())
+    prime(message, "reactions", [], Reaction.objects.none())
+    prime(message, "mentions", mentions, Mention.objects.none())
     # In id order, as the list selectors prefetch them.
-    _prime(message, "attachments", sorted(files, key=lambda f: f.pk), Attachment.objects.none())
+    prime(message, "attachments", sorted(files, key=lambda f: f.pk), Attachment.objects.none())
     return message
 
 
@@ -908,8 +900,8 @@ def message_delete(*, message: Message, actor: User) -> Message:
     changed = _mark_content_change(locked, room, ContentChange.DELETED)
     locked.save(update_fields=["body", "body_html", "deleted_at", *changed])
     _copy_state(locked, message)
-    _prime(locked, "reactions", [], Reaction.objects.none())
-    _prime(locked, "mentions", [], Mention.objects.none())
+    prime(locked, "reactions", [], Reaction.objects.none())
+    prime(locked, "mentions", [], Mention.objects.none())
     bus.publish_on_commit(
         bus.room_group(locked.room_id),
         {
@@ -925,9 +917,9 @@ def message_delete(*, message: Message, actor: User) -> Message:
 
 
 def _with_relations(message: Message) -> Message:
-    _prime(message, "reactions", list(message.reactions.all()), Reaction.objects.none())
-    _prime(message, "mentions", list(message.mentions.all()), Mention.objects.none())
-    _prime(message, "attachments", list(message.attachments.all()), Attachment.objects.none())
+    prime(message, "reactions", list(message.reactions.all()), Reaction.objects.none())
+    prime(message, "mentions", list(message.mentions.all()), Mention.objects.none())
+    prime(message, "attachments", list(message.attachments.all()), Attachment.objects.none())
     return message
 
 

@@ -8,14 +8,17 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from community.models import User
 from forums import selectors, services
 from forums.models import (
     Attachment,
     Mention,
+    Message,
     MessageRevision,
     Reaction,
     ReadState,
@@ -321,3 +324,162 @@ def test_read_state_of_returns_mark(thread: Thread, member: User) -> None:
     state = selectors.read_state_of(member=member, thread=thread)
 
     assert state == ReadState.objects.get(member=member, thread=thread)
+
+
+# --- The message lists, written out (ADR 0011), against the ORM read they replace -------------
+
+
+def _orm_messages() -> QuerySet[Message]:
+    """The queryset the message lists compiled before they were written out: the reference
+    their answers are held to."""
+    return Message.objects.select_related(
+        "author", "author__organization", "room", "thread"
+    ).prefetch_related(
+        Prefetch("reactions", queryset=Reaction.objects.only("id", "message_id", "emoji")),
+        Prefetch("mentions", queryset=Mention.objects.only("id", "message_id", "member_id")),
+        Prefetch(
+            "attachments",
+            queryset=Attachment.objects.only(
+                "id", "message_id", "original_name", "content_type", "size"
+            ).order_by("id"),
+        ),
+    )
+
+
+def _whole(obj: Any) -> Any:
+    """Every loaded field of `obj` (None stays None) and which fields are deferred."""
+    if obj is None:
+        return None
+    deferred = obj.get_deferred_fields()
+    loaded = {
+        f.attname: getattr(obj, f.attname)
+        for f in obj._meta.concrete_fields
+        if f.attname not in deferred
+    }
+    return (type(obj).__name__, loaded, sorted(deferred))
+
+
+def _everything(messages: list[Message]) -> list[Any]:
+    """What a list gives its readers, read without a query: the message, its cached author,
+    organization, room and thread, its prefetched rows (with their message cached), and the
+    contract's message object."""
+    seen = []
+    for m in messages:
+        rows_of = {
+            name: [(_whole(r), r.message is m) for r in getattr(m, name).all()]
+            for name in ("reactions", "mentions", "attachments")
+        }
+        seen.append(
+            (
+                _whole(m),
+                _whole(m.author),
+                _whole(m.author.organization),
+                _whole(m.room),
+                _whole(m.thread),
+                rows_of,
+                selectors.message_payload(m),
+            )
+        )
+    return seen
+
+
+def test_message_lists_answer_as_the_orm_read(room: Room, plan: None) -> None:
+    # Arrange: two threads of one room and one of another; messages with reactions from two
+    # members, a mention, attachments, a reply, an edit, a deletion, a hiding, and an author
+    # without an organization; change numbers on some of them.
+    other_room = Room.objects.exclude(pk=room.pk).filter(working_group=room.working_group)[0]
+    loner = UserFactory(organization=None)
+    first, second = ThreadFactory(room=room), ThreadFactory(room=room, author=loner)
+    elsewhere = ThreadFactory(room=other_room)
+    made = [
+        MessageFactory(thread=thread)
+        for thread in (first, second, first, elsewhere, first, second, first, first)
+    ]
+    _with_reactions_and_mentions(first, 2)
+    made += list(Message.objects.filter(thread=first).order_by("-seq")[:2])
+    Reaction.objects.create(message=made[0], member=loner, emoji="🎉")
+    Reaction.objects.create(message=made[0], member=made[0].author, emoji="👍")
+    now = timezone.now()
+    Message.objects.filter(pk=made[2].pk).update(reply_to=made[0], edited_at=now, change=3)
+    Message.objects.filter(pk=made[4].pk).update(deleted_at=now, change=5)
+    Message.objects.filter(pk=made[6].pk).update(hidden_at=now, change=4)
+    Message.objects.filter(pk=made[5].pk).update(change=9)
+    ids = [m.pk for m in Message.objects.all()]
+
+    def orm_thread(thread: Thread, after: int | None, before: int | None, size: int) -> Any:
+        page = _orm_messages().filter(thread=thread)
+        if after is not None:
+            return list(
+                page.filter(seq__gt=Message.objects.get(pk=after).seq).order_by("seq")[:size]
+            )
+        if before is not None:
+            page = page.filter(seq__lt=Message.objects.get(pk=before).seq)
+        return list(reversed(page.order_by("-seq")[:size]))
+
+    cases: list[tuple[Any, Any]] = []
+    for thread in (first, second, elsewhere):
+        for after, before, size in ((None, None, 50), (None, None, 2), (made[0].pk, None, 2)):
+            if after is not None and after not in [m.pk for m in thread.messages.all()]:
+                continue
+            cases.append(
+                (
+                    lambda t=thread, a=after, b=before, s=size: selectors.thread_messages(
+                        thread=t, after=a, before=b, limit=s
+                    ),
+                    lambda t=thread, a=after, b=before, s=size: orm_thread(t, a, b, s),
+                )
+            )
+    newest = Message.objects.filter(thread=first).order_by("-seq")[0].pk
+    cases.append(
+        (
+            lambda: selectors.thread_messages(thread=first, before=newest, limit=3),
+            lambda: orm_thread(first, None, newest, 3),
+        )
+    )
+    for after_seq, size in ((0, 50), (2, 3), (10**6, 5)):
+        cases.append(
+            (
+                lambda a=after_seq, s=size: selectors.messages_after(
+                    room=room, after_seq=a, limit=s
+                ),
+                lambda a=after_seq, s=size: list(
+                    _orm_messages().filter(room=room, seq__gt=a).order_by("seq")[:s]
+                ),
+            )
+        )
+    for pk in ids:
+        cases.append(
+            (
+                lambda pk=pk: [selectors.message_for_member(message_id=pk, member=made[0].author)],
+                lambda pk=pk: [_orm_messages().get(pk=pk)],
+            )
+        )
+    for changes_after, upto_change, upto_seq in ((0, 10, 100), (3, 9, 100), (0, 10, 3)):
+        cases.append(
+            (
+                lambda a=changes_after, u=upto_change, s=upto_seq: [
+                    row
+                    for row in selectors.changed_since(
+                        room_id=room.pk, upto_seq=s, changes_after=a, upto_change=u
+                    )
+                    if isinstance(row, Message)
+                ],
+                lambda a=changes_after, u=upto_change, s=upto_seq: sorted(
+                    _orm_messages().filter(
+                        room_id=room.pk, seq__lte=s, change__gt=a, change__lte=u
+                    ),
+                    key=lambda m: m.change,
+                ),
+            )
+        )
+
+    # Act and assert: the same answers, all of it read without a further query; and the cases
+    # are not all empty.
+    sizes = []
+    for written, orm in cases:
+        found = written()
+        with CaptureQueriesContext(connection) as lazy:
+            seen = _everything(found)
+        assert (seen, len(lazy)) == (_everything(orm()), 0)
+        sizes.append(len(found))
+    assert min(sizes) == 0 and max(sizes) >= 8
