@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.formats import date_format
 
 from community.models import Organization, Role, User, WorkingGroup
 from events import services
 from events.models import AgendaItem, Event, Registration
+from events.views import Day
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 from .conftest import FUTURE
@@ -331,6 +333,18 @@ def test_month_view_marks_today_and_uses_table_headers(
     assert len(today) == 1
     assert body.count('aria-current="date"') == 1
     assert body.count('<th scope="col">') == 7
+
+
+@pytest.mark.parametrize("language", ["en", "es", "pt", "fr"])
+def test_month_grid_names_each_day_as_the_date_filter_would(language: str) -> None:
+    days = [date(2026, 1, 1) + timedelta(days=n) for n in range(0, 366, 5)]
+
+    with translation.override(language):
+        named = [Day(d).full_name for d in days]
+        filtered = [date_format(d, "l j F") for d in days]
+
+    assert named == filtered
+    assert len(set(named)) == len(days)
 
 
 def test_month_view_bad_month_shows_error_and_current_month(
