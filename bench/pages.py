@@ -7,7 +7,8 @@ test client (no server, no socket), the thread page H5 requests and the calendar
 It prints JSON per page: CPU (process time) per request, the median and the lowest of ten
 batches; Python function calls per request (counted by cProfile over a batch of its own: the
 same code makes the same calls, so this figure does not move with the machine's load);
-queries per request; and the response's size. `thread_over_month` is the thread page's median
+queries per request; and the response's size. `--messages N` first posts N more messages in
+the thread (through `message_post`), for a page of a busy thread. `thread_over_month` is the thread page's median
 over the month page's, measured in the same run: a ratio that holds where the machine's speed
 drifts between runs. With `--profile DIR`, DIR/thread.prof and DIR/month.prof hold the
 profiles (`python -m pstats`). Run it from two source trees in turn (`cd <tree> && python -m
@@ -84,8 +85,24 @@ def _page(get: Any, path: str, requests: int, profile: Path | None) -> dict[str,
     }
 
 
+def _fill(thread_id: int, member: Any, messages: int) -> None:
+    """`messages` more messages in the thread, posted by `member` through the service."""
+    import uuid
+
+    from forums.models import Thread
+    from forums.services import message_post
+
+    thread = Thread.objects.get(pk=thread_id)
+    for i in range(messages):
+        body = f"Message {i}: the **agenda** for the next workshop, and a [link](https://example.org/{i})."
+        message_post(thread=thread, author=member, body=body, client_id=uuid.uuid4())
+
+
 def measure(
-    data: minga_setup.MingaData, requests: int, profile: Path | None = None
+    data: minga_setup.MingaData,
+    requests: int,
+    profile: Path | None = None,
+    messages: int = 0,
 ) -> dict[str, Any]:
     static = tempfile.mkdtemp(prefix="minga-pages-static-")
     env = {
@@ -102,10 +119,12 @@ def measure(
 
     from community.models import User
 
+    member = User.objects.get(email=LOGIN_EMAIL)
+    _fill(data.threads[data.hold_room], member, messages)
     client = Client()
-    client.force_login(User.objects.get(email=LOGIN_EMAIL))
+    client.force_login(member)
     pages = {"thread": f"/threads/{data.threads[data.hold_room]}/", "month": "/calendar/"}
-    out: dict[str, Any] = {"tree": str(TREE), "requests": requests}
+    out: dict[str, Any] = {"tree": str(TREE), "requests": requests, "messages_added": messages}
 
     def get(path: str) -> int:
         response = client.get(path, HTTP_HOST="localhost")
@@ -128,14 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="timed requests of each page")
     parser.add_argument("--redis-port", type=int, default=6394)
     parser.add_argument("--profile", type=Path, help="write DIR/thread.prof and DIR/month.prof")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=0,
+        help="post this many more messages in the thread first (H5's has one; a page shows 50)",
+    )
     args = parser.parse_args(argv)
     if args.requests < BATCHES:
         parser.error(f"--requests must be at least {BATCHES}")
+    if args.messages < 0:
+        parser.error("--messages must be 0 or more")
     with Processes() as procs:
         port, _redis = start_redis(procs, args.redis_port)
         try:
             data = minga_setup.prepare(60, port)
-            print(json.dumps(measure(data, args.requests, args.profile), indent=1), flush=True)
+            out = measure(data, args.requests, args.profile, args.messages)
+            print(json.dumps(out, indent=1), flush=True)
         finally:
             minga_setup.drop_database()
     return 0
