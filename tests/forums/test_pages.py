@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from community.models import Role, User
 from forums import views
-from forums.models import Message, Reaction, ReadState, Room, Thread
+from forums.models import REACTION_EMOJI, Message, Reaction, ReadState, Room, Thread
 from tests.factories import UserFactory
 from tests.forums.factories import *  # noqa: F403 - fixtures
 from tests.forums.factories import MessageFactory, ThreadFactory, member_in
@@ -518,3 +518,21 @@ def test_thread_page_renders_in_member_language(
         200,
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("language", "react_with"),
+    [("en", "React with"), ("es", "Reaccionar con"), ("pt", "Reagir com"), ("fr", "Réagir avec")],
+)
+def test_every_reaction_button_of_every_message_is_labelled_in_the_member_language(
+    member: User, room: Room, language: str, react_with: str
+) -> None:
+    other = member_in("wg1")
+    thread = ThreadFactory(room=room, author=other)
+    MessageFactory.create_batch(2, thread=thread, author=other)
+    User.objects.filter(pk=member.pk).update(language=language)
+
+    body = signed_in(member).get(reverse("thread_detail", args=[thread.pk])).content.decode()
+
+    labels = [f'aria-label="{react_with} {emoji}"' for emoji in REACTION_EMOJI]
+    assert [body.count(label) for label in labels] == [2] * len(REACTION_EMOJI)
