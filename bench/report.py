@@ -470,9 +470,26 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.report RESULTS.json`: the results section of docs/performance.md."""
+    import argparse
     import json
-    import sys
     from pathlib import Path
 
-    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report", description="docs/performance.md's results section"
+    )
+    parser.add_argument("results", type=Path, help="a run's JSON (bench/results/latest.json)")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads(args.results.read_text())
+    except (OSError, ValueError) as error:
+        parser.error(f"cannot read {args.results}: {error}")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
