@@ -188,10 +188,7 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
         row = cursor.fetchone()
     if row is None:
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
-    values, at = [], 0
-    for columns in (thread_columns, room_columns, group_columns, author_columns):
-        values.append(row[at : at + len(columns)])
-        at += len(columns)
+    values = rows.split(row, [thread_columns, room_columns, group_columns, author_columns])
     thread = thread_columns.instance(values[0])
     room = room_columns.instance(values[1])
     group = None if values[2][0] is None else group_columns.instance(values[2])
@@ -363,26 +360,20 @@ def _message_list(
     with connection.cursor() as cursor:
         cursor.execute(statement, values)
         found = cursor.fetchall()
-    bounds, at = [], 0
-    for columns in parts:
-        bounds.append((at, at + len(columns)))
-        at += len(columns)
-    cache = {
-        "author": Message._meta.get_field("author"),
-        "room": Message._meta.get_field("room"),
-        "thread": Message._meta.get_field("thread"),
-        "organization": User._meta.get_field("organization"),
-    }
+    to_author, to_room, to_thread = (
+        Message._meta.get_field(name) for name in ("author", "room", "thread")
+    )
+    to_organization = User._meta.get_field("organization")
     messages: list[Message] = []
     for row in found:
-        (m0, m1), (a0, a1), (o0, o1), (r0, r1), (t0, t1) = bounds
-        message = message_cols.instance(row[m0:m1])
-        author = author_cols.instance(row[a0:a1])
-        organization = None if row[o0] is None else organization_cols.instance(row[o0:o1])
-        cache["organization"].set_cached_value(author, organization)
-        cache["author"].set_cached_value(message, author)
-        cache["room"].set_cached_value(message, room_cols.instance(row[r0:r1]))
-        cache["thread"].set_cached_value(message, thread_cols.instance(row[t0:t1]))
+        m, a, o, r, t = rows.split(row, parts)
+        message, author = message_cols.instance(m), author_cols.instance(a)
+        to_organization.set_cached_value(
+            author, None if o[0] is None else organization_cols.instance(o)
+        )
+        to_author.set_cached_value(message, author)
+        to_room.set_cached_value(message, room_cols.instance(r))
+        to_thread.set_cached_value(message, thread_cols.instance(t))
         messages.append(message)
     _prefetch_message_rows(messages)
     return messages

@@ -139,3 +139,14 @@ def test_insert_leaves_signals_and_expressions_to_save(plan: None) -> None:
 
     assert heard == [with_signal.pk]
     assert Message.objects.get(pk=with_expression.pk).seq == 7
+
+
+def test_split_cuts_a_row_into_each_tables_values_and_refuses_a_row_of_another_length() -> None:
+    room = rows.Columns(Room, "r", ["id", "slug"])
+    member = rows.Columns(User, "a", ["id", "name", "email"])
+
+    parts = rows.split((1, "wg1-a", 7, "Ana", "ana@example.org"), [room, member])
+
+    assert parts == [(1, "wg1-a"), (7, "Ana", "ana@example.org")]
+    with pytest.raises(ValueError, match="4 values for 5 columns"):
+        rows.split((1, "wg1-a", 7, "Ana"), [room, member])

@@ -57,6 +57,18 @@ class Columns[M: models.Model]:
         return self.model.from_db(connection.alias, self.names, converted)
 
 
+def split(row: Sequence[Any], parts: Sequence[Columns[Any]]) -> list[Sequence[Any]]:
+    """A row of several tables' columns, read side by side (`SELECT a.sql, b.sql, ...`), cut
+    into each one's values, in order."""
+    values, at = [], 0
+    for columns in parts:
+        values.append(row[at : at + len(columns)])
+        at += len(columns)
+    if at != len(row):
+        raise ValueError(f"{len(row)} values for {at} columns")
+    return values
+
+
 def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
