@@ -103,8 +103,9 @@ def measure(
     requests: int,
     profile: Path | None = None,
     messages: int = 0,
+    *,
+    static: str,
 ) -> dict[str, Any]:
-    static = tempfile.mkdtemp(prefix="minga-pages-static-")
     env = {
         **data.env,
         "BENCH_STATIC_ROOT": static,
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         port, _redis = start_redis(procs, args.redis_port)
         try:
             data = minga_setup.prepare(60, port)
-            out = measure(data, args.requests, args.profile, args.messages)
+            # The static files' manifest, for this run only.
+            with tempfile.TemporaryDirectory(prefix="minga-pages-static-") as static:
+                out = measure(data, args.requests, args.profile, args.messages, static=static)
             print(json.dumps(out, indent=1), flush=True)
         finally:
             minga_setup.drop_database()
