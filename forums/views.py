@@ -24,6 +24,7 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -47,6 +48,7 @@ from .forms import (
     SearchForm,
     ThreadForm,
 )
+from .message_markup import PageMarkup
 from .models import REACTION_EMOJI, Attachment, Message, Reaction, Report, Room, RoomMute, Thread
 from .search import Filters, search
 
@@ -240,17 +242,20 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
     can_moderate = policy.can_moderate_room(member, room)
     mute = moderation.active_mute(member=member, room=room)
     by_id = {m.pk: m for m in page}
-    for message in page:
-        message.parent = by_id.get(message.reply_to_id) if message.reply_to_id else None  # type: ignore[attr-defined]
-        counts = selectors.reaction_counts(message)
-        message.reaction_list = [  # type: ignore[attr-defined]
-            (emoji, counts.get(emoji, 0), (message.pk, emoji) in mine) for emoji in REACTION_EMOJI
-        ]
     can_post = (
         policy.can_post_in_room(member, room)
         and (not thread.locked or can_moderate)
         and mute is None
     )
+    markup = PageMarkup.for_viewer(
+        member_id=member.pk,
+        can_post=can_post,
+        # Reactions and edits follow the posting rules (a locked thread, a mute refuse them).
+        can_participate=can_post,
+        can_moderate=can_moderate,
+        csrf_token=get_token(request),
+    )
+    _mark_up(page, by_id, mine, markup)
     replying_to = by_id.get(form["reply_to"].value()) if form["reply_to"].value() else None
     pending_files = list(
         Attachment.objects.filter(
@@ -281,6 +286,23 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "forum_config": {"strings": _client_strings(), "urls": _client_urls()},
     }
     return render(request, "forums/thread_detail.html", context, status=status)
+
+
+def _mark_up(
+    page: list[Message],
+    by_id: dict[int, Message],
+    mine: set[tuple[int, str]],
+    markup: PageMarkup,
+) -> None:
+    """Set each message's `parent` (when on the page), `reaction_list` ((emoji, count, mine) in
+    the fixed order) and `markup`, its `<li>`."""
+    for message in page:
+        message.parent = by_id.get(message.reply_to_id) if message.reply_to_id else None  # type: ignore[attr-defined]
+        counts = selectors.reaction_counts(message)
+        message.reaction_list = [  # type: ignore[attr-defined]
+            (emoji, counts.get(emoji, 0), (message.pk, emoji) in mine) for emoji in REACTION_EMOJI
+        ]
+        message.markup = markup.message(message, message.reaction_list)  # type: ignore[attr-defined]
 
 
 def _check_dropped(limits: attachments.UploadLimits) -> None:

@@ -1,4 +1,5 @@
 // The thread page, live: renders frames from the realtime gateway into the server-rendered page.
+// Live messages take the structure forums/message_markup.py writes for the page (ADR 0015).
 // Progressive enhancement: without this file the page reads, posts and pages back by itself.
 //
 // - Messages: `message.created` for this thread is added in seq order, once (ids already on the
