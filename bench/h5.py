@@ -4,7 +4,8 @@ Minga: a member signs in once through allauth's login form (`/accounts/login/`, 
 all), then a separate probe process (`python -m bench.h5_probe`, so the load generator's
 event loop does not delay it) requests, as that member, the calendar month page (`/calendar/`)
 and a thread page (`/threads/<id>/`, the thread of a room no H1 message goes to, so the page
-is the same size idle and under load) in turn, sequentially, at a fixed rate (`h5_rps`
+is the same size idle and under load; THREAD_MESSAGES more messages are posted in it first, so
+it shows a full page of 50, as a meeting's thread does) in turn, sequentially, at a fixed rate (`h5_rps`
 requests/s over both pages, both daphne processes in turn) for `h5_seconds`: first idle, then
 while H1 fans out into one room of `h5_members` clients at a fixed rate, posted through the
 services by bench/minga_poster.py as in H1. The rate is 50 % of C0's best H1 rate in this run
@@ -43,6 +44,9 @@ from bench.servers import ROOT, BenchError, Processes
 LOGIN_PASSWORD = "bench-password-not-secret"  # noqa: S105 - bench/minga_seed.py's seed password
 LOGIN_EMAIL = "bench0@example.org"
 WARM_UP_REQUESTS = 2  # per page and port: templates compiled, connections opened
+# With the thread's first message, a full page (forums.views.PAGE_SIZE). Before stop 19 (2026-11-26
+# 13:40 UTC) H5's thread held its first message only: earlier runs measured a lighter page.
+THREAD_MESSAGES = 49
 
 
 def _run_probe(
@@ -213,7 +217,7 @@ def run(
     quiet_thread = data.threads[data.hold_room]  # no H1 message goes there
     static_root = tempfile.mkdtemp(prefix="minga-bench-static-")
     env = {**data.env, "BENCH_STATIC_ROOT": static_root}
-    prep = _start_prep(env)  # Minga's, while B0 runs
+    prep = _start_prep(env, quiet_thread)  # Minga's, while B0 runs
     try:
         for system in ("b0", "minga"):
             log(f"h5: {system}, H1 at {frames:,} frames/s into 1 room x {cfg['h5_members']}")
@@ -240,16 +244,18 @@ def run(
     return out
 
 
-def _start_prep(env: dict[str, str]) -> list[subprocess.Popen[str]]:
+def _start_prep(env: dict[str, str], thread: int) -> list[subprocess.Popen[str]]:
     """What Minga's pages need before they are served, started at once:
 
     - the static files' manifest, which production templates need (`collectstatic`, as at
       deploy, into this run's directory, without compressing: the probe never fetches them);
     - a password hashed with production's hasher for the member who signs in (the seed hashes
-      with MD5, which production's hashers do not accept)."""
+      with MD5, which production's hashers do not accept);
+    - THREAD_MESSAGES more messages in the thread page's thread."""
     argvs = [
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         [sys.executable, "-m", "bench.h5", "password", "--email", LOGIN_EMAIL],
+        [sys.executable, "-m", "bench.minga_seed", "messages", str(thread), str(THREAD_MESSAGES)],
     ]
     return [
         subprocess.Popen(

@@ -7,6 +7,8 @@
   members, as a browser holds after logging in; prints their session keys as a JSON list.
 - `python -m bench.minga_seed threads`: one thread per wg1 room through
   `forums.services.thread_create`; prints {room slug: thread id} as JSON.
+- `python -m bench.minga_seed messages THREAD COUNT`: COUNT more messages in thread THREAD,
+  posted by the first member through `forums.services.message_post` (H5's busy thread page).
 
 Passwords are hashed with MD5 here only because hashing a thousand passwords is not what is
 measured (the clients authenticate with their tokens).
@@ -98,6 +100,22 @@ def threads() -> dict[str, int]:
     return made
 
 
+def messages(thread_id: int, count: int) -> None:
+    """`count` more messages in the thread, by the first member, through the service: Markdown
+    with a link and emphasis, as a meeting's messages are."""
+    import uuid
+
+    from community.models import User
+    from forums.models import Thread
+    from forums.services import message_post
+
+    author = User.objects.get(email="bench0@example.org")
+    thread = Thread.objects.get(pk=thread_id)
+    for i in range(count):
+        body = f"Message {i}: the **agenda** for the next workshop, and a [link](https://example.org/{i})."
+        message_post(thread=thread, author=author, body=body, client_id=uuid.uuid4())
+
+
 if __name__ == "__main__":
     _setup()
     command = sys.argv[1]
@@ -109,7 +127,10 @@ if __name__ == "__main__":
         print(json.dumps(sessions(int(sys.argv[2]))))
     elif command == "threads":
         print(json.dumps(threads()))
+    elif command == "messages":
+        messages(int(sys.argv[2]), int(sys.argv[3]))
     else:
         raise SystemExit(
-            f"unknown command {command!r}: plan, members START STOP, sessions COUNT, or threads"
+            f"unknown command {command!r}: plan, members START STOP, sessions COUNT, threads, "
+            "or messages THREAD COUNT"
         )

@@ -8,8 +8,9 @@ It prints JSON per page: CPU (process time) per request, the median and the lowe
 batches; Python function calls per request (counted by cProfile over a batch of its own: the
 same code makes the same calls, so this figure does not move with the machine's load);
 queries per request; and the response's size. `--messages N` first posts N more messages in
-the thread (through `message_post`), for a page of a busy thread. `thread_over_month` is the thread page's median
-over the month page's, measured in the same run: a ratio that holds where the machine's speed
+the thread (through `message_post`); the default is H5's (bench.h5.THREAD_MESSAGES: a full page
+of 50), and `--messages 0` leaves the thread its first message only, as H5 had it before
+stop 19. `thread_over_month` is the thread page's median over the month page's, measured in the same run: a ratio that holds where the machine's speed
 drifts between runs. With `--profile DIR`, DIR/thread.prof and DIR/month.prof hold the
 profiles (`python -m pstats`). Run it from two source trees in turn (`cd <tree> && python -m
 bench.pages`): the tree it runs from is the one measured.
@@ -32,8 +33,8 @@ from typing import Any
 TREE = Path.cwd()
 sys.path[:0] = [str(TREE), str(TREE / "platform")]  # the working tree's packages, not the venv's
 
-from bench import minga_setup  # noqa: E402
-from bench.h5 import LOGIN_EMAIL  # noqa: E402
+from bench import minga_seed, minga_setup  # noqa: E402
+from bench.h5 import LOGIN_EMAIL, THREAD_MESSAGES  # noqa: E402
 from bench.servers import Processes, start_redis  # noqa: E402
 
 BATCHES = 10
@@ -85,19 +86,6 @@ def _page(get: Any, path: str, requests: int, profile: Path | None) -> dict[str,
     }
 
 
-def _fill(thread_id: int, member: Any, messages: int) -> None:
-    """`messages` more messages in the thread, posted by `member` through the service."""
-    import uuid
-
-    from forums.models import Thread
-    from forums.services import message_post
-
-    thread = Thread.objects.get(pk=thread_id)
-    for i in range(messages):
-        body = f"Message {i}: the **agenda** for the next workshop, and a [link](https://example.org/{i})."
-        message_post(thread=thread, author=member, body=body, client_id=uuid.uuid4())
-
-
 def measure(
     data: minga_setup.MingaData,
     requests: int,
@@ -121,7 +109,7 @@ def measure(
     from community.models import User
 
     member = User.objects.get(email=LOGIN_EMAIL)
-    _fill(data.threads[data.hold_room], member, messages)
+    minga_seed.messages(data.threads[data.hold_room], messages)
     client = Client()
     client.force_login(member)
     pages = {"thread": f"/threads/{data.threads[data.hold_room]}/", "month": "/calendar/"}
@@ -151,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--messages",
         type=int,
-        default=0,
-        help="post this many more messages in the thread first (H5's has one; a page shows 50)",
+        default=THREAD_MESSAGES,
+        help=f"post this many more messages in the thread first (default {THREAD_MESSAGES}, as "
+        "H5 does: a full page of 50; 0 for a thread of one message)",
     )
     args = parser.parse_args(argv)
     if args.requests < BATCHES:
