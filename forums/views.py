@@ -276,13 +276,10 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "replying_to": replying_to,
         "pending_files": pending_files,
         "can_post": can_post,
-        # Reactions and edits follow the posting rules (a locked thread, a mute refuse them).
-        "can_participate": can_post,
         "can_moderate": can_moderate,
         "mute": mute,
         "room_seq": room_seq,
         "room_change": room_change,
-        "emoji": REACTION_EMOJI,
         "forum_config": {"strings": _client_strings(), "urls": _client_urls()},
     }
     return render(request, "forums/thread_detail.html", context, status=status)
