@@ -319,7 +319,8 @@ def _message_rows() -> tuple[tuple[str, type[Any], rows.Columns[Any], str], ...]
     message's rows that the contract's message object carries, in the models' order."""
     found = []
     for name, model, names in (
-        ("reactions", Reaction, ["id", "message_id", "emoji"]),
+        # member_id: the thread page marks the viewer's own reactions (reactions_of).
+        ("reactions", Reaction, ["id", "message_id", "member_id", "emoji"]),
         ("mentions", Mention, ["id", "message_id", "member_id"]),
         ("attachments", Attachment, ["id", "message_id", "original_name", "content_type", "size"]),
     ):
@@ -538,6 +539,17 @@ def reaction_counts(message: Message) -> dict[str, int]:
         if emoji in counts:
             counts[emoji] += 1
     return {emoji: n for emoji, n in counts.items() if n}
+
+
+def reactions_of(messages: Iterable[Message], member_id: int) -> set[tuple[int, str]]:
+    """(message id, emoji) of each reaction `member_id` made to `messages`. Reads the reactions
+    a list selector prefetched: no query then (one per message otherwise)."""
+    return {
+        (reaction.message_id, reaction.emoji)
+        for message in messages
+        for reaction in message.reactions.all()
+        if reaction.member_id == member_id
+    }
 
 
 def message_payload(message: Message) -> dict[str, Any]:

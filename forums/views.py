@@ -49,7 +49,7 @@ from .forms import (
     ThreadForm,
 )
 from .message_markup import PageMarkup
-from .models import REACTION_EMOJI, Attachment, Message, Reaction, Report, Room, RoomMute, Thread
+from .models import REACTION_EMOJI, Attachment, Message, Report, Room, RoomMute, Thread
 from .search import Filters, search
 
 PAGE_SIZE = 50
@@ -234,11 +234,7 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         )
     if before is None and page and page[-1].seq > last_read_seq:
         services.read_mark(member=member, thread=thread, message_id=page[-1].pk)
-    mine = set(
-        Reaction.objects.filter(message_id__in=[m.pk for m in page], member=member)
-        .order_by()
-        .values_list("message_id", "emoji")
-    )
+    mine = selectors.reactions_of(page, member.pk)
     can_moderate = policy.can_moderate_room(member, room)
     mute = moderation.active_mute(member=member, room=room)
     by_id = {m.pk: m for m in page}

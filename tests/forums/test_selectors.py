@@ -335,7 +335,9 @@ def _orm_messages() -> QuerySet[Message]:
     return Message.objects.select_related(
         "author", "author__organization", "room", "thread"
     ).prefetch_related(
-        Prefetch("reactions", queryset=Reaction.objects.only("id", "message_id", "emoji")),
+        Prefetch(
+            "reactions", queryset=Reaction.objects.only("id", "message_id", "member_id", "emoji")
+        ),
         Prefetch("mentions", queryset=Mention.objects.only("id", "message_id", "member_id")),
         Prefetch(
             "attachments",
@@ -483,3 +485,25 @@ def test_message_lists_answer_as_the_orm_read(room: Room, plan: None) -> None:
         assert (seen, len(lazy)) == (_everything(orm()), 0)
         sizes.append(len(found))
     assert min(sizes) == 0 and max(sizes) >= 8
+
+
+def test_reactions_of_a_member_come_from_the_prefetched_reactions(
+    member: User, thread: Thread, django_assert_num_queries: Any
+) -> None:
+    other = member_in("wg1")
+    first, second, untouched = MessageFactory.create_batch(3, thread=thread)
+    for who, message, emoji in (
+        (member, first, "👍"),
+        (member, first, "🎉"),
+        (other, first, "❤️"),
+        (other, second, "👍"),
+        (member, second, "👀"),
+    ):
+        Reaction.objects.create(message=message, member=who, emoji=emoji)
+    page = selectors.thread_messages(thread=thread, limit=50)
+
+    with django_assert_num_queries(0):
+        mine = selectors.reactions_of(page, member.pk)
+
+    assert mine == {(first.pk, "👍"), (first.pk, "🎉"), (second.pk, "👀")}
+    assert untouched.pk in {m.pk for m in page}
