@@ -5,8 +5,8 @@ all), then a separate probe process (`python -m bench.h5_probe`, so the load gen
 event loop does not delay it) requests, as that member, the calendar month page (`/calendar/`)
 and a thread page (`/threads/<id>/`, the thread of a room no H1 message goes to, so the page
 is the same size idle and under load; THREAD_MESSAGES more messages are posted in it first, so
-it shows a full page of 50, as a meeting's thread does) in turn, sequentially, at a fixed rate (`h5_rps`
-requests/s over both pages, both daphne processes in turn) for `h5_seconds`: first idle, then
+it shows a full page of 50, as a meeting's thread does) in turn, sequentially, at a fixed rate
+(`h5_rps` requests/s over both pages, both daphne processes in turn) for `h5_seconds`: first idle, then
 while H1 fans out into one room of `h5_members` clients at a fixed rate, posted through the
 services by bench/minga_poster.py as in H1. The rate is 50 % of C0's best H1 rate in this run
 (1 room), or `h5_h1_rate` frames/s when C0 did not run.
@@ -44,8 +44,9 @@ from bench.servers import ROOT, BenchError, Processes
 LOGIN_PASSWORD = "bench-password-not-secret"  # noqa: S105 - bench/minga_seed.py's seed password
 LOGIN_EMAIL = "bench0@example.org"
 WARM_UP_REQUESTS = 2  # per page and port: templates compiled, connections opened
-# With the thread's first message, a full page (forums.views.PAGE_SIZE). Before stop 19 (2026-11-26
-# 13:40 UTC) H5's thread held its first message only: earlier runs measured a lighter page.
+# With the thread's first message, a full page (forums.views.PAGE_SIZE; a test holds them
+# together). Before stop 19 (2026-11-26 13:40 UTC) H5's thread held its first message only:
+# earlier runs measured a lighter page.
 THREAD_MESSAGES = 49
 
 

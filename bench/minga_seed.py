@@ -116,21 +116,32 @@ def messages(thread_id: int, count: int) -> None:
         message_post(thread=thread, author=author, body=body, client_id=uuid.uuid4())
 
 
-if __name__ == "__main__":
+USAGE = "plan, members START STOP, sessions COUNT, threads, or messages THREAD COUNT"
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv or [""]
+    arity = {"plan": 0, "members": 2, "sessions": 1, "threads": 0, "messages": 2}
+    if command not in arity:
+        raise SystemExit(f"unknown command {command!r}: {USAGE}")
+    try:
+        if len(args) != arity[command]:
+            raise ValueError
+        numbers = [int(arg) for arg in args]
+    except ValueError:
+        raise SystemExit(f"{command} takes {arity[command]} whole number(s): {USAGE}") from None
     _setup()
-    command = sys.argv[1]
     if command == "plan":
         plan()
     elif command == "members":
-        print(json.dumps(members(int(sys.argv[2]), int(sys.argv[3]))))
+        print(json.dumps(members(*numbers)))
     elif command == "sessions":
-        print(json.dumps(sessions(int(sys.argv[2]))))
+        print(json.dumps(sessions(*numbers)))
     elif command == "threads":
         print(json.dumps(threads()))
-    elif command == "messages":
-        messages(int(sys.argv[2]), int(sys.argv[3]))
     else:
-        raise SystemExit(
-            f"unknown command {command!r}: plan, members START STOP, sessions COUNT, threads, "
-            "or messages THREAD COUNT"
-        )
+        messages(*numbers)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -10,8 +10,8 @@ same code makes the same calls, so this figure does not move with the machine's 
 queries per request; and the response's size. `--messages N` first posts N more messages in
 the thread (through `message_post`); the default is H5's (bench.h5.THREAD_MESSAGES: a full page
 of 50), and `--messages 0` leaves the thread its first message only, as H5 had it before
-stop 19. `thread_over_month` is the thread page's median over the month page's, measured in the same run: a ratio that holds where the machine's speed
-drifts between runs. With `--profile DIR`, DIR/thread.prof and DIR/month.prof hold the
+stop 19. `thread_over_month` is the thread page's median over the month page's, measured in
+the same run: a ratio that holds where the machine's speed drifts between runs. With `--profile DIR`, DIR/thread.prof and DIR/month.prof hold the
 profiles (`python -m pstats`). Run it from two source trees in turn (`cd <tree> && python -m
 bench.pages`): the tree it runs from is the one measured.
 """

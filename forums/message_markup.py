@@ -31,8 +31,9 @@ from django.utils.translation import gettext as _
 if TYPE_CHECKING:
     from .models import Message
 
-# The URLs a message links to, by name; each takes the message's id (or an attachment's).
-_MESSAGE_URLS = ("edit", "delete", "react", "report", "hide", "unhide", "mute")
+# The URLs a message links to, by name without the "message_" prefix; each takes the message's
+# id. forum.js gets the same patterns (forums.views._client_urls).
+MESSAGE_URLS = ("edit", "delete", "react", "report", "hide", "unhide", "mute")
 
 
 def _pattern(name: str) -> tuple[str, str]:
@@ -127,7 +128,7 @@ class PageMarkup:
                 f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(csrf_token)}">'
             ),
             words=Words.translated(),
-            urls={name: _pattern(f"message_{name}") for name in _MESSAGE_URLS},
+            urls={name: _pattern(f"message_{name}") for name in MESSAGE_URLS},
             attachment_url=_pattern("attachment_download"),
             zone=timezone.get_current_timezone(),
             datetime_format=get_format("DATETIME_FORMAT"),

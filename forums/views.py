@@ -48,7 +48,7 @@ from .forms import (
     SearchForm,
     ThreadForm,
 )
-from .message_markup import PageMarkup
+from .message_markup import MESSAGE_URLS, PageMarkup
 from .models import REACTION_EMOJI, Attachment, Message, Report, Room, RoomMute, Thread
 from .search import Filters, search
 
@@ -386,11 +386,7 @@ def _client_strings() -> dict[str, str]:
 
 def _client_urls() -> dict[str, str]:
     """URL patterns forum.js fills in with a message id (the 0 is replaced)."""
-    names = ("message_edit", "message_delete", "message_react", "message_report", "message_hide")
-    urls = {name.removeprefix("message_"): reverse(name, args=[0]) for name in names}
-    urls["unhide"] = reverse("message_unhide", args=[0])
-    urls["mute"] = reverse("message_mute", args=[0])
-    return urls
+    return {name: reverse(f"message_{name}", args=[0]) for name in MESSAGE_URLS}
 
 
 def _thread_page(thread: Thread, before: int | None) -> tuple[list[Message], bool]:
