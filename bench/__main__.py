@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 from websockets.exceptions import WebSocketException
 
-from bench import h4, h5, loadgen, minga_setup, report
+from bench import h4, h5, loadgen, minga_poster, minga_setup, report
 from bench.servers import (
     ROOT,
     BenchError,
@@ -72,6 +72,8 @@ FULL: dict[str, Any] = {
     "h5_rps": 20.0,
     # H1 rate under H5 when C0 did not run: half of C0's 71,847 frames/s (full run, 2026-11-25).
     "h5_h1_rate": 35_900,
+    # The threads Minga's posts come from (bench.minga_poster, "The poster's threads").
+    "poster_threads": minga_poster.DEFAULT_THREADS,
 }
 SMOKE: dict[str, Any] = {
     "members": 50,
@@ -96,6 +98,7 @@ SMOKE: dict[str, Any] = {
     "h5_seconds": 1.0,
     "h5_rps": 20.0,
     "h5_h1_rate": 250,
+    "poster_threads": minga_poster.DEFAULT_THREADS,
 }
 ALL = ("c0", "b0", "b1", "minga", "h5", "h4")
 DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4")
@@ -275,7 +278,7 @@ def run_system(
         # H1 posts through the services from a separate process (the API's path), so the figure
         # is the room fan-out; its CPU counts as server CPU. Then the ten-room clients ramp
         # again posting through the gateway's message.send (`send_steps`).
-        poster = minga_setup.Poster(procs, minga, f"{system}-poster")
+        poster = minga_setup.Poster(procs, minga, f"{system}-poster", threads=cfg["poster_threads"])
         h1_proto = loadgen.MingaProto(minga.tokens, minga.threads)
         h1_proto.poster = poster  # type: ignore[attr-defined]
         h1_meter = loadgen.Meter([*pids, poster.pid], redis_pid)
@@ -383,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         type=int,
         help="H1 load under H5 in frames/s (default: 50 %% of C0's H1 rate in the run)",
     )
+    parser.add_argument(
+        "--poster-threads",
+        type=int,
+        help=f"threads Minga's posts come from (default {minga_poster.DEFAULT_THREADS})",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout, `timeout`) unwinds like Ctrl-C: every started process is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -404,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         if args.h5_rate <= 0:
             parser.error("--h5-rate must be a positive number of frames/s")
         cfg["h5_h1_rate"] = args.h5_rate
+    if args.poster_threads is not None:
+        if not 1 <= args.poster_threads <= minga_poster.MAX_THREADS:
+            parser.error(f"--poster-threads must be between 1 and {minga_poster.MAX_THREADS}")
+        cfg["poster_threads"] = args.poster_threads
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -413,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         + (f" --members {args.members}" if args.members else "")
         + (f" --grid {args.grid}" if args.grid else "")
         + (f" --h5-rate {args.h5_rate}" if args.h5_rate else "")
+        + (f" --poster-threads {args.poster_threads}" if args.poster_threads else "")
         + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
         "machine": machine(),
         "config": cfg,

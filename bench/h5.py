@@ -303,7 +303,9 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
         ports, pids = start_servers(procs, system, redis_port, env)
         redis_pid = procs.pid_of("redis")
         if system == "minga":
-            poster = minga_setup.Poster(procs, data, "minga-h5-poster")
+            poster = minga_setup.Poster(
+                procs, data, "minga-h5-poster", threads=cfg["poster_threads"]
+            )
             proto: loadgen.Proto = loadgen.MingaProto(data.tokens, data.threads)
             proto.poster = poster  # type: ignore[attr-defined]
             meter = loadgen.Meter([*pids, poster.pid], redis_pid)

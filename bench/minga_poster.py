@@ -5,13 +5,20 @@ A long-lived helper process under bench.minga_settings. Each line on stdin is on
 room at `rate` per room per second with `forums.services.message_post` (the same service the
 API and the gateway call: transaction, room lock, seq, on-commit publish to the room's group and
 notification receivers), rotating over the first N members (their roles read afresh for
-each post, as a request's member has them), from a pool of worker threads. The body is the
-load generator's payload (bench.loadgen.payload), stamped with the monotonic clock shared by
-every process on the machine. It answers one JSON line per order.
+each post, as a request's member has them). The body is the load generator's payload
+(bench.loadgen.payload), stamped with the monotonic clock shared by every process on the
+machine. It answers one JSON line per order.
+
+`--threads N` (default 8) posts from N threads. Fewer cost less CPU per post on a quiet machine
+(one thread 1,250 us against eight's 1,760 at 400 posts/s: the kernel's futex calls of threads
+handing one GIL over at every query's wait), but a post's wall time is mostly waits on
+PostgreSQL, and on a full machine one or two threads fell behind the ten-room steps that eight
+kept up with (docs/performance.md, "The poster's threads").
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -20,14 +27,25 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-WORKERS = 8
+DEFAULT_THREADS = 8
+MAX_THREADS = 64
 
 
 def _quantile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.minga_poster")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"posting threads (1 to {MAX_THREADS}; default {DEFAULT_THREADS})",
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.threads <= MAX_THREADS:
+        parser.error(f"--threads must be between 1 and {MAX_THREADS}")
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
@@ -45,7 +63,7 @@ def main() -> None:
     }
     members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))
     close_old_connections()
-    pool = ThreadPoolExecutor(WORKERS)
+    pool = ThreadPoolExecutor(args.threads)
 
     def post(slug: str, body: str, author: Any, due: float) -> float:
         """Post; returns the seconds from when it was due to its commit and publish."""

@@ -29,6 +29,7 @@ from psycopg import sql
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from bench import minga_poster
 from bench.servers import ROOT, BenchError, Processes, redis_argv
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -170,11 +171,21 @@ class Poster:
     """The bench.minga_poster process: posts through the services on order, answers JSON."""
 
     def __init__(
-        self, procs: Processes, data: MingaData, name: str, tree: str | None = None
+        self,
+        procs: Processes,
+        data: MingaData,
+        name: str,
+        tree: str | None = None,
+        *,
+        threads: int = minga_poster.DEFAULT_THREADS,
     ) -> None:
         self.name = name
         self.proc = procs.start(
-            name, [sys.executable, "-m", "bench.minga_poster"], data.env, pipes=True, cwd=tree
+            name,
+            [sys.executable, "-m", "bench.minga_poster", "--threads", str(threads)],
+            data.env,
+            pipes=True,
+            cwd=tree,
         )
 
     @property
