@@ -16,8 +16,9 @@ writes them; the message body is HTML the renderer sanitized when the message wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import tzinfo
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,17 @@ if TYPE_CHECKING:
 # The URLs a message links to, by name without the "message_" prefix; each takes the message's
 # id. forum.js gets the same patterns (forums.views._client_urls).
 MESSAGE_URLS = ("edit", "delete", "react", "report", "hide", "unhide", "mute")
+
+# Django's date format characters that show something finer than the minute: seconds,
+# microseconds, Unix time, and the ISO 8601 and RFC 5322 forms (both with seconds). A backslash
+# makes the next character a literal (Spanish: "j \d\e F \d\e Y \a \l\a\s H:i").
+_FINER_THAN_A_MINUTE = frozenset("sucrU")
+_LITERAL = re.compile(r"\\.")
+
+
+def shows_only_minutes(datetime_format: str) -> bool:
+    """Whether `datetime_format` (Django's `date` syntax) shows nothing finer than a minute."""
+    return _FINER_THAN_A_MINUTE.isdisjoint(_LITERAL.sub("", datetime_format))
 
 
 def _pattern(name: str) -> tuple[str, str]:
@@ -108,6 +120,12 @@ class PageMarkup:
     attachment_url: tuple[str, str]
     zone: tzinfo
     datetime_format: str
+    # Each minute's text, formatted once a page: a meeting's messages share their minutes, and
+    # formatting was half of writing a message. Only where the format shows nothing finer.
+    by_minute: bool = False
+    _minutes: dict[datetime, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def for_viewer(
@@ -131,7 +149,8 @@ class PageMarkup:
             urls={name: _pattern(f"message_{name}") for name in MESSAGE_URLS},
             attachment_url=_pattern("attachment_download"),
             zone=timezone.get_current_timezone(),
-            datetime_format=get_format("DATETIME_FORMAT"),
+            datetime_format=(datetime_format := get_format("DATETIME_FORMAT")),
+            by_minute=shows_only_minutes(datetime_format),
         )
 
     def _url(self, name: str, pk: int) -> str:
@@ -177,7 +196,7 @@ class PageMarkup:
             out.append(f'<span class="muted msg-org">{escape(m.author.organization.name)}</span>')
         out.append(
             f'\n<a class="msg-time muted" href="#m-{pk}"><time datetime="{created.isoformat()}">'
-            f"{escape(dateformat.format(created, self.datetime_format))}</time></a>\n"
+            f"{self._shown_time(created)}</time></a>\n"
         )
         if m.edited_at and not m.deleted_at:
             out.append(f'<span class="muted msg-edited">{w.edited}</span>')
@@ -193,6 +212,18 @@ class PageMarkup:
                 reply_ref = w.in_reply_to_earlier
             out.append(f'<p class="msg-reply-ref muted">{reply_ref}</p>\n')
         return "".join(out)
+
+    def _shown_time(self, created: datetime) -> str:
+        """`created` (in the viewer's zone) in the viewer's format, escaped."""
+        if not self.by_minute:
+            return escape(dateformat.format(created, self.datetime_format))
+        # The hour a clock repeats when summer time ends shares its keys with the first one;
+        # Django shows no zone for those ambiguous times, so their texts are the same too.
+        minute = created.replace(second=0, microsecond=0)
+        shown = self._minutes.get(minute)
+        if shown is None:
+            shown = self._minutes[minute] = escape(dateformat.format(created, self.datetime_format))
+        return shown
 
     def _body(self, m: Message) -> str:
         w = self.words

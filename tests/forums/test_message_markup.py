@@ -9,6 +9,7 @@ contract: when it changes on purpose, change the reference with it, and forum.js
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from community.models import User
-from forums import selectors
+from forums import message_markup, selectors
 from forums.message_markup import PageMarkup
 from forums.models import Attachment, Message, Reaction, Room, Thread
 from tests.factories import UserFactory
@@ -178,3 +179,58 @@ def test_a_chair_is_offered_moderation_and_a_member_is_not(
     ]
     offered = {pk: [link in html for link in links] for pk, html in pages.items()}
     assert offered == {member.pk: [False, False], chair.pk: [True, True]}
+
+
+def _times_shown(markup: PageMarkup, page: list[Message]) -> list[str]:
+    return [
+        re.search(r"<time [^>]+>([^<]*)</time>", str(markup.message(m, []))).group(1)  # type: ignore[union-attr]
+        for m in page
+    ]
+
+
+def test_each_minute_is_formatted_once_and_every_message_shows_its_own(
+    member: User, room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = ThreadFactory(room=room, author=member)
+    at = timezone.now().replace(hour=12, minute=0, second=5, microsecond=0)
+    for when in (at, at.replace(second=55), at.replace(minute=1, second=0)):
+        MessageFactory(thread=thread, author=member, created_at=when)
+    page = list(selectors.thread_messages(thread=thread, limit=50))[-3:]
+    formatted = []
+    format_date = message_markup.dateformat.format
+
+    def counted(value: datetime, fmt: str) -> str:
+        formatted.append(value)
+        return format_date(value, fmt)
+
+    monkeypatch.setattr(message_markup.dateformat, "format", counted)
+    with translation.override("es"), timezone.override("America/Lima"):
+        markup = _moderators_markup(member)
+        shown = _times_shown(markup, page)
+        expected = [
+            format_date(timezone.localtime(m.created_at), markup.datetime_format) for m in page
+        ]
+
+    # 07:00 in Lima twice, then 07:01: one formatting each minute.
+    assert (shown, len(formatted)) == (expected, 2)
+    assert shown[0] == shown[1] != shown[2]
+
+
+@pytest.mark.parametrize(
+    ("datetime_format", "by_minute"),
+    [
+        ("N j, Y, P", True),  # English
+        (r"j \d\e F \d\e Y \a \l\a\s H:i", True),  # Spanish: "\s" is a literal s
+        (r"j \d\e F \d\e Y à\s H:i", True),  # Portuguese
+        ("j F Y H:i", True),  # French
+        ("H:i:s", False),
+        ("c", False),
+        ("r", False),
+        ("U", False),
+        ("H:i.u", False),
+    ],
+)
+def test_a_format_that_shows_seconds_is_formatted_per_message(
+    datetime_format: str, by_minute: bool
+) -> None:
+    assert message_markup.shows_only_minutes(datetime_format) is by_minute
