@@ -86,6 +86,32 @@ def test_messages_after_returns_room_messages_in_seq_order(thread: Thread, room:
     assert [m.pk for m in found] == [made[1].pk, made[2].pk]
 
 
+def test_a_list_builds_each_author_room_and_thread_once(thread: Thread, room: Room) -> None:
+    other_thread = ThreadFactory(room=room, author=UserFactory(organization=None))
+    for t in (thread, other_thread, thread, other_thread, thread):
+        MessageFactory(thread=t)
+
+    found = selectors.messages_after(room=room, after_seq=0, limit=10)
+
+    # Shared, as prefetch_related shares them; their values are held to the ORM's below
+    # (test_message_lists_answer_as_the_orm_read).
+    one_each = {
+        "authors": {id(m.author) for m in found},
+        "organizations": {id(m.author.organization) for m in found if m.author.organization},
+        "rooms": {id(m.room) for m in found},
+        "threads": {id(m.thread) for m in found},
+    }
+    assert {name: len(ids) for name, ids in one_each.items()} == {
+        "authors": 2,
+        "organizations": 1,
+        "rooms": 1,
+        "threads": 2,
+    }
+    assert [m.thread.pk for m in found] == [
+        t.pk for t in (thread, other_thread, thread, other_thread, thread)
+    ]
+
+
 def test_messages_after_skips_other_rooms(thread: Thread, room: Room) -> None:
     MessageFactory(thread=ThreadFactory(room=Room.objects.get(slug="wg2-a")))
     mine = MessageFactory(thread=thread)
