@@ -596,10 +596,10 @@ def _insert_message(
         Attachment.objects.filter(pk__in=[f.pk for f in files]).update(message=message)
         for attached in files:
             attached.message = message
-    prime(message, "reactions", [], Reaction.objects.none())
-    prime(message, "mentions", mentions, Mention.objects.none())
+    prime(message, "reactions", [], Reaction)
+    prime(message, "mentions", mentions, Mention)
     # In id order, as the list selectors prefetch them.
-    prime(message, "attachments", sorted(files, key=lambda f: f.pk), Attachment.objects.none())
+    prime(message, "attachments", sorted(files, key=lambda f: f.pk), Attachment)
     return message
 
 
@@ -900,8 +900,8 @@ def message_delete(*, message: Message, actor: User) -> Message:
     changed = _mark_content_change(locked, room, ContentChange.DELETED)
     locked.save(update_fields=["body", "body_html", "deleted_at", *changed])
     _copy_state(locked, message)
-    prime(locked, "reactions", [], Reaction.objects.none())
-    prime(locked, "mentions", [], Mention.objects.none())
+    prime(locked, "reactions", [], Reaction)
+    prime(locked, "mentions", [], Mention)
     bus.publish_on_commit(
         bus.room_group(locked.room_id),
         {
@@ -917,9 +917,9 @@ def message_delete(*, message: Message, actor: User) -> Message:
 
 
 def _with_relations(message: Message) -> Message:
-    prime(message, "reactions", list(message.reactions.all()), Reaction.objects.none())
-    prime(message, "mentions", list(message.mentions.all()), Mention.objects.none())
-    prime(message, "attachments", list(message.attachments.all()), Attachment.objects.none())
+    prime(message, "reactions", list(message.reactions.all()), Reaction)
+    prime(message, "mentions", list(message.mentions.all()), Mention)
+    prime(message, "attachments", list(message.attachments.all()), Attachment)
     return message
 
 

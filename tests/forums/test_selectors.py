@@ -112,6 +112,28 @@ def test_a_list_builds_each_author_room_and_thread_once(thread: Thread, room: Ro
     ]
 
 
+def test_primed_rows_are_each_messages_own_and_their_shared_query_never_changes(
+    thread: Thread, django_assert_num_queries: Any
+) -> None:
+    first, second = MessageFactory(thread=thread), MessageFactory(thread=thread)
+    liked = Reaction.objects.create(message=first, member=thread.author, emoji="👍")
+    selectors.prime(first, "reactions", [liked], Reaction)
+    selectors.prime(second, "reactions", [], Reaction)
+
+    with django_assert_num_queries(0):
+        read = [list(first.reactions.all()), list(second.reactions.all())]
+        counted = [first.reactions.count(), second.reactions.exists()]
+        first.reactions.all().filter(emoji="👍").order_by("-id")  # chained: a clone of the query
+
+    pattern = selectors._empty(Reaction)
+    assert (read, counted) == ([[liked], []], [1, False])
+    assert (first.reactions.all() is not second.reactions.all(), pattern._result_cache) == (
+        True,
+        None,
+    )
+    assert (pattern.query.is_empty(), pattern.query.order_by) == (True, ())
+
+
 def test_messages_after_skips_other_rooms(thread: Thread, room: Room) -> None:
     MessageFactory(thread=ThreadFactory(room=Room.objects.get(slug="wg2-a")))
     mine = MessageFactory(thread=thread)
