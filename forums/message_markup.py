@@ -77,6 +77,8 @@ class Words:
     show_again: str
     hide: str
     mute: str
+    new_messages: str
+    no_messages: str
 
     @classmethod
     def translated(cls) -> Words:
@@ -99,6 +101,8 @@ class Words:
             show_again=_("Show again"),
             hide=_("Hide"),
             mute=_("Mute author"),
+            new_messages=_("New messages"),
+            no_messages=_("No messages yet."),
         )
 
 
@@ -156,6 +160,17 @@ class PageMarkup:
     def _url(self, name: str, pk: int) -> str:
         prefix, suffix = self.urls[name]
         return f"{prefix}{pk}{suffix}"
+
+    def divider(self) -> str:
+        """The "New messages" line before the first message the viewer has not read."""
+        return (
+            '<li class="new-divider" id="new-messages" data-divider>'
+            f"<span>{self.words.new_messages}</span></li>\n"
+        )
+
+    def empty(self) -> SafeString:
+        """The list of a thread without messages."""
+        return mark_safe(f'<li class="muted" data-empty>{self.words.no_messages}</li>\n')  # noqa: S308 - a translation
 
     def message(self, m: Message, reactions: list[tuple[str, int, bool]]) -> SafeString:
         """One message's `<li>`. `m` comes from a list selector (author, organization,

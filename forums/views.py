@@ -28,6 +28,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -251,7 +252,7 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         can_moderate=can_moderate,
         csrf_token=get_token(request),
     )
-    _mark_up(page, by_id, mine, markup)
+    messages_markup = _mark_up(page, by_id, mine, markup, divider_id)
     replying_to = by_id.get(form["reply_to"].value()) if form["reply_to"].value() else None
     pending_files = list(
         Attachment.objects.filter(
@@ -264,6 +265,7 @@ def thread_detail(request: HttpRequest, thread_id: int) -> HttpResponse:
         "room": room,
         "thread": thread,
         "messages_page": page,
+        "messages_markup": messages_markup,
         "has_older": has_older,
         "older_before": page[0].seq if page else None,
         "paged": before is not None,
@@ -286,9 +288,14 @@ def _mark_up(
     by_id: dict[int, Message],
     mine: set[tuple[int, str]],
     markup: PageMarkup,
-) -> None:
-    """Set each message's `parent` (when on the page), `reaction_list` ((emoji, count, mine) in
-    the fixed order) and `markup`, its `<li>`."""
+    divider_id: int | None,
+) -> SafeString:
+    """The message list's items: each message's `<li>`, the "New messages" divider before
+    `divider_id`, or the empty list's line. Sets each message's `parent` (when on the page),
+    `reaction_list` ((emoji, count, mine) in the fixed order) and `markup`, its `<li>`."""
+    if not page:
+        return markup.empty()
+    items = []
     for message in page:
         message.parent = by_id.get(message.reply_to_id) if message.reply_to_id else None  # type: ignore[attr-defined]
         counts = selectors.reaction_counts(message)
@@ -296,6 +303,10 @@ def _mark_up(
             (emoji, counts.get(emoji, 0), (message.pk, emoji) in mine) for emoji in REACTION_EMOJI
         ]
         message.markup = markup.message(message, message.reaction_list)  # type: ignore[attr-defined]
+        if message.pk == divider_id:
+            items.append(markup.divider())
+        items.append(message.markup)
+    return mark_safe("\n".join(items))  # noqa: S308 - PageMarkup escaped every value
 
 
 def _check_dropped(limits: attachments.UploadLimits) -> None:

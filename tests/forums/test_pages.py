@@ -344,6 +344,31 @@ def test_thread_page_no_divider_when_all_read(member: User, thread: Thread) -> N
     )
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_thread_page_before_its_first_message_says_there_are_none(
+    member: User, thread: Thread, language: str
+) -> None:
+    first = MessageFactory(thread=thread)
+    User.objects.filter(pk=member.pk).update(language=language)
+
+    response = signed_in(member).get(
+        reverse("thread_detail", args=[thread.pk]), {"before": first.seq}
+    )
+
+    empty = {"en": "No messages yet.", "es": "Todavía no hay mensajes."}[language]
+    html = response.content.decode()
+    assert (
+        response.context["messages_page"],
+        html.count("data-empty"),
+        f"m-{first.pk}" in html,
+    ) == (
+        [],
+        1,
+        False,
+    )
+    assert f'<li class="muted" data-empty>{empty}</li>' in html
+
+
 def test_thread_page_before_pages_back(
     member: User, thread: Thread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
