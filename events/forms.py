@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
+from minga.widgets import Select
 
 from community import policy
 from community.forms import timezone_choices
@@ -421,9 +422,9 @@ class CalendarFilterForm(forms.Form):
         to_field_name="slug",
         required=False,
         empty_label=_("All groups"),
-        widget=forms.Select(),
+        widget=Select(),
     )
-    kind = forms.ChoiceField(label=_("Kind"), required=False, widget=forms.Select())
+    kind = forms.ChoiceField(label=_("Kind"), required=False, widget=Select())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

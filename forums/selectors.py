@@ -347,8 +347,9 @@ def prime(instance: Any, name: str, objects: list[Any], model: type[Model]) -> N
 
     The queryset holding them is `model.objects.none()`, copied from one made once: every copy
     shares its empty query, which nothing changes (a queryset chained from it clones the query
-    first). Making `none()` for each instance cloned a query each time, 150 clones for a thread
-    page's messages and a sixth of its CPU (docs/performance.md, "The thread page's lists")."""
+    first). Making `none()` for each instance cloned a query each time: 150 clones and a tenth
+    of a thread page's Python calls (docs/performance.md, "H5's pages: what was left (stop
+    20)")."""
     empty = _empty(model)
     queryset = object.__new__(type(empty))
     queryset.__dict__.update(empty.__dict__)
