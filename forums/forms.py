@@ -10,6 +10,7 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from minga.widgets import FileInput, HiddenInput, Textarea
 
 from . import attachments
 from .models import MAX_BODY_CHARS, REACTION_EMOJI, Report, Room
@@ -20,7 +21,7 @@ from .services import MAX_TITLE_CHARS
 class ClientIdMixin(forms.Form):
     """A hidden idempotency key made by the server: the same form submitted twice is one write."""
 
-    client_id = forms.UUIDField(widget=forms.HiddenInput)
+    client_id = forms.UUIDField(widget=HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {}).setdefault("client_id", uuid.uuid4())
@@ -32,12 +33,12 @@ def _body_field(label: str) -> forms.CharField:
         label=label,
         max_length=MAX_BODY_CHARS,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 4, "data-mention-input": ""}),
+        widget=Textarea(attrs={"rows": 4, "data-mention-input": ""}),
         help_text=_("Markdown: **bold**, _italic_, [link](https://…), `code`; @handle mentions."),
     )
 
 
-class MultipleFileInput(forms.FileInput):
+class MultipleFileInput(FileInput):
     allow_multiple_selected = True
 
 
@@ -78,7 +79,7 @@ class IdListField(forms.Field):
 
 class MessageForm(ClientIdMixin):
     body = _body_field(_("Message"))
-    reply_to = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=1)
+    reply_to = forms.IntegerField(required=False, widget=HiddenInput, min_value=1)
     attachments = IdListField(required=False)
     files = FilesField(label=_("Attach files"), required=False)
 
