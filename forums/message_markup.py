@@ -161,16 +161,17 @@ class PageMarkup:
         prefix, suffix = self.urls[name]
         return f"{prefix}{pk}{suffix}"
 
-    def divider(self) -> str:
+    # The divider and the empty list's line hold translations only, written as they are.
+    def divider(self) -> SafeString:
         """The "New messages" line before the first message the viewer has not read."""
-        return (
+        return mark_safe(  # noqa: S308
             '<li class="new-divider" id="new-messages" data-divider>'
             f"<span>{self.words.new_messages}</span></li>\n"
         )
 
     def empty(self) -> SafeString:
         """The list of a thread without messages."""
-        return mark_safe(f'<li class="muted" data-empty>{self.words.no_messages}</li>\n')  # noqa: S308 - a translation
+        return mark_safe(f'<li class="muted" data-empty>{self.words.no_messages}</li>\n')  # noqa: S308
 
     def message(self, m: Message, reactions: list[tuple[str, int, bool]]) -> SafeString:
         """One message's `<li>`. `m` comes from a list selector (author, organization,
