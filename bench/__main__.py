@@ -153,6 +153,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def speed_probe(loops: int = 300_000, repeats: int = 5) -> float:
+    """The machine's speed now: milliseconds of the fastest of `repeats` runs of a fixed
+    pure-Python loop (about 11 ms on the AMD EPYC VM when it is quiet). Read before each
+    system runs and at the end: a VM's speed moved by half within one run (docs/performance.md,
+    "Latest results (stop 20)"), and a ratio between systems read in different phases carries
+    that drift; the report prints the readings beside the table."""
+    best = float("inf")
+    for _ in range(repeats):
+        began, total = time.perf_counter(), 0
+        for i in range(loops):
+            total += i * i
+        best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 2)
+
+
+def _probe_speed(results: dict[str, Any], phase: str) -> None:
+    results["speed_ms"][phase] = speed_probe()
+    log(f"{phase}: machine speed probe {results['speed_ms'][phase]} ms")
+
+
 # --- Ceilings that need no websocket ---------------------------------------------------------
 
 
@@ -431,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         "config": cfg,
         "systems": {},
         "ceilings": {},
+        "speed_ms": {},
         "problems": [],
     }
     with Processes() as procs:
@@ -471,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                             if seeded is not None
                             else minga_setup.prepare(minga_members, redis_port)
                         )
+                    _probe_speed(results, system)
                     results["systems"][system] = run_system(
                         procs=procs,
                         system=system,
@@ -509,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                             if seeded is not None
                             else minga_setup.prepare(minga_members, redis_port)
                         )
+                    _probe_speed(results, "h5")
                     results["h5"] = h5.run(
                         procs=procs,
                         cfg=cfg,
@@ -531,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                             if seeded is not None
                             else minga_setup.prepare(minga_members, redis_port)
                         )
+                    _probe_speed(results, "h4")
                     results["h4"] = h4.run(
                         procs=procs,
                         cfg=cfg,
@@ -547,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
             if seeding is not None:
                 seeding.shutdown(wait=True)
                 minga_setup.drop_database()
+    _probe_speed(results, "end")
     collect_problems(results)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -393,6 +393,31 @@ def _h5_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Readings further apart than this are called out: a ratio across those phases carries the drift.
+SPEED_DRIFT = 1.2
+
+
+def speed_line(results: dict[str, Any]) -> str | None:
+    """The machine's speed before each phase (`bench.__main__.speed_probe`), or None for a
+    results file from before the probe (stop 20)."""
+    speeds = {k: v for k, v in (results.get("speed_ms") or {}).items() if v}
+    if not speeds:
+        return None
+    fastest, slowest = min(speeds.values()), max(speeds.values())
+    line = (
+        "Machine speed before each phase (a fixed Python loop, ms, lower is faster): "
+        + ", ".join(f"{phase} {ms}" for phase, ms in speeds.items())
+        + "."
+    )
+    if slowest / fastest >= SPEED_DRIFT:
+        line += (
+            f" The slowest reading is {slowest / fastest:.2f} x the fastest: the machine's speed"
+            " moved between phases, and a ratio between systems measured in different phases"
+            " carries that."
+        )
+    return line
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The section docs/performance.md keeps: the table, the machine, the load, the details."""
     m = results["machine"]
@@ -406,6 +431,7 @@ def markdown(results: dict[str, Any]) -> str:
         "shared the two cores with other work, whose CPU share during each window is in the "
         "JSON (`others_cpu_pct`, in % of one core).",
         "",
+        *([line, ""] if (line := speed_line(results)) else []),
         table(results),
         "",
         "Per system, the best passing H1 step (frames/s delivered in the window; p50/p99 ms; "

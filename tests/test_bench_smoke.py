@@ -49,6 +49,12 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
         steps = results["systems"][system]["h1_1room"]["steps"]
         assert [s["lost"] for s in steps] == [0] * len(steps)
     assert results["systems"]["minga"]["h6"]["lost"] == 0
+    # The machine's speed, read before each phase and at the end (bench.report prints it).
+    speeds = results["speed_ms"]
+    assert (sorted(speeds), all(ms > 0 for ms in speeds.values())) == (
+        ["b0", "b1", "c0", "end", "h4", "h5", "minga"],
+        True,
+    )
     # H4: one announcement; every recipient has a row, every online member exactly one push
     # (B0's losses, like its H1 losses, are a finding: it only has to run).
     members = results["config"]["h4_members"]
