@@ -125,11 +125,15 @@ class PageMarkup:
     zone: tzinfo
     datetime_format: str
     # Each minute's text, formatted once a page: a meeting's messages share their minutes, and
-    # formatting was half of writing a message. Only where the format shows nothing finer.
-    by_minute: bool = False
+    # formatting was half of writing a message. Only where the format shows nothing finer
+    # (derived from `datetime_format`).
+    by_minute: bool = field(init=False)
     _minutes: dict[datetime, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_minute", shows_only_minutes(self.datetime_format))
 
     @classmethod
     def for_viewer(
@@ -153,8 +157,7 @@ class PageMarkup:
             urls={name: _pattern(f"message_{name}") for name in MESSAGE_URLS},
             attachment_url=_pattern("attachment_download"),
             zone=timezone.get_current_timezone(),
-            datetime_format=(datetime_format := get_format("DATETIME_FORMAT")),
-            by_minute=shows_only_minutes(datetime_format),
+            datetime_format=get_format("DATETIME_FORMAT"),
         )
 
     def _url(self, name: str, pk: int) -> str:

@@ -64,9 +64,12 @@ class _Written(forms.Widget):
             and getattr(self, "option_template_name", None) == option_template
             and type(renderer or get_default_renderer()) is DjangoTemplates
         ):
-            written = self.write(self.get_context(name, value, attrs)["widget"])
+            context = self.get_context(name, value, attrs)
+            written = self.write(context["widget"])
             if written is not None:
                 return mark_safe(written)  # noqa: S308 - write escapes every value
+            # `write` declined (grouped choices): Django's templates, from the same context.
+            return self._render(self.template_name, context, renderer)
         return super().render(name, value, attrs, renderer)
 
 
