@@ -72,6 +72,11 @@ FULL: dict[str, Any] = {
     "h5_rps": 20.0,
     # H1 rate under H5 when C0 did not run: half of C0's 71,847 frames/s (full run, 2026-11-25).
     "h5_h1_rate": 35_900,
+    # H5 again with Minga's pages served by a process of their own (bench/h5.py, "minga-pages").
+    "h5_split": True,
+    # C0's H1 read again after the other systems, so the ceiling is read in both of the
+    # machine's phases (`_run_c0_again`); the report takes the higher reading.
+    "c0_again": True,
     # The threads Minga's posts come from (bench.minga_poster, "The poster's threads").
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
@@ -98,6 +103,8 @@ SMOKE: dict[str, Any] = {
     "h5_seconds": 1.0,
     "h5_rps": 20.0,
     "h5_h1_rate": 250,
+    "h5_split": True,
+    "c0_again": True,
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
 ALL = ("c0", "b0", "b1", "minga", "h5", "h4")
@@ -168,8 +175,21 @@ def speed_probe(loops: int = 300_000, repeats: int = 5) -> float:
     return round(best * 1000, 2)
 
 
+def cpu_clock() -> dict[str, float]:
+    """The machine's CPU seconds so far: all of them, and those the hypervisor gave to other
+    guests (`steal`, 0 where the kernel does not count it). Read with each speed probe: a
+    phase where the host took time shows it here, whatever the probe's loop saw."""
+    times = psutil.cpu_times()
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # inside user
+    return {
+        "total_s": round(sum(times) - guest, 2),
+        "steal_s": round(getattr(times, "steal", 0.0), 2),
+    }
+
+
 def _probe_speed(results: dict[str, Any], phase: str) -> None:
     results["speed_ms"][phase] = speed_probe()
+    results["cpu_clock"][phase] = cpu_clock()
     log(f"{phase}: machine speed probe {results['speed_ms'][phase]} ms")
 
 
@@ -256,7 +276,10 @@ def run_system(
     redis: tuple[int, int],
     c0_best: float | None,
     minga: minga_setup.MingaData | None,
+    again: bool = False,
 ) -> dict[str, Any]:
+    """H3, then H1 (one room with H2's fixed loads, then ten rooms) on two fresh processes of
+    `system`. `again`: H1 alone, without the fixed loads (C0's second reading, after Minga)."""
     redis_port, redis_pid = redis
     ports, pids = start_servers(procs, system, redis_port, minga.env if minga else None)
     meter = loadgen.Meter(pids, redis_pid)
@@ -267,24 +290,25 @@ def run_system(
     out: dict[str, Any] = {"ports": ports}
     members = cfg["members"]
 
-    log(f"{system}: H3 connections {cfg['hold_sizes']}")
-    attempt(
-        out,
-        "h3",
-        lambda: asyncio.run(
-            loadgen.hold(
-                proto,
-                ports,
-                hold_room,
-                cfg["hold_sizes"],
-                meter=meter,
-                settle=cfg["settle"],
-                idle_seconds=cfg["idle_seconds"],
-                budget=cfg["connect_budget"],
-                log=log,
-            )
-        ),
-    )
+    if not again:
+        log(f"{system}: H3 connections {cfg['hold_sizes']}")
+        attempt(
+            out,
+            "h3",
+            lambda: asyncio.run(
+                loadgen.hold(
+                    proto,
+                    ports,
+                    hold_room,
+                    cfg["hold_sizes"],
+                    meter=meter,
+                    settle=cfg["settle"],
+                    idle_seconds=cfg["idle_seconds"],
+                    budget=cfg["connect_budget"],
+                    log=log,
+                )
+            ),
+        )
 
     def fixed_for(best: float | None) -> list[float]:
         base = c0_best if c0_best is not None else best
@@ -318,7 +342,7 @@ def run_system(
                 cfg,
                 h1_meter,
                 system,
-                fixed_for,
+                None if again else fixed_for,
                 send_ramp=minga is not None and not cfg["ten_rooms"],
             )
         ),
@@ -411,6 +435,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         type=int,
         help=f"threads Minga's posts come from (default {minga_poster.DEFAULT_THREADS})",
     )
+    parser.add_argument(
+        "--h5-split",
+        action=argparse.BooleanOptionalAction,
+        help="H5 again with Minga's pages on a process of their own (default: yes)",
+    )
+    parser.add_argument(
+        "--c0-again",
+        action=argparse.BooleanOptionalAction,
+        help="read C0's H1 again after the other systems (default: yes)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (a CI timeout, `timeout`) unwinds like Ctrl-C: every started process is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -436,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         if not 1 <= args.poster_threads <= minga_poster.MAX_THREADS:
             parser.error(f"--poster-threads must be between 1 and {minga_poster.MAX_THREADS}")
         cfg["poster_threads"] = args.poster_threads
+    if args.h5_split is not None:
+        cfg["h5_split"] = args.h5_split
+    if args.c0_again is not None:
+        cfg["c0_again"] = args.c0_again
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -446,12 +484,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         + (f" --grid {args.grid}" if args.grid else "")
         + (f" --h5-rate {args.h5_rate}" if args.h5_rate else "")
         + (f" --poster-threads {args.poster_threads}" if args.poster_threads else "")
+        + ("" if args.h5_split is None else " --h5-split" if args.h5_split else " --no-h5-split")
+        + ("" if args.c0_again is None else " --c0-again" if args.c0_again else " --no-c0-again")
         + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
         "machine": machine(),
         "config": cfg,
         "systems": {},
         "ceilings": {},
         "speed_ms": {},
+        "cpu_clock": {},
         "problems": [],
     }
     with Processes() as procs:
@@ -522,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 if system == "c0":
                     best = results["systems"]["c0"].get("h1_1room", {}).get("best")
                     c0_best = best["delivered_per_s"] if best else None
+            if cfg["c0_again"] and "c0" in systems and len(results["systems"]) > 1:
+                _run_c0_again(procs, cfg, redis_info, results)
             if "h5" in systems:
                 try:
                     if minga is None:
@@ -585,6 +628,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     for problem in results["problems"]:
         log(f"PROBLEM: {problem}")
     return 1 if results["problems"] else 0
+
+
+def _run_c0_again(
+    procs: Processes, cfg: dict[str, Any], redis: tuple[int, int], results: dict[str, Any]
+) -> None:
+    """C0's H1 once more, after the systems it bounds: the ceiling read twice, before and after
+    the others, in whatever phase of speed the machine went through between (docs/
+    performance.md, "C0 read twice"). The report takes the higher reading as the ceiling."""
+    _probe_speed(results, "c0-again")
+    try:
+        results["systems"]["c0-again"] = run_system(
+            procs=procs, system="c0", cfg=cfg, redis=redis, c0_best=None, minga=None, again=True
+        )
+    except (BenchError, RuntimeError, OSError, TimeoutError) as error:
+        results["systems"]["c0-again"] = {"error": f"{type(error).__name__}: {error}"}
+        results["problems"].append(f"c0-again: {error}")
+        log(f"c0-again: could not run: {error}")
+    finally:
+        _stop_servers(procs, "c0")
 
 
 def collect_problems(results: dict[str, Any]) -> None:

@@ -14,6 +14,13 @@ services by bench/minga_poster.py as in H1. The rate is 50 % of C0's best H1 rat
 B0: the Channels tutorial's room page (part 2: `chat/<room>/`, a template view) on the same two
 tutorial daphne processes, idle and under the same H1 load of the tutorial's chat.
 
+Minga with its pages apart (`minga-pages`, with `h5_split`): the same H1 load on the same two
+daphne processes, while the probe's pages are served by a third daphne process of the same
+application that holds no socket: the deployment where the proxy sends `/ws/` to the realtime
+processes and every other path to page processes (docs/deployment.md, "Pages apart from the
+sockets"). The pages' work is the same; it no longer shares an event loop and a GIL with the
+fan-out. Reported beside the issue's two-process figure, not in its place.
+
 A request that answers anything but 200 (a redirect to the login page included) is an error of
 the run; timings never are. The H1 step run meanwhile is reported (delivered, lost, p99) but
 its failing is not an error: at this rate it is expected to fail on both.
@@ -39,7 +46,7 @@ from websockets.exceptions import WebSocketException
 
 from bench import loadgen, minga_setup
 from bench.h5_probe import get as _get
-from bench.servers import ROOT, BenchError, Processes
+from bench.servers import ROOT, BenchError, Processes, daphne_argv, free_ports
 
 LOGIN_PASSWORD = "bench-password-not-secret"  # noqa: S105 - bench/minga_seed.py's seed password
 LOGIN_EMAIL = "bench0@example.org"
@@ -143,13 +150,15 @@ async def _side(  # noqa: PLR0917 - one scenario's parameters, in one place
     meter: loadgen.Meter,
     frames_per_s: float,
     log: Callable[[str], None],
+    page_ports: list[int],
 ) -> dict[str, Any]:
+    """Idle, then under H1: the sockets on `ports`, the probe's pages from `page_ports`."""
     for _ in range(WARM_UP_REQUESTS):
-        for port in ports:
+        for port in page_ports:
             for path in pages.values():
                 await asyncio.to_thread(_get, port, path, cookie, 30)
     seconds, rps = float(cfg["h5_seconds"]), float(cfg["h5_rps"])
-    idle = await asyncio.to_thread(_run_probe, ports, pages, cookie, rps, seconds)
+    idle = await asyncio.to_thread(_run_probe, page_ports, pages, cookie, rps, seconds)
     log(f"  {system} idle: {_brief(idle)}")
     members = int(cfg["h5_members"])
     fleet = loadgen.Fleet(proto, ports, [room])
@@ -158,7 +167,7 @@ async def _side(  # noqa: PLR0917 - one scenario's parameters, in one place
         await asyncio.sleep(1)
         rate = frames_per_s / members  # messages/s into the room
         probing = asyncio.ensure_future(
-            asyncio.to_thread(_run_probe, ports, pages, cookie, rps, seconds)
+            asyncio.to_thread(_run_probe, page_ports, pages, cookie, rps, seconds)
         )
         step = await fleet.step(
             meter, step=1, rate=rate, seconds=seconds, drain_max=cfg["drain_max"]
@@ -219,8 +228,9 @@ def run(
     static_root = tempfile.mkdtemp(prefix="minga-bench-static-")
     env = {**data.env, "BENCH_STATIC_ROOT": static_root}
     prep = _start_prep(env, quiet_thread)  # Minga's, while B0 runs
+    sides = ("b0", "minga", "minga-pages") if cfg.get("h5_split") else ("b0", "minga")
     try:
-        for system in ("b0", "minga"):
+        for system in sides:
             log(f"h5: {system}, H1 at {frames:,} frames/s into 1 room x {cfg['h5_members']}")
             out[system] = _run_side(
                 system,
@@ -297,19 +307,23 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
     start_servers: Callable[..., tuple[list[int], list[int]]],
     stop_servers: Callable[[Processes, str], None],
 ) -> dict[str, Any]:
+    servers = "b0" if system == "b0" else "minga"
     try:
-        if system == "minga":
+        if servers == "minga":
             _finish_prep(prep)
-        ports, pids = start_servers(procs, system, redis_port, env)
+        ports, pids = start_servers(procs, servers, redis_port, env)
+        page_ports = ports
         redis_pid = procs.pid_of("redis")
-        if system == "minga":
+        if servers == "minga":
+            if system == "minga-pages":
+                page_ports = [_start_page_process(procs, env)]
             poster = minga_setup.Poster(
                 procs, data, "minga-h5-poster", threads=cfg["poster_threads"]
             )
             proto: loadgen.Proto = loadgen.MingaProto(data.tokens, data.threads)
             proto.poster = poster  # type: ignore[attr-defined]
             meter = loadgen.Meter([*pids, poster.pid], redis_pid)
-            cookie = login(ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
+            cookie = login(page_ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
             pages = {"month": "/calendar/", "thread": f"/threads/{quiet_thread}/"}
             room = data.rooms[0]
         else:
@@ -317,13 +331,22 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
             pages = {"room": "/chat/lobby/"}
             room = "r0"  # the tutorial's room names are \w+
         return asyncio.run(
-            _side(system, proto, ports, room, pages, cookie, cfg, meter, frames, log)
+            _side(system, proto, ports, room, pages, cookie, cfg, meter, frames, log, page_ports)
         )
     except (BenchError, RuntimeError, OSError, TimeoutError, WebSocketException) as error:
         log(f"  h5 {system} could not run: {error}")
         return {"error": f"{type(error).__name__}: {error}"}
     finally:
-        stop_servers(procs, system)
+        stop_servers(procs, servers)
+
+
+def _start_page_process(procs: Processes, env: dict[str, str]) -> int:
+    """A third daphne process of Minga's application for the pages alone (no socket connects
+    to it); its name starts with `minga-`, so stopping Minga's servers stops it too."""
+    (port,) = free_ports(1, 8141)
+    proc = procs.start("minga-pages", daphne_argv("minga.asgi:application", port), env)
+    procs.wait_port(proc, "minga-pages", port, timeout=60)
+    return port
 
 
 def problems(h5: Any) -> list[str]:
@@ -331,7 +354,7 @@ def problems(h5: Any) -> list[str]:
     if not isinstance(h5, dict):
         return []
     out = [f"h5: {h5['error']}"] if "error" in h5 else []
-    for system in ("minga", "b0"):
+    for system in ("minga", "minga-pages", "b0"):
         side = h5.get(system)
         if not isinstance(side, dict):
             continue

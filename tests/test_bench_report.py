@@ -35,3 +35,97 @@ def test_the_machines_speed_before_each_phase_is_printed_and_its_drift_called_ou
         "c0 11.4, b0 11.5, minga 11.9, end 11.6."
     )
     assert "The slowest reading is 1.39 x the fastest" in str(report.speed_line(drifting))
+
+
+def test_the_host_s_steal_between_readings_is_printed_with_the_speed() -> None:
+    results = {
+        "speed_ms": {"c0": 11.4, "minga": 11.6, "end": 11.5},
+        "cpu_clock": {
+            "c0": {"total_s": 1000.0, "steal_s": 10.0},
+            "minga": {"total_s": 1200.0, "steal_s": 11.0},  # 1 of 200 s: 0.5 %
+            "end": {"total_s": 1400.0, "steal_s": 31.0},  # 20 of 200 s: 10 %
+        },
+    }
+
+    assert report.steal_between(results) == [("c0 to minga", 0.5), ("minga to end", 10.0)]
+    assert report.steal_between({}) == []  # a file from before the clock was read
+    assert str(report.speed_line(results)).endswith(
+        " CPU time the host gave to other guests (steal), between readings: c0 to minga 0.5 %,"
+        " minga to end 10.0 %; the most, 10.0 %, minga to end."
+    )
+
+
+def _h1(delivered: float) -> dict[str, object]:
+    return {"best": {"delivered_per_s": delivered, "server_us_per_frame": 10.0}}
+
+
+def test_c0s_ceiling_is_the_higher_of_its_two_readings_and_names_both() -> None:
+    results = {
+        "config": {"members": 1000},
+        "systems": {
+            "minga": {"h1_1room": _h1(50_000), "h1_10rooms": _h1(30_000)},
+            "b0": {"h1_1room": _h1(5_000), "h1_10rooms": _h1(5_000)},
+            "c0": {"h1_1room": _h1(80_000), "h1_10rooms": _h1(70_000)},
+            "c0-again": {"h1_1room": _h1(120_000), "h1_10rooms": _h1(50_000)},
+        },
+    }
+
+    one_room, _cpu, ten_rooms, _cpu10 = report.rows(results)[:4]
+
+    # One room: 50,000 against the later, higher reading (120,000): 0.42 x C0, not met.
+    assert (one_room.values["c0"], one_room.met) == (120_000, False)
+    assert one_room.ratio.startswith("0.42 x C0 (C0 read 80,000 before and 120,000 after); ")
+    # Ten rooms: against the earlier reading (70,000): 0.43 x C0.
+    assert (ten_rooms.values["c0"], ten_rooms.met) == (70_000, False)
+    # With one reading, that reading, and no note.
+    del results["systems"]["c0-again"]
+    one_room = report.rows(results)[0]
+    assert (one_room.values["c0"], one_room.met) == (80_000, True)
+    assert one_room.ratio == "0.62 x C0; 10.00 x max(B0,B1)"
+
+
+def _pages(idle: float, load: float) -> dict[str, object]:
+    page = {"p50_ms": 1.0, "requests": 200, "errors": 0}
+    return {
+        "idle": {"month": {**page, "p99_ms": idle}, "thread": {**page, "p99_ms": idle}},
+        "load": {"month": {**page, "p99_ms": load}, "thread": {**page, "p99_ms": load}},
+    }
+
+
+def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() -> None:
+    room = {"p50_ms": 1.0, "requests": 400, "errors": 0}
+    results = {
+        "systems": {},
+        "h5": {
+            "h1_frames_per_s": 38_000,
+            "minga": _pages(idle=20.0, load=100.0),
+            "minga-pages": _pages(idle=20.0, load=28.0),
+            "b0": {
+                "idle": {"room": {**room, "p99_ms": 10.0}},
+                "load": {"room": {**room, "p99_ms": 600.0}},
+            },
+        },
+    }
+
+    loaded = [row for row in report.rows(results) if "under H1" in row.metric]
+
+    assert [(row.metric, row.values["minga"], row.met) for row in loaded] == [
+        (
+            "H5 calendar month page p99 under H1 at 38,000 frames/s (B0: its room page)",
+            100.0,
+            False,
+        ),
+        ("H5 thread page p99 under H1 at 38,000 frames/s (B0: its room page)", 100.0, False),
+        (
+            "H5 calendar month page, pages on a process of their own p99 under H1 at 38,000 "
+            "frames/s (B0: its room page)",
+            28.0,
+            True,
+        ),
+        (
+            "H5 thread page, pages on a process of their own p99 under H1 at 38,000 frames/s "
+            "(B0: its room page)",
+            28.0,
+            True,
+        ),
+    ]
