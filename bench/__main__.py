@@ -50,7 +50,8 @@ FULL: dict[str, Any] = {
     "frames_grid": [5_000, 10_000, 20_000, 40_000, 80_000, 160_000],
     "seconds": 4.0,
     "drain_max": 15.0,
-    "refine": True,
+    # Steps that bisect between the ramp's last pass and its first failure (bench.loadgen.fanout).
+    "refine": 2,
     "ten_rooms": True,
     "fixed_shares": [0.25, 0.5],
     "hold_sizes": [1000, 5000, 10000],
@@ -84,7 +85,7 @@ SMOKE: dict[str, Any] = {
     "members": 50,
     "frames_grid": [500],
     "seconds": 1.0,
-    "refine": False,
+    "refine": 0,
     "ten_rooms": False,
     "fixed_shares": [],
     "hold_sizes": [50],

@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -592,6 +592,21 @@ def _quantile(values: list[int], q: float) -> float | None:
 # --- Scenarios ----------------------------------------------------------------------------
 
 
+async def bisect(
+    run: Callable[[float], Awaitable[dict[str, Any]]], low: float, high: float, steps: int
+) -> list[dict[str, Any]]:
+    """`steps` steps between a passing rate `low` and a failing rate `high`, each halfway
+    between the highest pass and the lowest failure so far; the steps run, in order."""
+    done: list[dict[str, Any]] = []
+    for _ in range(steps):
+        done.append(await run(round((low + high) / 2, 1)))
+        if done[-1]["passed"]:
+            low = done[-1]["rate_per_room"]
+        else:
+            high = done[-1]["rate_per_room"]
+    return done
+
+
 async def fanout(
     proto: Proto,
     ports: Sequence[int],
@@ -602,7 +617,7 @@ async def fanout(
     seconds: float,
     meter: Meter,
     per_port_publishers: bool = False,
-    refine: bool = True,
+    refine: int = 2,
     drain_max: float = 20,
     send_ramp: bool = False,
     fixed_rates: Sequence[float] | Any = (),
@@ -611,9 +626,11 @@ async def fanout(
 ) -> dict[str, Any]:
     """H1 (and H2): `members` clients in `rooms`; ramp the per-room rate until a step fails.
 
-    A step fails when a frame is lost or duplicated after the drain, or p99 > 1 s. With
-    `refine`, one more step halfway between the last pass and the first failure. Then one step
-    at each of `fixed_rates` (H2's fixed loads), whatever the ramp found.
+    A step fails when a frame is lost or duplicated after the drain, or p99 > 1 s. Then
+    `refine` steps bisect between the last pass and the first failure: the ramp doubles, so
+    with one step the best pass could only be 80,000 or 120,000 frames/s, and a p99 a few ms
+    either side of 1 s moved it between the two (docs/performance.md, "C0 read twice"). Then
+    one step at each of `fixed_rates` (H2's fixed loads), whatever the ramp found.
     """
     fleet = Fleet(proto, ports, rooms, per_port_publishers=per_port_publishers)
     counter = iter(range(1, 10_000))
@@ -640,8 +657,8 @@ async def fanout(
         await asyncio.sleep(1)
         steps = await ramp()
         passed = [s["rate_per_room"] for s in steps if s["passed"]]
-        if refine and passed and not steps[-1]["passed"]:
-            steps.append(await run(round((passed[-1] + steps[-1]["rate_per_room"]) / 2, 1)))
+        if passed and not steps[-1]["passed"]:
+            steps += await bisect(run, passed[-1], steps[-1]["rate_per_room"], refine)
         if callable(fixed_rates):  # rates that depend on what the ramp found
             passing = [s["delivered_per_s"] for s in steps if s["passed"]]
             fixed_rates = fixed_rates(max(passing) if passing else None)

@@ -1,6 +1,9 @@
-"""The load generator's reading of frames it does not measure (bench/loadgen.py, `Fleet._other`)."""
+"""The load generator (bench/loadgen.py): its reading of frames it does not measure
+(`Fleet._other`), its machine CPU and its ramp's bisection."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -71,3 +74,25 @@ def test_machine_cpu_is_every_core_busy_share_over_the_window(
     used = meter.delta(start, end)
 
     assert (used["machine_cpu_seconds"], used["others_cpu_pct"]) == (6.0, 87.5)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "rates"),
+    [
+        # C0's two readings of one run (docs/performance.md, "C0 read twice"): it passes at
+        # 80,000 and fails at 160,000; one step more could only say 80,000 or 120,000.
+        (99_000, [120_000, 100_000]),
+        (125_000, [120_000, 140_000]),
+        (150_000, [120_000, 140_000]),
+    ],
+)
+def test_the_ramp_bisects_between_its_last_pass_and_its_first_failure(
+    capacity: float, rates: list[float]
+) -> None:
+    async def run(rate: float) -> dict[str, object]:
+        return {"rate_per_room": rate, "passed": rate <= capacity}
+
+    steps = asyncio.run(loadgen.bisect(run, 80_000, 160_000, steps=2))
+
+    assert [step["rate_per_room"] for step in steps] == rates
+    assert asyncio.run(loadgen.bisect(run, 80_000, 160_000, steps=0)) == []
