@@ -75,6 +75,8 @@ FULL: dict[str, Any] = {
     "h5_h1_rate": 35_900,
     # H5 again with Minga's pages served by a process of their own (bench/h5.py, "minga-pages").
     "h5_split": True,
+    # Its niceness (0: as the others; `--h5-pages-nice`, "H5: the pages apart from the sockets").
+    "h5_pages_nice": 0,
     # C0's H1 read again after the other systems, so the ceiling is read in both of the
     # machine's phases (`_run_c0_again`); the report takes the higher reading.
     "c0_again": True,
@@ -105,6 +107,7 @@ SMOKE: dict[str, Any] = {
     "h5_rps": 20.0,
     "h5_h1_rate": 250,
     "h5_split": True,
+    "h5_pages_nice": 0,
     "c0_again": True,
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
@@ -442,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         help="H5 again with Minga's pages on a process of their own (default: yes)",
     )
     parser.add_argument(
+        "--h5-pages-nice",
+        type=int,
+        help="the niceness of H5's page process, -20 to 19 (default 0; below 0 needs root)",
+    )
+    parser.add_argument(
         "--c0-again",
         action=argparse.BooleanOptionalAction,
         help="read C0's H1 again after the other systems (default: yes)",
@@ -475,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         cfg["h5_split"] = args.h5_split
     if args.c0_again is not None:
         cfg["c0_again"] = args.c0_again
+    if args.h5_pages_nice is not None:
+        if not -20 <= args.h5_pages_nice <= 19:
+            parser.error("--h5-pages-nice must be between -20 and 19")
+        cfg["h5_pages_nice"] = args.h5_pages_nice
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -487,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         + (f" --poster-threads {args.poster_threads}" if args.poster_threads else "")
         + ("" if args.h5_split is None else " --h5-split" if args.h5_split else " --no-h5-split")
         + ("" if args.c0_again is None else " --c0-again" if args.c0_again else " --no-c0-again")
+        + (f" --h5-pages-nice {args.h5_pages_nice}" if args.h5_pages_nice is not None else "")
         + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
         "machine": machine(),
         "config": cfg,

@@ -19,7 +19,8 @@ daphne processes, while the probe's pages are served by a third daphne process o
 application that holds no socket: the deployment where the proxy sends `/ws/` to the realtime
 processes and every other path to page processes (docs/deployment.md, "Pages apart from the
 sockets"). The pages' work is the same; it no longer shares an event loop and a GIL with the
-fan-out. Reported beside the issue's two-process figure, not in its place.
+fan-out. With `h5_pages_nice` below 0 the page process is also scheduled ahead of the others.
+Reported beside the issue's two-process figure, not in its place.
 
 A request that answers anything but 200 (a redirect to the login page included) is an error of
 the run; timings never are. The H1 step run meanwhile is reported (delivered, lost, p99) but
@@ -42,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import psutil
 from websockets.exceptions import WebSocketException
 
 from bench import loadgen, minga_setup
@@ -224,6 +226,8 @@ def run(
     else:
         frames, source = int(cfg["h5_h1_rate"]), "configured (h5_h1_rate or --h5-rate)"
     out: dict[str, Any] = {"h1_frames_per_s": frames, "h1_rate_source": source}
+    if cfg.get("h5_split"):
+        out["pages_nice"] = int(cfg.get("h5_pages_nice", 0))
     quiet_thread = data.threads[data.hold_room]  # no H1 message goes there
     static_root = tempfile.mkdtemp(prefix="minga-bench-static-")
     env = {**data.env, "BENCH_STATIC_ROOT": static_root}
@@ -316,7 +320,7 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
         redis_pid = procs.pid_of("redis")
         if servers == "minga":
             if system == "minga-pages":
-                page_ports = [_start_page_process(procs, env)]
+                page_ports = [_start_page_process(procs, env, int(cfg.get("h5_pages_nice", 0)))]
             poster = minga_setup.Poster(
                 procs, data, "minga-h5-poster", threads=cfg["poster_threads"]
             )
@@ -340,12 +344,19 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
         stop_servers(procs, servers)
 
 
-def _start_page_process(procs: Processes, env: dict[str, str]) -> int:
+def _start_page_process(procs: Processes, env: dict[str, str], nice: int) -> int:
     """A third daphne process of Minga's application for the pages alone (no socket connects
-    to it); its name starts with `minga-`, so stopping Minga's servers stops it too."""
+    to it); its name starts with `minga-`, so stopping Minga's servers stops it too.
+
+    `nice`: its scheduling niceness (0: the others'; below 0, ahead of them, as systemd's
+    `Nice=` would set it). Started under nice(1) so every thread it makes inherits it; a
+    niceness the system refuses (below 0 needs root) is an error, not a silent 0."""
     (port,) = free_ports(1, 8141)
-    proc = procs.start("minga-pages", daphne_argv("minga.asgi:application", port), env)
+    argv = daphne_argv("minga.asgi:application", port)
+    proc = procs.start("minga-pages", ["nice", "-n", str(nice), *argv] if nice else argv, env)
     procs.wait_port(proc, "minga-pages", port, timeout=60)
+    if nice and psutil.Process(proc.pid).nice() != nice:
+        raise BenchError(f"H5: the page process could not be given niceness {nice} (root?)")
     return port
 
 

@@ -196,6 +196,17 @@ def _h5_p99(results: dict[str, Any], system: str, phase: str, page: str) -> floa
     return value.get("p99_ms") if isinstance(value, dict) else None
 
 
+def _h1_meanwhile(side: Any) -> str:
+    """The H1 step's own delivery p99 while the pages were probed: what the pages' gain cost
+    the live frames when the cores were full ("H5: the pages apart from the sockets")."""
+    h1 = side.get("h1") if isinstance(side, dict) else None
+    if not isinstance(h1, dict) or h1.get("p99_ms") is None:
+        return ""
+    return f"; H1's own p99 meanwhile {h1['p99_ms']:,.0f} ms" + (
+        "" if h1.get("passed") else " (its step failed)"
+    )
+
+
 def _h5_rows(results: dict[str, Any]) -> list[Row]:
     """H5: each Minga page idle and under H1 load; B0's tutorial room page beside it. Then,
     when it ran, the same with Minga's pages served by a process of their own (minga-pages)."""
@@ -208,7 +219,13 @@ def _h5_rows(results: dict[str, Any]) -> list[Row]:
     b0_load = _h5_p99(results, "b0", "load", "room")
     sides = [("minga", "")]
     if isinstance(h5.get("minga-pages"), dict):
-        sides.append(("minga-pages", ", pages on a process of their own"))
+        nice = h5.get("pages_nice") or 0
+        sides.append(
+            (
+                "minga-pages",
+                ", pages on a process of their own" + (f" at nice {nice}" if nice else ""),
+            )
+        )
     for side, apart in sides:
         for page, label in (("month", "calendar month page"), ("thread", "thread page")):
             idle = _h5_p99(results, side, "idle", page)
@@ -230,7 +247,8 @@ def _h5_rows(results: dict[str, Any]) -> list[Row]:
                     if isinstance(frames, int)
                     else f"H5 {label}{apart} p99 under H1",
                     {"minga": load, "b0": b0_load, "b1": None, "c0": None},
-                    f"{_fmt_ratio(vs_idle, 'x idle')}; {_fmt_ratio(vs_b0, 'x B0')}",
+                    f"{_fmt_ratio(vs_idle, 'x idle')}; {_fmt_ratio(vs_b0, 'x B0')}"
+                    + _h1_meanwhile(h5.get(side)),
                     "<= 1.5 x idle; <= 1/3 of B0's",
                     None if vs_idle is None or vs_b0 is None else vs_idle <= 1.5 and vs_b0 <= 1 / 3,
                     "ms",

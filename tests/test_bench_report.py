@@ -84,11 +84,12 @@ def test_c0s_ceiling_is_the_higher_of_its_two_readings_and_names_both() -> None:
     assert one_room.ratio == "0.62 x C0; 10.00 x max(B0,B1)"
 
 
-def _pages(idle: float, load: float) -> dict[str, object]:
+def _pages(idle: float, load: float, h1_p99: float = 300.0) -> dict[str, object]:
     page = {"p50_ms": 1.0, "requests": 200, "errors": 0}
     return {
         "idle": {"month": {**page, "p99_ms": idle}, "thread": {**page, "p99_ms": idle}},
         "load": {"month": {**page, "p99_ms": load}, "thread": {**page, "p99_ms": load}},
+        "h1": {"p99_ms": h1_p99, "passed": h1_p99 <= 1000},
     }
 
 
@@ -99,7 +100,7 @@ def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() 
         "h5": {
             "h1_frames_per_s": 38_000,
             "minga": _pages(idle=20.0, load=100.0),
-            "minga-pages": _pages(idle=20.0, load=28.0),
+            "minga-pages": _pages(idle=20.0, load=28.0, h1_p99=2470.8),
             "b0": {
                 "idle": {"room": {**room, "p99_ms": 10.0}},
                 "load": {"room": {**room, "p99_ms": 600.0}},
@@ -108,6 +109,12 @@ def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() 
     }
 
     loaded = [row for row in report.rows(results) if "under H1" in row.metric]
+
+    # Each names what the live frames went through meanwhile: the pages' gain may be their loss.
+    assert [row.ratio for row in loaded[1:3]] == [
+        "5.00 x idle; 0.17 x B0; H1's own p99 meanwhile 300 ms",
+        "1.40 x idle; 0.05 x B0; H1's own p99 meanwhile 2,471 ms (its step failed)",
+    ]
 
     assert [(row.metric, row.values["minga"], row.met) for row in loaded] == [
         (
@@ -129,3 +136,22 @@ def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() 
             True,
         ),
     ]
+
+
+def test_the_page_process_niceness_is_named_in_its_rows() -> None:
+    room = {"p50_ms": 1.0, "requests": 400, "errors": 0, "p99_ms": 10.0}
+    results = {
+        "systems": {},
+        "h5": {
+            "h1_frames_per_s": 38_000,
+            "pages_nice": -5,
+            "minga": _pages(idle=20.0, load=100.0),
+            "minga-pages": _pages(idle=20.0, load=28.0),
+            "b0": {"idle": {"room": room}, "load": {"room": room}},
+        },
+    }
+
+    metrics = [row.metric for row in report.rows(results) if "their own" in row.metric]
+
+    assert len(metrics) == 4
+    assert all(", pages on a process of their own at nice -5 p99" in m for m in metrics)
