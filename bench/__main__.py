@@ -4,8 +4,9 @@ Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmar
 raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
 server processes (C0: one per core), each measured for H3 (connections), H1 (fan-out, one room
 and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
-restarted under load) on Minga; then H5 (HTTP p99 of two pages under H1 load, Minga and B0's
-tutorial page, bench/h5.py); last H4 (one announcement to a big working group, Minga and
+restarted under load) on Minga; then C0's H1 once more (its second reading: the report takes
+the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page, and
+Minga with its pages on a process of their own, bench/h5.py); last H4 (one announcement to a big working group, Minga and
 B0's textbook loop, bench/h4.py). Every process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
