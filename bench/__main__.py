@@ -6,8 +6,9 @@ server processes (C0: one per core), each measured for H3 (connections), H1 (fan
 and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
 restarted under load) on Minga; then C0's H1 once more (its second reading: the report takes
 the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page, and
-Minga with its pages on a process of their own, bench/h5.py); last H4 (one announcement to a big working group, Minga and
-B0's textbook loop, bench/h4.py). Every process started here is stopped before exit.
+Minga with its pages on a process of their own, bench/h5.py); last H4 (one announcement to a
+big working group, Minga and B0's textbook loop, bench/h4.py). Every process started here is
+stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
 make it fail.
@@ -78,8 +79,8 @@ FULL: dict[str, Any] = {
     "h5_split": True,
     # Its niceness (0: as the others; `--h5-pages-nice`, "H5: the pages apart from the sockets").
     "h5_pages_nice": 0,
-    # C0's H1 read again after the other systems, so the ceiling is read in both of the
-    # machine's phases (`_run_c0_again`); the report takes the higher reading.
+    # C0's H1 read again after the other systems (`_run_c0_again`): a ceiling read at both ends
+    # of the run, the speed probe and the host's steal beside each; the report takes the higher.
     "c0_again": True,
     # The threads Minga's posts come from (bench.minga_poster, "The poster's threads").
     "poster_threads": minga_poster.DEFAULT_THREADS,
@@ -648,9 +649,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
 def _run_c0_again(
     procs: Processes, cfg: dict[str, Any], redis: tuple[int, int], results: dict[str, Any]
 ) -> None:
-    """C0's H1 once more, after the systems it bounds: the ceiling read twice, before and after
-    the others, in whatever phase of speed the machine went through between (docs/
-    performance.md, "C0 read twice"). The report takes the higher reading as the ceiling."""
+    """C0's H1 once more, after the systems it bounds: the ceiling read at both ends of the run,
+    whatever the machine went through between (docs/performance.md, "C0 read twice, and the
+    ramp's bisection"). The report takes the higher reading as the ceiling."""
     _probe_speed(results, "c0-again")
     try:
         results["systems"]["c0-again"] = run_system(
