@@ -488,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     if args.h5_pages_nice is not None:
         if not -20 <= args.h5_pages_nice <= 19:
             parser.error("--h5-pages-nice must be between -20 and 19")
+        if not cfg["h5_split"]:
+            parser.error("--h5-pages-nice sets the pages-apart side's process: drop --no-h5-split")
         cfg["h5_pages_nice"] = args.h5_pages_nice
     started = time.monotonic()
     results: dict[str, Any] = {
