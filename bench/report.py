@@ -47,21 +47,26 @@ def _fmt_ratio(value: float | None, label: str) -> str:
     return "n/a" if value is None else f"{value:.2f} {label}"
 
 
-def c0_ceiling(results: dict[str, Any], scenario: str) -> tuple[float | None, str]:
-    """C0's H1 ceiling for `scenario`: the higher of its two readings (before the other systems
-    and after them, `c0-again`) when both ran, with a note naming both; else its one reading."""
-    first = _val(_best(results, "c0", scenario), "delivered_per_s")
-    again = _val(_best(results, "c0-again", scenario), "delivered_per_s")
+def c0_ceiling(results: dict[str, Any], scenario: str) -> tuple[dict[str, Any] | None, str]:
+    """C0's best H1 step for `scenario` from the higher of its two readings (before the other
+    systems and after them, `c0-again`) when both ran, with a note naming both; else from its
+    one reading. The frames row and the CPU row both read this step."""
+    first, again = _best(results, "c0", scenario), _best(results, "c0-again", scenario)
     if first is None or again is None:
-        return first if first is not None else again, ""
-    return max(first, again), f" (C0 read {first:,.0f} before and {again:,.0f} after)"
+        return first or again, ""
+    note = (
+        f" (C0 read {first['delivered_per_s']:,.0f} before and "
+        f"{again['delivered_per_s']:,.0f} after)"
+    )
+    return max(first, again, key=lambda step: step["delivered_per_s"]), note
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for scenario, label in (("h1_1room", "1 room"), ("h1_10rooms", "10 rooms")):
-        frames = {s: _val(_best(results, s, scenario), "delivered_per_s") for s in SYSTEMS}
-        frames["c0"], c0_readings = c0_ceiling(results, scenario)
+        best = {s: _best(results, s, scenario) for s in SYSTEMS}
+        best["c0"], c0_readings = c0_ceiling(results, scenario)
+        frames = {s: _val(best[s], "delivered_per_s") for s in SYSTEMS}
         peer = max((v for v in (frames["b0"], frames["b1"]) if v is not None), default=None)
         vs_c0 = _div(frames["minga"], frames["c0"])
         vs_peer = _div(frames["minga"], peer)
@@ -77,7 +82,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "frames/s",
             )
         )
-        cpu = {s: _val(_best(results, s, scenario), "server_us_per_frame") for s in SYSTEMS}
+        cpu = {s: _val(best[s], "server_us_per_frame") for s in SYSTEMS}
         vs = _div(cpu["minga"], cpu["c0"])
         out.append(
             Row(
@@ -196,21 +201,19 @@ def _h5_p99(results: dict[str, Any], system: str, phase: str, page: str) -> floa
     return value.get("p99_ms") if isinstance(value, dict) else None
 
 
-def _h1_meanwhile(side: Any) -> str:
-    """The H1 step's own delivery p99 while the pages were probed: what the pages' gain cost
-    the live frames when the cores were full ("H5: the pages apart from the sockets")."""
+def _h1_under(side: Any) -> dict[str, Any] | None:
+    """The H1 step run while a side's pages were probed, when it was recorded."""
     h1 = side.get("h1") if isinstance(side, dict) else None
-    if not isinstance(h1, dict) or h1.get("p99_ms") is None:
+    return h1 if isinstance(h1, dict) else None
+
+
+def _h1_meanwhile(h1: dict[str, Any] | None) -> str:
+    """That step's own delivery p99: what the pages' gain cost the live frames when the cores
+    were full ("H5: the pages apart from the sockets")."""
+    if h1 is None or h1.get("p99_ms") is None:
         return ""
-    return f"; H1's own p99 meanwhile {h1['p99_ms']:,.0f} ms" + (
-        "" if h1.get("passed") else " (its step failed)"
-    )
-
-
-def _h1_kept_up(side: Any) -> bool:
-    """Whether the H1 step run under a side's pages passed (True when it was not recorded)."""
-    h1 = side.get("h1") if isinstance(side, dict) else None
-    return not isinstance(h1, dict) or h1.get("passed") is not False
+    failed = " (its step failed)" if h1.get("passed") is False else ""
+    return f"; H1's own p99 meanwhile {h1['p99_ms']:,.0f} ms{failed}"
 
 
 def _h5_rows(results: dict[str, Any]) -> list[Row]:
@@ -233,6 +236,7 @@ def _h5_rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     for side, apart in sides:
+        h1 = _h1_under(h5.get(side))
         for page, label in (("month", "calendar month page"), ("thread", "thread page")):
             idle = _h5_p99(results, side, "idle", page)
             load = _h5_p99(results, side, "load", page)
@@ -254,12 +258,14 @@ def _h5_rows(results: dict[str, Any]) -> list[Row]:
                     else f"H5 {label}{apart} p99 under H1",
                     {"minga": load, "b0": b0_load, "b1": None, "c0": None},
                     f"{_fmt_ratio(vs_idle, 'x idle')}; {_fmt_ratio(vs_b0, 'x B0')}"
-                    + _h1_meanwhile(h5.get(side)),
+                    + _h1_meanwhile(h1),
                     "<= 1.5 x idle; <= 1/3 of B0's",
                     # A page is not fast "while H1 runs" if H1's own step failed meanwhile.
                     None
                     if vs_idle is None or vs_b0 is None
-                    else vs_idle <= 1.5 and vs_b0 <= 1 / 3 and _h1_kept_up(h5.get(side)),
+                    else vs_idle <= 1.5
+                    and vs_b0 <= 1 / 3
+                    and (h1 or {}).get("passed") is not False,
                     "ms",
                 )
             )

@@ -55,8 +55,8 @@ def test_the_host_s_steal_between_readings_is_printed_with_the_speed() -> None:
     )
 
 
-def _h1(delivered: float) -> dict[str, object]:
-    return {"best": {"delivered_per_s": delivered, "server_us_per_frame": 10.0}}
+def _h1(delivered: float, cpu: float = 10.0) -> dict[str, object]:
+    return {"best": {"delivered_per_s": delivered, "server_us_per_frame": cpu}}
 
 
 def test_c0s_ceiling_is_the_higher_of_its_two_readings_and_names_both() -> None:
@@ -65,18 +65,20 @@ def test_c0s_ceiling_is_the_higher_of_its_two_readings_and_names_both() -> None:
         "systems": {
             "minga": {"h1_1room": _h1(50_000), "h1_10rooms": _h1(30_000)},
             "b0": {"h1_1room": _h1(5_000), "h1_10rooms": _h1(5_000)},
-            "c0": {"h1_1room": _h1(80_000), "h1_10rooms": _h1(70_000)},
-            "c0-again": {"h1_1room": _h1(120_000), "h1_10rooms": _h1(50_000)},
+            "c0": {"h1_1room": _h1(80_000, cpu=8.0), "h1_10rooms": _h1(70_000)},
+            "c0-again": {"h1_1room": _h1(120_000, cpu=12.0), "h1_10rooms": _h1(50_000)},
         },
     }
 
-    one_room, _cpu, ten_rooms, _cpu10 = report.rows(results)[:4]
+    one_room, one_room_cpu, ten_rooms, _ten_rooms_cpu = report.rows(results)[:4]
 
     # One room: 50,000 against the later, higher reading (120,000): 0.42 x C0, not met.
     assert (one_room.values["c0"], one_room.met) == (120_000, False)
     assert one_room.ratio.startswith("0.42 x C0 (C0 read 80,000 before and 120,000 after); ")
     # Ten rooms: against the earlier reading (70,000): 0.43 x C0.
     assert (ten_rooms.values["c0"], ten_rooms.met) == (70_000, False)
+    # The CPU row reads the same step as the frames row: the later, higher reading's.
+    assert one_room_cpu.values["c0"] == 12.0
     # With one reading, that reading, and no note.
     del results["systems"]["c0-again"]
     one_room = report.rows(results)[0]
@@ -93,18 +95,20 @@ def _pages(idle: float, load: float, h1_p99: float = 300.0) -> dict[str, object]
     }
 
 
-def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() -> None:
+def _b0_room(idle: float, load: float) -> dict[str, object]:
+    """B0's side of H5: the tutorial's room page, idle and under H1."""
     room = {"p50_ms": 1.0, "requests": 400, "errors": 0}
+    return {"idle": {"room": {**room, "p99_ms": idle}}, "load": {"room": {**room, "p99_ms": load}}}
+
+
+def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() -> None:
     results = {
         "systems": {},
         "h5": {
             "h1_frames_per_s": 38_000,
             "minga": _pages(idle=20.0, load=100.0),
             "minga-pages": _pages(idle=20.0, load=28.0),
-            "b0": {
-                "idle": {"room": {**room, "p99_ms": 10.0}},
-                "load": {"room": {**room, "p99_ms": 600.0}},
-            },
+            "b0": _b0_room(idle=10.0, load=600.0),
         },
     }
 
@@ -139,7 +143,6 @@ def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() 
 
 
 def test_the_page_process_niceness_is_named_in_its_rows() -> None:
-    room = {"p50_ms": 1.0, "requests": 400, "errors": 0, "p99_ms": 10.0}
     results = {
         "systems": {},
         "h5": {
@@ -147,7 +150,7 @@ def test_the_page_process_niceness_is_named_in_its_rows() -> None:
             "pages_nice": -5,
             "minga": _pages(idle=20.0, load=100.0),
             "minga-pages": _pages(idle=20.0, load=28.0),
-            "b0": {"idle": {"room": room}, "load": {"room": room}},
+            "b0": _b0_room(idle=10.0, load=10.0),
         },
     }
 
@@ -158,13 +161,12 @@ def test_the_page_process_niceness_is_named_in_its_rows() -> None:
 
 
 def test_a_page_is_not_met_while_the_h1_step_beside_it_failed() -> None:
-    room = {"p50_ms": 1.0, "requests": 400, "errors": 0, "p99_ms": 600.0}
     results = {
         "systems": {},
         "h5": {
             "h1_frames_per_s": 45_000,
             "minga": _pages(idle=20.0, load=28.0, h1_p99=2470.8),
-            "b0": {"idle": {"room": room}, "load": {"room": room}},
+            "b0": _b0_room(idle=600.0, load=600.0),
         },
     }
 
