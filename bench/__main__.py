@@ -5,10 +5,10 @@ raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, e
 server processes (C0: one per core), each measured for H3 (connections), H1 (fan-out, one room
 and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6 (Redis
 restarted under load) on Minga; then C0's H1 once more (its second reading: the report takes
-the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page, and
-Minga with its pages on a process of their own, bench/h5.py); last H4 (one announcement to a
-big working group, Minga and B0's textbook loop, bench/h4.py). Every process started here is
-stopped before exit.
+the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page;
+Minga with its pages on a process of their own; Minga's pages while C0 carries the load, H5's
+floor; bench/h5.py); last H4 (one announcement to a big working group, Minga and B0's
+textbook loop, bench/h4.py). Every process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
 make it fail.
@@ -79,6 +79,8 @@ FULL: dict[str, Any] = {
     "h5_split": True,
     # Its niceness (0: as the others; `--h5-pages-nice`, "H5: the pages apart from the sockets").
     "h5_pages_nice": 0,
+    # H5's floor: Minga's pages while C0 carries the same H1 load (bench/h5.py, "c0").
+    "h5_floor": True,
     # C0's H1 read again after the other systems (`_run_c0_again`): a ceiling read at both ends
     # of the run, the speed probe and the host's steal beside each; the report takes the higher.
     "c0_again": True,
@@ -110,6 +112,7 @@ SMOKE: dict[str, Any] = {
     "h5_h1_rate": 250,
     "h5_split": True,
     "h5_pages_nice": 0,
+    "h5_floor": True,
     "c0_again": True,
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
@@ -452,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         help="the niceness of H5's page process, -20 to 19 (default 0; below 0 needs root)",
     )
     parser.add_argument(
+        "--h5-floor",
+        action=argparse.BooleanOptionalAction,
+        help="H5 again with C0 carrying the H1 load beside Minga's pages: H5's floor (default: yes)",
+    )
+    parser.add_argument(
         "--c0-again",
         action=argparse.BooleanOptionalAction,
         help="read C0's H1 again after the other systems (default: yes)",
@@ -485,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         cfg["h5_split"] = args.h5_split
     if args.c0_again is not None:
         cfg["c0_again"] = args.c0_again
+    if args.h5_floor is not None:
+        cfg["h5_floor"] = args.h5_floor
     if args.h5_pages_nice is not None:
         if not -20 <= args.h5_pages_nice <= 19:
             parser.error("--h5-pages-nice must be between -20 and 19")
@@ -503,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         + (f" --poster-threads {args.poster_threads}" if args.poster_threads else "")
         + ("" if args.h5_split is None else " --h5-split" if args.h5_split else " --no-h5-split")
         + ("" if args.c0_again is None else " --c0-again" if args.c0_again else " --no-c0-again")
+        + ("" if args.h5_floor is None else " --h5-floor" if args.h5_floor else " --no-h5-floor")
         + (f" --h5-pages-nice {args.h5_pages_nice}" if args.h5_pages_nice is not None else "")
         + (f" --only {args.only}" if args.only != ",".join(DEFAULT) else ""),
         "machine": machine(),

@@ -22,6 +22,13 @@ sockets"). The pages' work is the same; it no longer shares an event loop and a 
 fan-out. With `h5_pages_nice` below 0 the page process is also scheduled ahead of the others.
 Reported beside the issue's two-process figure, not in its place.
 
+Minga's pages under C0's load (`c0`, with `h5_floor`): the same H1 step (one room of
+`h5_members` clients, the same frames/s) carried by C0's two broadcast processes, while the
+probe asks Minga's two daphne processes, which hold no socket, for the same pages. C0 is the
+cheapest fan-out there is, so this is the floor of H5 on this machine: what the load alone
+(its fan-out and the load generator on the same two cores) does to Minga's pages. Where the
+floor is itself above 1.5 x idle, no design of Minga's fan-out meets H5 here.
+
 A request that answers anything but 200 (a redirect to the login page included) is an error of
 the run; timings never are. The H1 step run meanwhile is reported (delivered, lost, p99) but
 its failing is not an error: at this rate it is expected to fail on both.
@@ -153,8 +160,11 @@ async def _side(  # noqa: PLR0917 - one scenario's parameters, in one place
     frames_per_s: float,
     log: Callable[[str], None],
     page_ports: list[int],
+    *,
+    per_port_publishers: bool = False,
 ) -> dict[str, Any]:
-    """Idle, then under H1: the sockets on `ports`, the probe's pages from `page_ports`."""
+    """Idle, then under H1: the sockets on `ports`, the probe's pages from `page_ports`
+    (`per_port_publishers`: C0's fan-out is per process, so each port needs its sender)."""
     for _ in range(WARM_UP_REQUESTS):
         for port in page_ports:
             for path in pages.values():
@@ -163,7 +173,7 @@ async def _side(  # noqa: PLR0917 - one scenario's parameters, in one place
     idle = await asyncio.to_thread(_run_probe, page_ports, pages, cookie, rps, seconds)
     log(f"  {system} idle: {_brief(idle)}")
     members = int(cfg["h5_members"])
-    fleet = loadgen.Fleet(proto, ports, [room])
+    fleet = loadgen.Fleet(proto, ports, [room], per_port_publishers=per_port_publishers)
     try:
         connect_s = await fleet.open(members, per_room=members, budget=cfg["connect_budget"])
         await asyncio.sleep(1)
@@ -232,7 +242,12 @@ def run(
     static_root = tempfile.mkdtemp(prefix="minga-bench-static-")
     env = {**data.env, "BENCH_STATIC_ROOT": static_root}
     prep = _start_prep(env, quiet_thread)  # Minga's, while B0 runs
-    sides = ("b0", "minga", "minga-pages") if cfg.get("h5_split") else ("b0", "minga")
+    sides = (
+        "b0",
+        "minga",
+        *(("minga-pages",) if cfg.get("h5_split") else ()),
+        *(("c0",) if cfg.get("h5_floor") else ()),
+    )
     try:
         for system in sides:
             log(f"h5: {system}, H1 at {frames:,} frames/s into 1 room x {cfg['h5_members']}")
@@ -311,37 +326,56 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
     start_servers: Callable[..., tuple[list[int], list[int]]],
     stop_servers: Callable[[Processes, str], None],
 ) -> dict[str, Any]:
-    servers = "b0" if system == "b0" else "minga"
+    """One side. `b0`: the tutorial's sockets and page; `minga`, `minga-pages`: Minga's sockets,
+    its pages inside their processes or on a third; `c0`: C0's sockets, Minga's pages on
+    Minga's two processes (the floor)."""
+    started: list[str] = []
     try:
-        if servers == "minga":
-            _finish_prep(prep)
-        ports, pids = start_servers(procs, servers, redis_port, env)
-        page_ports = ports
-        redis_pid = procs.pid_of("redis")
-        if servers == "minga":
-            if system == "minga-pages":
-                page_ports = [_start_page_process(procs, env, int(cfg.get("h5_pages_nice", 0)))]
-            poster = minga_setup.Poster(
-                procs, data, "minga-h5-poster", threads=cfg["poster_threads"]
+        if system == "b0":
+            ports, pids = start_servers(procs, "b0", redis_port, env)
+            started.append("b0")
+            proto: loadgen.Proto = loadgen.TutorialProto()
+            meter = loadgen.Meter(pids, procs.pid_of("redis"))
+            pages, cookie = {"room": "/chat/lobby/"}, ""
+            return asyncio.run(
+                _side(system, proto, ports, "r0", pages, cookie, cfg, meter, frames, log, ports)
+            )  # the tutorial's room names are \w+
+        _finish_prep(prep)
+        minga_ports, minga_pids = start_servers(procs, "minga", redis_port, env)
+        started.append("minga")
+        pages = {"month": "/calendar/", "thread": f"/threads/{quiet_thread}/"}
+        if system == "c0":
+            ports, pids = start_servers(procs, "c0", redis_port, env)
+            started.append("c0")
+            cookie = login(minga_ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
+            meter = loadgen.Meter(pids, procs.pid_of("redis"))
+            return asyncio.run(
+                _side(
+                    *(system, loadgen.C0Proto(), ports, data.rooms[0], pages, cookie, cfg),
+                    *(meter, frames, log, minga_ports),
+                    per_port_publishers=True,
+                )
             )
-            proto: loadgen.Proto = loadgen.MingaProto(data.tokens, data.threads)
-            proto.poster = poster  # type: ignore[attr-defined]
-            meter = loadgen.Meter([*pids, poster.pid], redis_pid)
-            cookie = login(page_ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
-            pages = {"month": "/calendar/", "thread": f"/threads/{quiet_thread}/"}
-            room = data.rooms[0]
-        else:
-            proto, meter, cookie = loadgen.TutorialProto(), loadgen.Meter(pids, redis_pid), ""
-            pages = {"room": "/chat/lobby/"}
-            room = "r0"  # the tutorial's room names are \w+
+        page_ports = minga_ports
+        if system == "minga-pages":
+            page_ports = [_start_page_process(procs, env, int(cfg.get("h5_pages_nice", 0)))]
+        poster = minga_setup.Poster(procs, data, "minga-h5-poster", threads=cfg["poster_threads"])
+        proto = loadgen.MingaProto(data.tokens, data.threads)
+        proto.poster = poster
+        meter = loadgen.Meter([*minga_pids, poster.pid], procs.pid_of("redis"))
+        cookie = login(page_ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
         return asyncio.run(
-            _side(system, proto, ports, room, pages, cookie, cfg, meter, frames, log, page_ports)
+            _side(
+                *(system, proto, minga_ports, data.rooms[0], pages, cookie, cfg),
+                *(meter, frames, log, page_ports),
+            )
         )
     except (BenchError, RuntimeError, OSError, TimeoutError, WebSocketException) as error:
         log(f"  h5 {system} could not run: {error}")
         return {"error": f"{type(error).__name__}: {error}"}
     finally:
-        stop_servers(procs, servers)
+        for servers in reversed(started):
+            stop_servers(procs, servers)
 
 
 def _start_page_process(procs: Processes, env: dict[str, str], nice: int) -> int:
@@ -365,7 +399,7 @@ def problems(h5: Any) -> list[str]:
     if not isinstance(h5, dict):
         return []
     out = [f"h5: {h5['error']}"] if "error" in h5 else []
-    for system in ("minga", "minga-pages", "b0"):
+    for system in ("minga", "minga-pages", "c0", "b0"):
         side = h5.get(system)
         if not isinstance(side, dict):
             continue

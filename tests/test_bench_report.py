@@ -176,3 +176,61 @@ def test_a_page_is_not_met_while_the_h1_step_beside_it_failed() -> None:
         "1.40 x idle; 0.05 x B0; H1's own p99 meanwhile 2,471 ms (its step failed)",
         False,
     )
+
+
+def test_h5s_floor_is_minga_s_page_while_c0_carries_the_load_in_c0s_column() -> None:
+    results = {
+        "systems": {},
+        "h5": {
+            "h1_frames_per_s": 45_000,
+            "minga": _pages(idle=20.0, load=100.0),
+            "c0": _pages(idle=20.0, load=36.0, h1_p99=400.0),
+            "b0": _b0_room(idle=10.0, load=600.0),
+        },
+    }
+
+    idle, month = (row for row in report.rows(results) if "calendar month" in row.metric)
+
+    assert (idle.values["c0"], month.values["c0"]) == (20.0, 36.0)
+    # The floor is named, and called out when it is itself above the issue's 1.5 x idle.
+    assert month.ratio.endswith(
+        "; floor (C0's column: this page while C0 carried the load) 1.80 x idle, above the target"
+    )
+    assert month.met is False
+    # Below 1.5 x, the floor is named without the call-out; a failed C0 step is named too.
+    results["h5"]["c0"] = _pages(idle=20.0, load=24.0, h1_p99=1500.0)
+    month = next(row for row in report.rows(results) if "month page p99 under" in row.metric)
+    assert month.ratio.endswith("1.20 x idle (C0's step failed)")
+    # Without the floor's side, nothing about it.
+    del results["h5"]["c0"]
+    month = next(row for row in report.rows(results) if "month page p99 under" in row.metric)
+    assert (month.values["c0"], "floor" in month.ratio) == (None, False)
+
+
+def _h4(t_rows: float, raw_real: float | None) -> dict[str, object]:
+    minga = {"end_to_end_s": 0.6, "t_rows_s": t_rows, "t_push_s": 0.6, "t_email_s": t_rows}
+    minga |= {"lost": 0, "emails_immediate": 0, "raw_real_insert_s": raw_real}
+    minga |= {"raw_real_insert_again_s": 0.125}
+    return {"minga": minga, "b0": {"end_to_end_s": 30.0, "t_rows_s": 30.0, "lost": 0}}
+
+
+def test_h4s_rows_are_held_to_the_same_rows_raw_insert_as_well_as_to_the_temp_table() -> None:
+    results = {
+        "systems": {},
+        "config": {"h4_members": 10_000, "h4_online": 2_000},
+        "ceilings": {"pg_insert_10k": {"seconds": 0.03}},
+        "h4": _h4(t_rows=0.3, raw_real=0.15),
+    }
+
+    temp, real = (row for row in report.rows(results) if "inbox rows" in row.metric)
+
+    assert (temp.ratio, temp.met) == ("10.00 x raw INSERT", False)
+    assert real.values == {"minga": 0.3, "b0": 30.0, "b1": None, "c0": 0.15}
+    assert real.ratio == "2.00 x the same rows' raw INSERT (raw read again: 0.125 s)"
+    assert real.met is True
+    results["h4"] = _h4(t_rows=0.4, raw_real=0.15)  # 2.67 x: over the proposal's 2.5 x
+    real = next(row for row in report.rows(results) if "same rows into" in row.metric)
+    assert real.met is False
+    results["h4"] = _h4(t_rows=0.4, raw_real=None)  # not measured: no verdict
+    real = next(row for row in report.rows(results) if "same rows into" in row.metric)
+    assert (real.ratio, real.met) == ("n/a (raw read again: 0.125 s)", None)

@@ -67,10 +67,13 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
     # that failed would redirect); the timings are findings.
     h5 = results["h5"]
     minga_pages = ["month", "thread"]
-    for system, pages in (("minga", minga_pages), ("minga-pages", minga_pages), ("b0", ["room"])):
+    sides = [("minga", minga_pages), ("minga-pages", minga_pages), ("c0", minga_pages)]
+    for system, pages in [*sides, ("b0", ["room"])]:
         answered = [
             (h5[system][phase][page]["errors"], h5[system][phase][page]["p99_ms"] > 0)
             for phase in ("idle", "load")
             for page in pages
         ]
         assert answered == [(0, True)] * 2 * len(pages), h5[system]
+    # The floor: Minga's pages while C0 carried the same H1 load, and C0 lost nothing.
+    assert (h5["c0"]["h1"]["lost"], h5["c0"]["h1"]["received"]) == (0, h5["c0"]["h1"]["expected"])
