@@ -607,6 +607,38 @@ async def bisect(
     return done
 
 
+# Halvings below the ramp's first rate when even that fails (a slow machine's peers), each
+# half the last: 5,000 frames/s -> 2,500 -> 1,250 -> 625 -> 312.5.
+HALVINGS = 4
+
+
+async def search(
+    run: Callable[[float], Awaitable[dict[str, Any]]],
+    rates: Sequence[float],
+    refine: int,
+    halvings: int = HALVINGS,
+) -> list[dict[str, Any]]:
+    """The ramp's steps, in the order they ran: up `rates` until a step fails; when even the
+    first failed, down by halves until one passes (at most `halvings`); then `refine` steps
+    bisecting between the best pass and the lowest failure above it."""
+    done: list[dict[str, Any]] = []
+    for rate in rates:
+        done.append(await run(rate))
+        if not done[-1]["passed"]:
+            break
+    rate = rates[0] if rates else 0
+    for _ in range(halvings if done and not any(s["passed"] for s in done) else 0):
+        rate /= 2
+        done.append(await run(round(rate, 2)))
+        if done[-1]["passed"]:
+            break
+    passes = [s["rate_per_room"] for s in done if s["passed"]]
+    fails = [s["rate_per_room"] for s in done if not s["passed"]]
+    if passes and [f for f in fails if f > max(passes)]:
+        done += await bisect(run, max(passes), min(f for f in fails if f > max(passes)), refine)
+    return done
+
+
 async def fanout(
     proto: Proto,
     ports: Sequence[int],
@@ -629,8 +661,9 @@ async def fanout(
     A step fails when a frame is lost or duplicated after the drain, or p99 > 1 s. Then
     `refine` steps bisect between the last pass and the first failure: the ramp doubles, so
     with one step the best pass could only be 80,000 or 120,000 frames/s, and a p99 a few ms
-    either side of 1 s moved it between the two (docs/performance.md, "C0 read twice"). Then
-    one step at each of `fixed_rates` (H2's fixed loads), whatever the ramp found.
+    either side of 1 s moved it between the two (docs/performance.md, "C0 read twice"). When
+    the first rate already fails, the rate halves until a step passes (`search`). Then one
+    step at each of `fixed_rates` (H2's fixed loads), whatever the ramp found.
     """
     fleet = Fleet(proto, ports, rooms, per_port_publishers=per_port_publishers)
     counter = iter(range(1, 10_000))
@@ -655,10 +688,7 @@ async def fanout(
     try:
         connect_s = await fleet.open(members, per_room=members // len(rooms), budget=budget)
         await asyncio.sleep(1)
-        steps = await ramp()
-        passed = [s["rate_per_room"] for s in steps if s["passed"]]
-        if passed and not steps[-1]["passed"]:
-            steps += await bisect(run, passed[-1], steps[-1]["rate_per_room"], refine)
+        steps = await search(run, rates, refine)
         if callable(fixed_rates):  # rates that depend on what the ramp found
             passing = [s["delivered_per_s"] for s in steps if s["passed"]]
             fixed_rates = fixed_rates(max(passing) if passing else None)

@@ -556,7 +556,12 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"- {system} {scenario}: could not run: {sc['error']}")
                 continue
             best = sc.get("best")
-            failed = [s for s in sc.get("steps", []) if not s["passed"]]
+            # The failure that bounds the best pass: the lowest failing rate above it.
+            floor = best["rate_per_room"] if best else 0
+            failed = sorted(
+                (s for s in sc.get("steps", []) if not s["passed"] and s["rate_per_room"] > floor),
+                key=lambda s: s["rate_per_room"],
+            )
             text = f"- {system} {scenario}: "
             text += (
                 f"{best['delivered_per_s']:,}/s, p50 {best['p50_ms']}, p99 {best['p99_ms']}, "
@@ -568,7 +573,8 @@ def markdown(results: dict[str, Any]) -> str:
             if failed:
                 f = failed[0]
                 text += (
-                    f"; first failure at {f['rate_per_room'] * f['clients']:,.0f}/s offered: "
+                    f"; lowest failure{' above it' if best else ''} at "
+                    f"{f['rate_per_room'] * f['clients']:,.0f}/s offered: "
                     f"lost {f['lost']}, p99 {f['p99_ms']} ms"
                 )
             send = sc.get("send_best")

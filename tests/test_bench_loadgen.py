@@ -96,3 +96,28 @@ def test_the_ramp_bisects_between_its_last_pass_and_its_first_failure(
 
     assert [step["rate_per_room"] for step in steps] == rates
     assert asyncio.run(loadgen.bisect(run, 80_000, 160_000, steps=0)) == []
+
+
+@pytest.mark.parametrize(
+    ("capacity", "rates"),
+    [
+        # The ramp passes 5, 10 and 20 and fails 40, then bisects 20..40.
+        (25.0, [5, 10, 20, 40, 30, 25]),
+        # Even the first rate fails (a slow machine's peer): halve until a step passes, then
+        # bisect between that pass and the failure above it.
+        (2.0, [5, 2.5, 1.25, 1.9, 2.2]),
+        # Nothing passes, even after every halving: the steps that ran, no bisection.
+        (0.1, [5, 2.5, 1.25, 0.62, 0.31]),
+        # Every rate of the ramp passes: nothing to bisect.
+        (100.0, [5, 10, 20, 40]),
+    ],
+)
+def test_the_search_ramps_up_halves_down_when_the_first_rate_fails_and_bisects(
+    capacity: float, rates: list[float]
+) -> None:
+    async def run(rate: float) -> dict[str, object]:
+        return {"rate_per_room": rate, "passed": rate <= capacity}
+
+    steps = asyncio.run(loadgen.search(run, [5, 10, 20, 40], refine=2))
+
+    assert [step["rate_per_room"] for step in steps] == rates
