@@ -234,3 +234,40 @@ def test_h4s_rows_are_held_to_the_same_rows_raw_insert_as_well_as_to_the_temp_ta
     results["h4"] = _h4(t_rows=0.4, raw_real=None)  # not measured: no verdict
     real = next(row for row in report.rows(results) if "same rows into" in row.metric)
     assert (real.ratio, real.met) == ("n/a (raw read again: 0.125 s)", None)
+
+
+def _step(rate: float, *, passed: bool) -> dict[str, object]:
+    return {
+        **{"rate_per_room": rate, "clients": 1000, "passed": passed, "lost": 0},
+        **{"delivered_per_s": rate * 1000, "p50_ms": 1.0, "p99_ms": 900.0 if passed else 1200.0},
+        **{"server_us_per_frame": 9.0, "loadgen_cpu_pct": 50.0, "others_cpu_pct": 2.0},
+    }
+
+
+def test_the_details_name_the_failure_that_bounds_the_best_pass_and_the_h5_floor() -> None:
+    # The ramp failed at 40, the bisection passed 30 and failed 35: 35 bounds the best pass.
+    steps = [_step(20, passed=True), _step(40, passed=False)]
+    steps += [_step(30, passed=True), _step(35, passed=False)]
+    nothing = [_step(5, passed=False), _step(2.5, passed=False)]
+    machine = {"cpu": "x", "cores": 2, "ram_gib": 1, "os": "x", "python": "3", "redis": "x"}
+    results = {
+        **{"mode": "full", "date": "today", "command": "python -m bench", "seconds": 1.0},
+        "machine": {**machine, "load_average_at_start": [0, 0, 0]},
+        "systems": {
+            "minga": {"h1_1room": {"steps": steps, "best": steps[2]}},
+            "b0": {"h1_1room": {"steps": nothing, "best": None}},
+        },
+        "h5": {
+            "h1_frames_per_s": 45_000,
+            "h1_rate_source": "configured",
+            "c0": _pages(idle=20.0, load=36.0)
+            | {"h1": _step(45, passed=True) | {"received": 9, "expected": 9, "sent_rate": 45}},
+        },
+    }
+
+    text = report.markdown(results)
+
+    assert "- minga h1_1room: 30,000/s" in text
+    assert "; lowest failure above it at 35,000/s offered: lost 0, p99 1200.0 ms" in text
+    assert "- b0 h1_1room: no passing step; lowest failure at 2,500/s offered" in text
+    assert "- c0 (the floor: Minga's pages while C0 carried the load): month idle 1.0/20.0" in text
