@@ -337,9 +337,10 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
             proto: loadgen.Proto = loadgen.TutorialProto()
             meter = loadgen.Meter(pids, procs.pid_of("redis"))
             pages, cookie = {"room": "/chat/lobby/"}, ""
+            room = "r0"  # the tutorial's room names are \w+
             return asyncio.run(
-                _side(system, proto, ports, "r0", pages, cookie, cfg, meter, frames, log, ports)
-            )  # the tutorial's room names are \w+
+                _side(system, proto, ports, room, pages, cookie, cfg, meter, frames, log, ports)
+            )
         _finish_prep(prep)
         minga_ports, minga_pids = start_servers(procs, "minga", redis_port, env)
         started.append("minga")
@@ -351,8 +352,17 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
             meter = loadgen.Meter(pids, procs.pid_of("redis"))
             return asyncio.run(
                 _side(
-                    *(system, loadgen.C0Proto(), ports, data.rooms[0], pages, cookie, cfg),
-                    *(meter, frames, log, minga_ports),
+                    system,
+                    loadgen.C0Proto(),
+                    ports,
+                    data.rooms[0],
+                    pages,
+                    cookie,
+                    cfg,
+                    meter,
+                    frames,
+                    log,
+                    minga_ports,  # the pages from Minga's processes, the sockets on C0's
                     per_port_publishers=True,
                 )
             )
@@ -360,14 +370,14 @@ def _run_side(  # noqa: PLR0917 - the run's shared state
         if system == "minga-pages":
             page_ports = [_start_page_process(procs, env, int(cfg.get("h5_pages_nice", 0)))]
         poster = minga_setup.Poster(procs, data, "minga-h5-poster", threads=cfg["poster_threads"])
-        proto = loadgen.MingaProto(data.tokens, data.threads)
-        proto.poster = poster
+        minga = loadgen.MingaProto(data.tokens, data.threads)
+        minga.poster = poster
         meter = loadgen.Meter([*minga_pids, poster.pid], procs.pid_of("redis"))
         cookie = login(page_ports[0], LOGIN_EMAIL, LOGIN_PASSWORD)
+        room = data.rooms[0]
         return asyncio.run(
             _side(
-                *(system, proto, minga_ports, data.rooms[0], pages, cookie, cfg),
-                *(meter, frames, log, page_ports),
+                system, minga, minga_ports, room, pages, cookie, cfg, meter, frames, log, page_ports
             )
         )
     except (BenchError, RuntimeError, OSError, TimeoutError, WebSocketException) as error:

@@ -632,10 +632,11 @@ async def search(
         done.append(await run(round(rate, 2)))
         if done[-1]["passed"]:
             break
-    passes = [s["rate_per_room"] for s in done if s["passed"]]
-    fails = [s["rate_per_room"] for s in done if not s["passed"]]
-    if passes and [f for f in fails if f > max(passes)]:
-        done += await bisect(run, max(passes), min(f for f in fails if f > max(passes)), refine)
+    best = max((s["rate_per_room"] for s in done if s["passed"]), default=None)
+    if best is not None:
+        above = [s["rate_per_room"] for s in done if not s["passed"] and s["rate_per_room"] > best]
+        if above:
+            done += await bisect(run, best, min(above), refine)
     return done
 
 
