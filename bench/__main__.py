@@ -242,8 +242,11 @@ def start_servers(
     redis_port: int,
     minga_env: dict[str, str] | None,
     tree: str | None = None,
+    *,
+    c0_ping: float | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Two server processes of `system`; Minga's from the source tree `tree` (default: this one)."""
+    """Two server processes of `system`; Minga's from the source tree `tree` (default: this one);
+    C0's with keepalive pings every `c0_ping` seconds when given (none in `make bench`)."""
     first = {"c0": 8101, "b0": 8111, "b1": 8121, "minga": 8131}[system]
     ports = free_ports(2, first)
     pids: list[int] = []
@@ -251,7 +254,7 @@ def start_servers(
     for index, port in enumerate(ports):
         name = f"{system}-{index}"
         if system == "c0":
-            argv, env = c0_argv(port), {}
+            argv, env = c0_argv(port, c0_ping), {}
         elif system in {"b0", "b1"}:
             argv = daphne_argv("bench.b0.asgi:application", port)
             env = {

@@ -2,7 +2,12 @@
 
 One process per core; each relays every text frame it receives to every socket of the same
 room (the URL path) in that process with `websockets.broadcast`. No channel layer, no Django.
-Run: `python -m bench.c0_server PORT`.
+Run: `python -m bench.c0_server PORT [PING_INTERVAL]`.
+
+Without PING_INTERVAL (as `make bench` runs it) it sends no keepalive pings. With one, it pings
+every socket every PING_INTERVAL seconds and closes one whose pong takes over 30 s, as daphne
+does by default (20 s, 30 s): the cheapest keepalive, the floor of H3's idle CPU
+(`python -m bench.connect_probe --only c0,c0-ping,minga`).
 """
 
 from __future__ import annotations
@@ -27,15 +32,21 @@ async def handler(connection: ServerConnection) -> None:
         room.discard(connection)
 
 
-async def main(port: int) -> None:
+async def main(port: int, ping_interval: float | None = None) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     async with serve(
-        handler, "127.0.0.1", port, compression=None, ping_interval=None, max_size=2**16
+        handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        ping_interval=ping_interval,
+        ping_timeout=30 if ping_interval else None,
+        max_size=2**16,
     ):
         await stop
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -28,6 +28,10 @@ from bench import loadgen, minga_setup
 from bench.__main__ import _stop_servers, start_servers
 from bench.servers import ROOT, Processes, start_redis
 
+# daphne's default: a ping to every websocket every 20 s (docs/deployment.md).
+DAPHNE_PING_INTERVAL = 20.0
+_protos: dict[str, loadgen.Proto] = {"b0": loadgen.TutorialProto(), "c0": loadgen.C0Proto()}
+
 
 async def _probe(
     proto: loadgen.Proto,
@@ -187,10 +191,11 @@ def _checked(
         systems = ["base", *systems]
     if "base" in systems and not args.baseline:
         parser.error("--only base needs --baseline TREE")
-    if not set(systems) <= {"base", "minga", "b0"} or args.members < 10 or args.members % 10:
-        parser.error("--only takes minga, b0 and base; --members a multiple of 10")
-    if rates and "b0" in systems:
-        parser.error("--rates posts through Minga's services: not with b0")
+    known = {"base", "minga", "b0", "c0", "c0-ping"}
+    if not set(systems) <= known or args.members < 10 or args.members % 10:
+        parser.error("--only takes minga, b0, c0, c0-ping and base; --members a multiple of 10")
+    if rates and set(systems) & {"b0", "c0", "c0-ping"}:
+        parser.error("--rates posts through Minga's services: not with b0, c0 or c0-ping")
     return rates, systems
 
 
@@ -200,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="minga",
-        help="minga (this tree) and/or b0 (the tutorial's consumer, bench/b0), comma-separated",
+        help="minga (this tree), b0 (the tutorial's consumer, bench/b0), c0 (bench/c0_server, "
+        "no keepalive) and c0-ping (the same with daphne's keepalive: a ping every 20 s, the "
+        "floor of idle CPU), comma-separated",
     )
     parser.add_argument(
         "--idle-seconds",
@@ -258,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 tree = str(args.baseline) if system == "base" else None
                 env = _server_env(data.env, tree)
-                kind = "b0" if system == "b0" else "minga"
-                ports, pids = start_servers(procs, kind, port, env, tree)
+                kind = system if system == "b0" else "c0" if system.startswith("c0") else "minga"
+                ping = DAPHNE_PING_INTERVAL if system == "c0-ping" else None
+                ports, pids = start_servers(procs, kind, port, env, tree, c0_ping=ping)
                 poster = None
                 try:
                     meter = loadgen.Meter(pids, redis.pid)
@@ -272,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                         fanout_meter = loadgen.Meter([*pids, poster.pid], redis.pid)
                     out[system] = asyncio.run(
                         _probe(
-                            loadgen.TutorialProto() if kind == "b0" else proto,
+                            _protos.get(kind, proto),
                             ports,
-                            "hold" if kind == "b0" else data.hold_room,
+                            data.hold_room if kind == "minga" else "hold",
                             args.members,
                             meter,
                             fanout=(rates, args.seconds, fanout_meter),

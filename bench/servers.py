@@ -167,5 +167,7 @@ def daphne_argv(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
 
 
-def c0_argv(port: int) -> list[str]:
-    return [sys.executable, "-m", "bench.c0_server", str(port)]
+def c0_argv(port: int, ping_interval: float | None = None) -> list[str]:
+    """C0's server; with `ping_interval`, keepalive pings as daphne sends them (bench.c0_server)."""
+    ping = [str(ping_interval)] if ping_interval else []
+    return [sys.executable, "-m", "bench.c0_server", str(port), *ping]

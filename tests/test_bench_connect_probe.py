@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench import connect_probe
+from bench import connect_probe, servers
 
 
 def _systems(only: str, baseline: str | None = None) -> list[str]:
@@ -22,7 +22,7 @@ def test_the_baseline_runs_first_unless_only_places_it() -> None:
     ) == (["base", "minga", "b0"], ["base", "minga", "base", "minga"], ["minga", "b0"])
 
 
-@pytest.mark.parametrize("only", ["base,minga", "minga,c0"])
+@pytest.mark.parametrize("only", ["base,minga", "minga,c1"])
 def test_base_without_a_tree_or_an_unknown_system_is_refused(
     only: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -30,3 +30,19 @@ def test_base_without_a_tree_or_an_unknown_system_is_refused(
         connect_probe.main(["--only", only])
 
     assert "--only" in capsys.readouterr().err
+
+
+def test_c0_with_and_without_daphnes_keepalive_are_systems_but_take_no_posts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _systems("c0,c0-ping,minga") == ["c0", "c0-ping", "minga"]
+
+    with pytest.raises(SystemExit):
+        connect_probe.main(["--only", "c0-ping,minga", "--rates", "5"])
+
+    assert "--rates posts through Minga's services: not with b0, c0" in capsys.readouterr().err
+
+
+def test_c0s_server_pings_only_when_asked_as_daphne_does() -> None:
+    assert servers.c0_argv(8101)[-1] == "8101"
+    assert servers.c0_argv(8101, connect_probe.DAPHNE_PING_INTERVAL)[-2:] == ["8101", "20.0"]
