@@ -6,8 +6,10 @@ Run: `python -m bench.c0_server PORT [PING_INTERVAL]`.
 
 Without PING_INTERVAL (as `make bench` runs it) it sends no keepalive pings. With one, it pings
 every socket every PING_INTERVAL seconds and closes one whose pong takes over 30 s, as daphne
-does by default (20 s, 30 s): the cheapest keepalive, the floor of H3's idle CPU
-(`python -m bench.connect_probe --only c0,c0-ping,minga`).
+does by default (20 s, 30 s): H3's idle CPU with the keepalive a bare `websockets` server
+gives (`python -m bench.connect_probe --only c0,c0-ping,minga`). Measured, it is no floor:
+`websockets` keeps a task per connection for it, and at 10,000 sockets it idled at 19 % of a
+core where Minga's daphne idled at 7 % (docs/performance.md, "H3 idle on a slower machine").
 """
 
 from __future__ import annotations

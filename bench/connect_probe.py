@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="minga",
         help="minga (this tree), b0 (the tutorial's consumer, bench/b0), c0 (bench/c0_server, "
-        "no keepalive) and c0-ping (the same with daphne's keepalive: a ping every 20 s, the "
-        "floor of idle CPU), comma-separated",
+        "no keepalive) and c0-ping (the same with daphne's keepalive interval: a ping every 20 "
+        "s), comma-separated",
     )
     parser.add_argument(
         "--idle-seconds",
