@@ -460,11 +460,11 @@ def _h5_lines(results: dict[str, Any]) -> list[str]:
         side = h5.get(system)
         if not isinstance(side, dict):
             continue
-        name = (
+        label = (
             "c0 (the floor: Minga's pages while C0 carried the load)" if system == "c0" else system
         )
         if "error" in side:
-            lines.append(f"- {name}: could not run: {side['error']}")
+            lines.append(f"- {label}: could not run: {side['error']}")
             continue
         pages = [
             f"{name} {phase} {v['p50_ms']}/{v['p99_ms']} ({v['requests']} requests)"
@@ -474,7 +474,7 @@ def _h5_lines(results: dict[str, Any]) -> list[str]:
         ]
         h1 = side["h1"]
         lines.append(
-            f"- {name}: {', '.join(pages)}; H1 meanwhile: {h1['received']:,} of "
+            f"- {label}: {', '.join(pages)}; H1 meanwhile: {h1['received']:,} of "
             f"{h1['expected']:,} frames ({h1['lost']:,} lost at the drain), "
             f"{h1['delivered_per_s']:,}/s in the window, p50 {h1['p50_ms']} p99 {h1['p99_ms']} "
             f"ms, messages sent at {h1['sent_rate']}/s of {h1['rate_per_room']}/s asked"
