@@ -676,14 +676,6 @@ async def fanout(
         log(_describe(proto.name, result) + label)
         return result
 
-    async def ramp(label: str = "") -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
-        for rate in rates:
-            done.append(await run(rate, label))
-            if not done[-1]["passed"]:
-                break
-        return done
-
     fixed: list[dict[str, Any]] = []
     send_steps: list[dict[str, Any]] = []
     try:
@@ -698,7 +690,10 @@ async def fanout(
         if send_ramp:  # Minga: the same clients, now posting through the gateway's message.send
             poster, proto.poster = proto.poster, None  # type: ignore[attr-defined]
             try:
-                send_steps = await ramp(" (message.send)")
+                # The same ramp up, without halving or bisecting: a figure beside H1's, not H1's.
+                send_steps = await search(
+                    lambda rate: run(rate, " (message.send)"), rates, refine=0, halvings=0
+                )
             finally:
                 proto.poster = poster  # type: ignore[attr-defined]
         await fleet.recount([*steps, *fixed, *send_steps], log)

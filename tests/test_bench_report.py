@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,16 +102,19 @@ def _b0_room(idle: float, load: float) -> dict[str, object]:
     return {"idle": {"room": {**room, "p99_ms": idle}}, "load": {"room": {**room, "p99_ms": load}}}
 
 
+def _h5(frames: int, **sides: dict[str, object]) -> dict[str, Any]:
+    """Results holding only H5: its H1 rate and its sides (`minga_pages` for `minga-pages`)."""
+    named = {name.replace("_", "-"): side for name, side in sides.items()}
+    return {"systems": {}, "h5": {"h1_frames_per_s": frames, **named}}
+
+
 def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() -> None:
-    results = {
-        "systems": {},
-        "h5": {
-            "h1_frames_per_s": 38_000,
-            "minga": _pages(idle=20.0, load=100.0),
-            "minga-pages": _pages(idle=20.0, load=28.0),
-            "b0": _b0_room(idle=10.0, load=600.0),
-        },
-    }
+    results = _h5(
+        38_000,
+        minga=_pages(idle=20.0, load=100.0),
+        minga_pages=_pages(idle=20.0, load=28.0),
+        b0=_b0_room(idle=10.0, load=600.0),
+    )
 
     loaded = [row for row in report.rows(results) if "under H1" in row.metric]
 
@@ -143,16 +147,13 @@ def test_h5_with_the_pages_apart_is_a_row_of_its_own_beside_the_issues_figure() 
 
 
 def test_the_page_process_niceness_is_named_in_its_rows() -> None:
-    results = {
-        "systems": {},
-        "h5": {
-            "h1_frames_per_s": 38_000,
-            "pages_nice": -5,
-            "minga": _pages(idle=20.0, load=100.0),
-            "minga-pages": _pages(idle=20.0, load=28.0),
-            "b0": _b0_room(idle=10.0, load=10.0),
-        },
-    }
+    results = _h5(
+        38_000,
+        minga=_pages(idle=20.0, load=100.0),
+        minga_pages=_pages(idle=20.0, load=28.0),
+        b0=_b0_room(idle=10.0, load=10.0),
+    )
+    results["h5"]["pages_nice"] = -5
 
     metrics = [row.metric for row in report.rows(results) if "their own" in row.metric]
 
@@ -161,14 +162,11 @@ def test_the_page_process_niceness_is_named_in_its_rows() -> None:
 
 
 def test_a_page_is_not_met_while_the_h1_step_beside_it_failed() -> None:
-    results = {
-        "systems": {},
-        "h5": {
-            "h1_frames_per_s": 45_000,
-            "minga": _pages(idle=20.0, load=28.0, h1_p99=2470.8),
-            "b0": _b0_room(idle=600.0, load=600.0),
-        },
-    }
+    results = _h5(
+        45_000,
+        minga=_pages(idle=20.0, load=28.0, h1_p99=2470.8),
+        b0=_b0_room(idle=600.0, load=600.0),
+    )
 
     month = next(row for row in report.rows(results) if "month page p99 under" in row.metric)
 
@@ -179,15 +177,12 @@ def test_a_page_is_not_met_while_the_h1_step_beside_it_failed() -> None:
 
 
 def test_h5s_floor_is_minga_s_page_while_c0_carries_the_load_in_c0s_column() -> None:
-    results = {
-        "systems": {},
-        "h5": {
-            "h1_frames_per_s": 45_000,
-            "minga": _pages(idle=20.0, load=100.0),
-            "c0": _pages(idle=20.0, load=36.0, h1_p99=400.0),
-            "b0": _b0_room(idle=10.0, load=600.0),
-        },
-    }
+    results = _h5(
+        45_000,
+        minga=_pages(idle=20.0, load=100.0),
+        c0=_pages(idle=20.0, load=36.0, h1_p99=400.0),
+        b0=_b0_room(idle=10.0, load=600.0),
+    )
 
     idle, month = (row for row in report.rows(results) if "calendar month" in row.metric)
 
