@@ -43,13 +43,18 @@ Either way the client reconnects with its jittered backoff and catches up by `se
 
 6. **Frames go out when written.** Autobahn's own writes (pings, pongs, close frames, the ASGI
    path's frames) take `_send_now` as the hub's do (`_direct_send_data`), the colour
-   highlights of its debug lines are formatted only when a line is written (`Highlight`), and
+   highlights of its debug lines are formatted only when a line is written (`Highlight`), the
+   direct write's own debug line is built only while debug logging is on, and
    Nagle's algorithm is off as autobahn's factory asks (docs/performance.md, "H3 idle and
    Nagle: autobahn's own writes").
 
 7. **Sweeps that cost what changed.** daphne walks every connection every second and every two
    seconds (reaping, pings, timeouts); `forums.sweeps` looks only at the connections that need
    it, with the same outcomes at the same ticks.
+
+8. **The keepalive's own path.** The ping every idle socket gets and the pong it answers skip
+   autobahn's general frame code (`forums.keepalive`; docs/performance.md, "H3 idle: the
+   keepalive's own path").
 
 `install()` runs at import of the gateway. It acts only where daphne's websocket protocol is
 loaded (daphne imports it before the application); the in-process test communicators have no
@@ -416,6 +421,9 @@ def install() -> None:
     cls.serverClose = server_close
     cls._connectionMade = _options_on_class(cls)
     cls.sendData = _direct_send_data(cls.sendData)
+    from forums import keepalive  # it writes through _send_now, above
+
+    keepalive.install(cls)
     quiet_option_log()
     lazy_highlights()
     http_protocol = sys.modules.get("daphne.http_protocol")
@@ -504,6 +512,8 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
     Chopped and synchronous sends, a queue already waiting and octet logging keep autobahn's
     own path; the traffic counters and the debug line are autobahn's."""
 
+    from txaio.tx import _no_op  # what txaio makes a logger's method of a level that is off
+
     @functools.wraps(original)
     def send_data(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         transport = self.transport
@@ -511,12 +521,13 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
             original(self, data, sync, chopsize)
             return
         _send_now(transport, data)
-        self.log.debug(
-            "{func} sent {data_len} bytes for peer {peer}",
-            func=Highlight(_highlighted, ("hltype", send_data), {}),
-            peer=Highlight(_highlighted, ("hlval", self.peer), {}),
-            data_len=Highlight(_highlighted, ("hlval", len(data)), {}),
-        )
+        if self.log.debug is not _no_op:  # its three highlights cost as much as the send
+            self.log.debug(
+                "{func} sent {data_len} bytes for peer {peer}",
+                func=Highlight(_highlighted, ("hltype", send_data), {}),
+                peer=Highlight(_highlighted, ("hlval", self.peer), {}),
+                data_len=Highlight(_highlighted, ("hlval", len(data)), {}),
+            )
         if self.state == self.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
