@@ -70,8 +70,8 @@ class Side:
 
 
 def _side(*, short: bool, **options: Any) -> Side:
-    """An open autobahn server protocol on an in-memory transport; `short`: with the short path,
-    made so that autobahn's general frame code fails if the short path calls it."""
+    """An open autobahn server protocol on an in-memory transport, its pong timer recorded;
+    `short`: with forums.keepalive's short path installed."""
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
     from twisted.internet.testing import StringTransport
 
@@ -115,16 +115,18 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "urandom", lambda n: bytes(range(7, 7 + n)))
 
 
-def pong_frame(payload: bytes, mask: bytes = b"\x1f\x2e\x3d\x4c") -> bytes:
-    """A client's pong (RFC 6455: masked, FIN, opcode 10)."""
+def client_frame(first_byte: int, payload: bytes, mask: bytes) -> bytes:
+    """One frame as a client sends it (RFC 6455 5.2-5.3: masked, a payload under 126 bytes)."""
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((0x8A, 0x80 | len(payload))) + mask + masked
+    return bytes((first_byte, 0x80 | len(payload))) + mask + masked
 
 
-def text_frame(text: str, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
-    payload = text.encode()
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((0x81, 0x80 | len(payload))) + mask + masked
+def pong_frame(payload: bytes) -> bytes:
+    return client_frame(0x8A, payload, b"\x1f\x2e\x3d\x4c")  # FIN, opcode 10
+
+
+def text_frame(text: str) -> bytes:
+    return client_frame(0x81, text.encode(), b"\x01\x02\x03\x04")  # FIN, opcode 1
 
 
 def both(**options: Any) -> tuple[Side, Side]:
