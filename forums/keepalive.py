@@ -11,7 +11,8 @@ frame parser (`consumeData`, `processData` twice, a masker object, `onFrameBegin
 - **The ping** (`send_auto_ping`, as autobahn's `_sendAutoPing`, which daphne's
   `check_timeouts` calls): the same payload (the send time in nanoseconds, the sequence number,
   `autoPingSize - 12` random bytes), the same state and the same pong timeout on the factory's
-  batched timer, written as one unmasked frame with `forums.transport`'s direct send.
+  batched timer, handed as one unmasked frame to `sendData` (under daphne, `forums.transport`'s
+  direct write).
 - **The pong** (`data_received`, before autobahn's `_dataReceived`): a read that is exactly one
   whole masked pong frame, arriving between frames with nothing buffered, is unmasked here and
   handed to autobahn's own `processControlFrame`, as its parser hands a pong. The pong's check
@@ -19,7 +20,7 @@ frame parser (`consumeData`, `processData` twice, a masker object, `onFrameBegin
 
 Anything else takes autobahn's path unchanged: a socket not open, a frame split across reads or
 sharing one, an unmasked pong (a protocol violation autobahn reports), frame or octet logging,
-a send queue, and debug logging (so autobahn's debug lines are written as before).
+a waiting send queue, and debug logging (so autobahn's debug lines are written as before).
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from typing import Any
 
 from txaio import tx
 
-from forums.transport import _send_now
-
 PONG = 0x8A  # FIN, no RSV bits, opcode 10
 PING = 0x89  # FIN, no RSV bits, opcode 9
 MASKED = 0x80
@@ -42,9 +41,10 @@ CONTROL_PAYLOAD_MAX = 125  # RFC 6455 5.5
 PING_HEADER = 12  # autobahn's auto-ping payload: 8 bytes of send time, 4 of sequence number
 
 
-def _debug_off(log: Any) -> bool:
-    """Whether txaio has made `log.debug` a no-op (its way of turning a level off)."""
-    return log.debug is tx._no_op
+def debug_on(log: Any) -> bool:
+    """Whether `log` writes debug lines: txaio makes the method of a level that is off its
+    no-op, so an argument built for a debug call while debug is off is built for nothing."""
+    return log.debug is not tx._no_op
 
 
 def unmask(mask: bytes, masked: bytes) -> bytes:
@@ -60,17 +60,16 @@ def send_auto_ping(original: Callable[[Any], None]) -> Callable[[Any], None]:
     """Autobahn's `_sendAutoPing` (a ping, then the pong's timeout) written directly."""
 
     def _sendAutoPing(self: Any) -> None:  # noqa: N802 - autobahn's name
-        transport = self.transport
         size = self.autoPingSize
         if (
             self.state != self.STATE_OPEN
-            or transport is None
+            or self.transport is None
             or self.send_queue
             or self.logFrames
             or self.logOctets
             or self.maskServerFrames
             or not PING_HEADER <= size <= CONTROL_PAYLOAD_MAX
-            or not _debug_off(self.log)
+            or debug_on(self.log)
         ):
             original(self)
             return
@@ -80,9 +79,8 @@ def send_auto_ping(original: Callable[[Any], None]) -> Callable[[Any], None]:
         self.autoPingPending = struct.pack(
             ">QL", self.autoPingPendingSent, self.autoPingPendingSeq
         ) + os.urandom(size - PING_HEADER)
-        frame = bytes((PING, size)) + self.autoPingPending
-        _send_now(transport, frame)
-        self.trafficStats.outgoingOctetsWireLevel += len(frame)
+        # Under daphne sendData is forums.transport's direct write: it writes and counts octets.
+        self.sendData(bytes((PING, size)) + self.autoPingPending)
         if self.autoPingTimeout:
             self.autoPingTimeoutCall = self.factory._batched_timer.call_later(
                 self.autoPingTimeout, self.onAutoPingTimeout

@@ -421,9 +421,9 @@ def install() -> None:
     cls.serverClose = server_close
     cls._connectionMade = _options_on_class(cls)
     cls.sendData = _direct_send_data(cls.sendData)
-    from forums import keepalive  # it writes through _send_now, above
+    from forums import keepalive
 
-    keepalive.install(cls)
+    keepalive.install(cls)  # its pings go out through the sendData above
     quiet_option_log()
     lazy_highlights()
     http_protocol = sys.modules.get("daphne.http_protocol")
@@ -512,7 +512,7 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
     Chopped and synchronous sends, a queue already waiting and octet logging keep autobahn's
     own path; the traffic counters and the debug line are autobahn's."""
 
-    from txaio.tx import _no_op  # what txaio makes a logger's method of a level that is off
+    from forums.keepalive import debug_on  # txaio's, imported once Twisted is in use
 
     @functools.wraps(original)
     def send_data(self: Any, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
@@ -521,7 +521,7 @@ def _direct_send_data(original: Callable[..., None]) -> Callable[..., None]:
             original(self, data, sync, chopsize)
             return
         _send_now(transport, data)
-        if self.log.debug is not _no_op:  # its three highlights cost as much as the send
+        if debug_on(self.log):  # its three highlights cost as much as the send
             self.log.debug(
                 "{func} sent {data_len} bytes for peer {peer}",
                 func=Highlight(_highlighted, ("hltype", send_data), {}),
