@@ -14,6 +14,7 @@ core where Minga's daphne idled at 7 % (docs/performance.md, "H3 idle on a slowe
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
@@ -50,5 +51,15 @@ async def main(port: int, ping_interval: float | None = None) -> None:
         await stop
 
 
+def _arguments(argv: list[str]) -> tuple[int, float | None]:
+    parser = argparse.ArgumentParser(prog="python -m bench.c0_server", description=__doc__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("ping_interval", type=float, nargs="?", help="seconds; none by default")
+    args = parser.parse_args(argv)
+    if args.ping_interval is not None and args.ping_interval <= 0:
+        parser.error("ping_interval takes a positive number of seconds")
+    return args.port, args.ping_interval
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else None))
+    asyncio.run(main(*_arguments(sys.argv[1:])))

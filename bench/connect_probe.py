@@ -31,6 +31,8 @@ from bench.servers import ROOT, Processes, start_redis
 # daphne's default: a ping to every websocket every 20 s (docs/deployment.md).
 DAPHNE_PING_INTERVAL = 20.0
 _protos: dict[str, loadgen.Proto] = {"b0": loadgen.TutorialProto(), "c0": loadgen.C0Proto()}
+# The servers each system starts (bench.__main__.start_servers's kinds).
+_KINDS = {"b0": "b0", "c0": "c0", "c0-ping": "c0"}
 
 
 async def _probe(
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 tree = str(args.baseline) if system == "base" else None
                 env = _server_env(data.env, tree)
-                kind = system if system == "b0" else "c0" if system.startswith("c0") else "minga"
+                kind = _KINDS.get(system, "minga")  # base runs Minga from the baseline tree
                 ping = DAPHNE_PING_INTERVAL if system == "c0-ping" else None
                 ports, pids = start_servers(procs, kind, port, env, tree, c0_ping=ping)
                 poster = None

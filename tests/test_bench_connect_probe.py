@@ -46,3 +46,16 @@ def test_c0_with_and_without_daphnes_keepalive_are_systems_but_take_no_posts(
 def test_c0s_server_pings_only_when_asked_as_daphne_does() -> None:
     assert servers.c0_argv(8101)[-1] == "8101"
     assert servers.c0_argv(8101, connect_probe.DAPHNE_PING_INTERVAL)[-2:] == ["8101", "20.0"]
+
+
+def test_c0s_server_reads_what_c0_argv_writes_and_refuses_a_bad_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import c0_server
+
+    assert c0_server._arguments(servers.c0_argv(8101)[3:]) == (8101, None)
+    assert c0_server._arguments(servers.c0_argv(8101, 20.0)[3:]) == (8101, 20.0)
+    for bad in (["8101", "soon"], ["8101", "0"]):
+        with pytest.raises(SystemExit):
+            c0_server._arguments(bad)
+    assert "ping_interval" in capsys.readouterr().err
