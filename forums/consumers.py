@@ -33,10 +33,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Min
 from django.http import Http404
 from django.utils import timezone, translation
+from minga import realtime
 from minga.realtime import db_hop
 
 from community import policy
-from community.models import ApiToken, User
+from community.models import User
 from notifications import bus
 
 from . import moderation, presence, selectors, services, transport
@@ -53,18 +54,12 @@ from .frames import (
     TYPING_INTERVAL_SECONDS,
     ClientFrame,
     FrameError,
-    credential_fingerprint,
     dumps,
     parse,
 )
 from .models import ContentChange, Message, Room, Thread
 
 logger = logging.getLogger("forums.gateway")
-
-# Scope keys set by minga.realtime.TokenAuthMiddleware: (member id, language) of a participant or
-# None, and the token's credential fingerprint, both resolved in the middleware's database hop.
-GATEWAY_IDENTITY = "minga.identity"
-GATEWAY_CREDENTIAL = "minga.credential"
 
 # How long after a subscribe live `message.created` frames are checked against the replay. A
 # frame committed before the replay read the room reaches the group within milliseconds; this
@@ -82,14 +77,6 @@ ACKS_REMEMBERED = 64
 def _in_language[T](language: str | None, fn: Callable[..., T], *args: Any) -> T:
     with translation.override(language):
         return fn(*args)
-
-
-def _authenticate(user: Any) -> tuple[int, str] | None:
-    """(member id, language) of a participant, else None. Touches the lazy scope user here,
-    in a thread, never in the event loop."""
-    if user is None or not policy.is_participant(user):
-        return None
-    return int(user.pk), str(user.language or "")
 
 
 def _fresh_member(member_id: int) -> User:
@@ -351,10 +338,6 @@ def _readable(member_id: int, room_ids: list[int]) -> set[int] | None:
     }
 
 
-def _token_credential(raw: str) -> str:
-    return credential_fingerprint(ApiToken.hash_key(raw))
-
-
 # --- Presence broadcasts ----------------------------------------------------------------------
 
 
@@ -499,37 +482,25 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.write_direct = transport.direct_sender(self.base_send)
         await self.accept()
         # Accept first: only an accepted socket can carry the 4401 close code to the client.
-        if GATEWAY_IDENTITY in self.scope:
-            # TokenAuthMiddleware resolved the token, the participant check and the credential
-            # in its one database hop (minga.realtime): no second hop for the same answers.
-            found = self.scope[GATEWAY_IDENTITY]
-        else:
-            found = await db_hop(_authenticate)(self.scope.get("user"))
-        if found is None:
+        # One database hop answers who the handshake names: the token's or the session's member,
+        # whether they are a participant now, in which language, and the credential a
+        # `session.revoked` names (minga.realtime.authenticate).
+        handshake = await db_hop(realtime.authenticate)(self.scope.get("headers", []))
+        # The scope keeps what Channels' auth middleware put in it. It is this socket's own:
+        # daphne makes one per connection, and the routing hands it over as it is.
+        self.scope["user"], self.scope["auth"] = handshake.user, handshake.auth
+        if handshake.session is not None:
+            self.scope["session"] = handshake.session
+        if handshake.identity is None:
             logger.info("socket refused", extra={"reason": "unauthenticated"})
             self.closing = True
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.member_id, self.language = found
-        self.credential = await self._credential()
+        self.member_id, self.language = handshake.identity
+        self.credential = handshake.credential
         self.user_group = bus.user_group(self.member_id)
         await bus.join(self.user_group, self)
         logger.info("socket connected", extra={"member": self.member_id})
-
-    async def _credential(self) -> str | None:
-        """Fingerprint of what authenticated this socket (session key or token), so a
-        `session.revoked` for one session closes that session's sockets and no others."""
-        if self.scope.get("auth") == "token":
-            if GATEWAY_CREDENTIAL in self.scope:
-                return self.scope[GATEWAY_CREDENTIAL]
-            for name, value in self.scope.get("headers", []):
-                if name == b"authorization":
-                    _scheme, _, key = value.decode("latin-1").partition(" ")
-                    return await db_hop(_token_credential)(key.strip())
-            return None
-        session = self.scope.get("session")
-        key = getattr(session, "session_key", None) if session is not None else None
-        return credential_fingerprint(key) if key else None
 
     async def disconnect(self, code: int) -> None:
         if self.member_id is None:

@@ -149,7 +149,7 @@ def test_session_identity_is_two_queries_the_session_and_the_member(
     store = sessions.SessionStore(_signed_in(member))
 
     with django_assert_num_queries(2):
-        user, identity = session_identity({"session": store})
+        user, identity = session_identity(store)
 
     assert user.pk == member.pk
     assert identity == (member.pk, member.language)

@@ -7,6 +7,12 @@ once GCCENSUS_AFTER seconds have passed (default 12: after start-up and the warm
 `gc.DEBUG_SAVEALL` is on and the collected objects are counted by type, then dropped.
 Example: `GCCENSUS_DIR=/tmp/gc PYTHONPATH=bench/gccensus python -m bench.connect_probe
 --members 4000`.
+
+With GCCENSUS_LIVE=<seconds> as well, the process also counts, once that many seconds have
+passed (while the clients are held), the objects a full collection walks (tracked, not frozen)
+by type, then times one full collection (wall and CPU): divided by the sockets held, what each
+open socket adds to every full collection's pause (docs/performance.md, "H3: the handshake's
+frames").
 """
 
 import os
@@ -46,5 +52,23 @@ if os.environ.get("GCCENSUS_DIR") and "daphne" in " ".join(sys.orig_argv):
         gc.set_debug(gc.DEBUG_SAVEALL)
         _log.write(f"{time.time():.1f} counting what full collections free\n")
 
+    def _live_later() -> None:
+        time.sleep(float(os.environ["GCCENSUS_LIVE"]))
+        walked = gc.get_objects()
+        kinds = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in walked)
+        _log.write(f"{time.time():.1f} live: {len(walked)} objects walked by a full collection\n")
+        for kind, count in kinds.most_common(40):
+            _log.write(f"  {count:8d} {kind}\n")
+        del walked
+        wall, cpu = time.perf_counter(), time.process_time()
+        gc.collect()
+        _log.write(
+            f"{time.time():.1f} live: one full collection took "
+            f"{(time.perf_counter() - wall) * 1000:.1f} ms, "
+            f"{(time.process_time() - cpu) * 1000:.1f} ms of CPU\n"
+        )
+
     gc.callbacks.append(_on_collection)
     threading.Thread(target=_save_all_later, daemon=True).start()
+    if os.environ.get("GCCENSUS_LIVE"):
+        threading.Thread(target=_live_later, daemon=True).start()

@@ -1,8 +1,8 @@
 """ASGI entry point: `daphne minga.asgi:application`.
 
 HTTP goes to Django; websockets at /ws/ go through the Origin check (ALLOWED_HOSTS; programs
-with a token may send no Origin), then the token or (without one) the session authentication,
-then the realtime gateway.
+with a token may send no Origin) to the realtime gateway, which authenticates the handshake (a
+token, or without one the session) when it connects.
 """
 
 import os
@@ -20,22 +20,16 @@ from django.conf import settings  # noqa: E402
 # slices, so a thread back from a query does not wait 5 ms for the loop (settings, ADR 0012).
 sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_US / 1_000_000)
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
-
 from forums.consumers import GatewayConsumer  # noqa: E402
 from minga.collector import freeze_startup  # noqa: E402
-from minga.realtime import OriginPolicy, TokenAuthMiddleware, session_stack  # noqa: E402
+from minga.realtime import OriginPolicy, ProtocolRouter, WebsocketRoute  # noqa: E402
 
-websocket_urls = URLRouter([path("ws/", GatewayConsumer.as_asgi())])
-
-application = ProtocolTypeRouter(
+# Each layer returns the next one's coroutine: an open socket keeps the gateway's frames only
+# (minga.realtime; the handshake is authenticated in the gateway's connect).
+application = ProtocolRouter(
     {
         "http": django_asgi_app,
-        # A token handshake goes straight to the gateway; any other through the session stack.
-        "websocket": OriginPolicy(
-            TokenAuthMiddleware(websocket_urls, sessions=session_stack(websocket_urls))
-        ),
+        "websocket": OriginPolicy(WebsocketRoute("ws/", GatewayConsumer)),
     }
 )
 

@@ -1,4 +1,5 @@
-"""Realtime wiring shared by the gateway: token authentication for programs."""
+"""Realtime wiring of the gateway: its ASGI routing, the Origin check, who a handshake names,
+and the database hops."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from importlib import import_module
+from typing import Any, NamedTuple
 from urllib.parse import urlparse, urlsplit
 
 from asgiref.sync import sync_to_async
-from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import close_old_connections
+from django.http import parse_cookie
 
 from community.services import api_token_member_row
 
@@ -84,50 +87,67 @@ def token_identity(raw: str) -> tuple[Any, tuple[int, str] | None, str]:
     return member or AnonymousUser(), identity, credential_fingerprint(ApiToken.hash_key(raw))
 
 
-class TokenAuthMiddleware(BaseMiddleware):
-    """`Authorization: Token <key>` on the handshake authenticates a program (not a query string:
-    URLs end up in logs). A present but wrong token leaves the scope anonymous: the gateway then
-    closes with 4401, the same as no credentials at all.
+class Handshake(NamedTuple):
+    """Who a websocket's handshake names (`authenticate`)."""
 
-    The gateway's own questions about the token (is the member a participant, in which
-    language, which credential) are answered in the same hop and handed over in the scope
-    (forums.consumers.GATEWAY_IDENTITY, GATEWAY_CREDENTIAL): one hop per connect instead of
-    three. A handshake without a token goes to `sessions` (Channels' cookie and session
-    middleware, then SessionAuthMiddleware); one with a token skips it: a program has no
-    session, and resolving the (anonymous) session user cost each of its connects a database
-    hop for nothing.
+    user: Any  # the member, or AnonymousUser: the scope's "user", as Channels' auth sets it
+    identity: tuple[int, str] | None  # (member id, language) of a participant now, else None
+    credential: str | None  # the fingerprint `session.revoked` is matched on
+    auth: str  # "token" (a program) or "session" (a browser)
+    session: SessionBase | None  # a browser's session, as Channels' SessionMiddleware gives it
+
+
+def authenticate(headers: list[tuple[bytes, bytes]]) -> Handshake:
+    """Everything the gateway asks of a handshake, in the one database hop its connect makes.
+
+    `Authorization: Token <key>` authenticates a program (not a query string: URLs end up in
+    logs); a present but wrong token leaves it anonymous, and the gateway closes with 4401 as
+    for no credentials at all. Without a token, the session cookie authenticates a browser with
+    Channels' answers (`session_user`). A program has no session, so its handshake resolves none.
+
+    The gateway calls this from its connect (forums.consumers), not from middleware: Channels'
+    token, cookie, session and auth middleware each kept a coroutine frame and a scope copy
+    alive for as long as a socket was open, in every socket of the process, and a browser's
+    SessionMiddleware made a thread hop of its own to build a store that reads nothing
+    (docs/performance.md, "H3: the handshake's frames").
     """
+    from forums.frames import credential_fingerprint
 
-    def __init__(self, inner: Any, sessions: Any | None = None) -> None:
-        super().__init__(inner)
-        self.sessions = sessions
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                scheme, _, key = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "token":
-                    member, identity, credential = await db_hop(token_identity)(key.strip())
-                    scope = dict(
-                        scope,
-                        user=member,
-                        auth="token",
-                        **{IDENTITY_KEY: identity, CREDENTIAL_KEY: credential},
-                    )
-                    return await self.inner(scope, receive, send)
-                break
-        if self.sessions is not None:
-            return await self.sessions(scope, receive, send)
-        return await super().__call__(scope, receive, send)
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "token":
+                user, identity, credential = token_identity(key.strip())
+                return Handshake(user, identity, credential, "token", None)
+            break
+    session = handshake_session(headers)
+    user, identity = session_identity(session)
+    key = session.session_key
+    return Handshake(
+        user, identity, credential_fingerprint(key) if key else None, "session", session
+    )
 
 
-def session_identity(scope: dict[str, Any]) -> tuple[Any, tuple[int, str] | None]:
-    """A browser's session user and the gateway's question about them, in one database hop:
-    (the user, as Channels' `get_user` answers it, session hash check included; (member id,
-    language) when the user is a participant now, else None)."""
+def handshake_session(headers: list[tuple[bytes, bytes]]) -> SessionBase:
+    """The session a handshake's cookie names, as Channels' CookieMiddleware and SessionMiddleware
+    find it: the first Cookie header, SESSION_COOKIE_NAME in it, a SESSION_ENGINE store (which
+    reads nothing until asked)."""
+    cookies: dict[str, str] = {}
+    for name, value in headers:
+        if name == b"cookie":
+            cookies = parse_cookie(value.decode("latin1"))
+            break
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return store(cookies.get(settings.SESSION_COOKIE_NAME))
+
+
+def session_identity(session: SessionBase) -> tuple[Any, tuple[int, str] | None]:
+    """A browser's session user and the gateway's question about them, together: (the user, as
+    Channels' `get_user` answers it, session hash check included; (member id, language) when the
+    user is a participant now, else None)."""
     from community import policy
 
-    user = session_user(scope["session"])
+    user = session_user(session)
     identity = (int(user.pk), str(user.language or "")) if policy.is_participant(user) else None
     return user, identity
 
@@ -173,31 +193,48 @@ def session_user(session: Any) -> Any:
     return user or AnonymousUser()
 
 
-class SessionAuthMiddleware(BaseMiddleware):
-    """Channels' AuthMiddleware (under its Cookie and Session middleware) for the gateway: the
-    session's user and whether they are a participant now, in which language, resolved in one
-    database hop and handed over in the scope as a token's are (IDENTITY_KEY). Channels'
-    AuthMiddleware resolved the user in one hop and the gateway asked its question in a second,
-    so a browser's connect made two hops where a program's made one."""
+class ProtocolRouter:
+    """Channels' ProtocolTypeRouter, without a frame of its own for each connection: `__call__`
+    returns the chosen application's coroutine (as OriginPolicy does), so nothing of the router
+    stays alive while a socket is open."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if "session" not in scope:
-            raise ValueError("SessionAuthMiddleware needs Channels' SessionMiddleware above it.")
-        user, identity = await db_hop(session_identity)(scope)
-        scope = dict(scope, user=user, **{IDENTITY_KEY: identity})
-        return await super().__call__(scope, receive, send)
+    _asgi_single_callable = True
 
+    def __init__(self, applications: dict[str, Any]) -> None:
+        self.applications = applications
 
-def session_stack(inner: Any) -> Any:
-    """Channels' AuthMiddlewareStack with SessionAuthMiddleware in place of AuthMiddleware."""
-    from channels.sessions import CookieMiddleware, SessionMiddleware
-
-    return CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        application = self.applications.get(scope["type"])
+        if application is None:
+            return _fail(ValueError(f"No application configured for scope type {scope['type']!r}"))
+        return application(scope, receive, send)
 
 
-# The scope keys forums.consumers reads (GATEWAY_IDENTITY, GATEWAY_CREDENTIAL).
-IDENTITY_KEY = "minga.identity"
-CREDENTIAL_KEY = "minga.credential"
+class WebsocketRoute:
+    """The one websocket URL (`path` under the root path): a new `consumer` for each connection,
+    given the handshake's scope as it is; a handshake for any other path is refused (403).
+
+    In place of Channels' URLRouter and `as_asgi`, whose coroutines each kept a frame and a scope
+    copy (with `url_route`, which the gateway does not read) for as long as a socket was open.
+    URLRouter also came after the authentication: a wrong path cost a database hop before its
+    error; here it costs none.
+    """
+
+    _asgi_single_callable = True
+
+    def __init__(self, path: str, consumer: Callable[[], Any]) -> None:
+        self.path = path.lstrip("/")
+        self.consumer = consumer
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[Any]:
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if path.startswith(root) and path[len(root) :].lstrip("/") == self.path:
+            return self.consumer()(scope, receive, send)
+        return WebsocketDenier()(scope, receive, send)
+
+
+async def _fail(error: Exception) -> None:
+    raise error
 
 
 class OriginPolicy:

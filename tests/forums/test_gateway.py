@@ -157,30 +157,125 @@ async def test_connect_after_the_password_changed_closes_4401(member: User) -> N
     await communicator.disconnect()
 
 
+def _counting_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the gateway runs in database hops from now on."""
+    hops: list[str] = []
+    real = consumers.db_hop
+
+    def db_hop(fn: Any) -> Any:
+        hop = real(fn)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            hops.append(fn.__name__)
+            return await hop(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(consumers, "db_hop", db_hop)
+    return hops
+
+
 async def test_a_browser_connect_makes_one_database_hop(
     member: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The session's user and the gateway's question about them (a participant? which
-    language?) are answered together, as a token's are: one hop, not two."""
-    hops: list[str] = []
-    answer, authenticate = realtime.session_identity, consumers._authenticate
+    language? which credential?) are answered together, as a token's are: one hop, and no
+    other hop for the session store Channels' SessionMiddleware made in a thread of its own."""
+    headers = await database_sync_to_async(_session_headers)(member)
+    hops = _counting_hops(monkeypatch)
 
-    def session_identity(scope: dict[str, Any]) -> Any:
-        hops.append("session")
-        return answer(scope)
-
-    def second_hop(user: Any) -> Any:
-        hops.append("authenticate")
-        return authenticate(user)
-
-    monkeypatch.setattr(realtime, "session_identity", session_identity)
-    monkeypatch.setattr(consumers, "_authenticate", second_hop)
-
-    async with socket(member) as ws:
+    async with socket(headers=headers) as ws:
         await send(ws, {"type": "ping"})
         assert await recv(ws) == {"type": "pong"}
 
-    assert hops == ["session"]
+    assert hops == ["authenticate"]
+
+
+async def test_a_program_connect_makes_one_database_hop_and_resolves_no_session(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_session(*args: Any) -> None:
+        raise AssertionError("a program's handshake has no session to resolve")
+
+    _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
+    monkeypatch.setattr(realtime, "handshake_session", no_session)
+    hops = _counting_hops(monkeypatch)
+
+    async with socket(headers=[ORIGIN, (b"authorization", f"Token {key}".encode())]) as ws:
+        await send(ws, {"type": "ping"})
+        assert await recv(ws) == {"type": "pong"}
+
+    assert hops == ["authenticate"]
+
+
+def _connected_scopes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Each gateway's scope once its connect is done."""
+    scopes: list[dict[str, Any]] = []
+    real = consumers.GatewayConsumer.connect
+
+    async def spy(self: consumers.GatewayConsumer) -> None:
+        await real(self)
+        scopes.append(self.scope)
+
+    monkeypatch.setattr(consumers.GatewayConsumer, "connect", spy)
+    return scopes
+
+
+async def test_a_browser_socket_scope_holds_its_user_and_session_as_channels_auth_put_them(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = await database_sync_to_async(_session_headers)(member)
+    key = headers[1][1].decode().partition("=")[2]
+    scopes = _connected_scopes(monkeypatch)
+
+    async with socket(headers=headers):
+        pass
+
+    [scope] = scopes
+    assert (scope["user"].pk, scope["auth"], scope["session"].session_key) == (
+        member.pk,
+        "session",
+        key,
+    )
+
+
+async def test_a_program_socket_scope_holds_its_member_and_no_session(
+    member: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
+    scopes = _connected_scopes(monkeypatch)
+
+    async with socket(headers=[ORIGIN, (b"authorization", f"Token {key}".encode())]):
+        pass
+
+    [scope] = scopes
+    assert (scope["user"].pk, scope["auth"], "session" in scope) == (member.pk, "token", False)
+
+
+async def test_an_anonymous_socket_scope_holds_the_anonymous_user(
+    plan: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scopes = _connected_scopes(monkeypatch)
+    communicator = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN])
+    await communicator.connect(timeout=5)
+
+    assert await closed_with(communicator) == 4401
+    [scope] = scopes
+    assert (scope["user"].is_authenticated, scope["auth"]) == (False, "session")
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws/other/", "/api/ws/", "/"])
+async def test_a_handshake_for_another_path_is_refused_before_any_database_hop(
+    plan: None, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = _counting_hops(monkeypatch)
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+
+    connected, _ = await communicator.connect(timeout=5)
+
+    assert (connected, hops) == (False, [])
+    await communicator.disconnect()
 
 
 async def test_connect_from_unknown_origin_is_refused(member: User) -> None:

@@ -25,7 +25,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from minga.asgi import application
-from minga.realtime import CREDENTIAL_KEY, IDENTITY_KEY, token_identity
+from minga.realtime import token_identity
 
 from community import policy
 from community.models import ApiToken, Membership, Role, User, WorkingGroup
@@ -632,24 +632,16 @@ async def _subscribe(ws: WebsocketCommunicator, room: str = "wg1-a") -> dict[str
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_token_socket_connects_without_the_gateways_own_auth_hop(
+async def test_token_socket_takes_its_identity_and_credential_from_the_handshake_hop(
     member: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_second_hop(user: Any) -> None:
-        raise AssertionError("the middleware answered this already")
-
-    async def no_session_hop(scope: Any) -> None:
-        raise AssertionError("a program's handshake has no session to resolve")
-
-    monkeypatch.setattr(consumers, "_authenticate", no_second_hop)
-    monkeypatch.setattr("channels.auth.get_user", no_session_hop)
     _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
     seen: dict[str, Any] = {}
     real = consumers.GatewayConsumer.connect
 
     async def spy(self: consumers.GatewayConsumer) -> None:
-        seen.update({k: self.scope.get(k) for k in (IDENTITY_KEY, CREDENTIAL_KEY)})
         await real(self)
+        seen.update(member=self.member_id, language=self.language, credential=self.credential)
 
     monkeypatch.setattr(consumers.GatewayConsumer, "connect", spy)
 
@@ -659,8 +651,9 @@ async def test_token_socket_connects_without_the_gateways_own_auth_hop(
     assert (subscribed["type"], seen) == (
         "subscribed",
         {
-            IDENTITY_KEY: (member.pk, member.language or ""),
-            CREDENTIAL_KEY: credential_fingerprint(ApiToken.hash_key(key)),
+            "member": member.pk,
+            "language": member.language or "",
+            "credential": credential_fingerprint(ApiToken.hash_key(key)),
         },
     )
 
