@@ -265,6 +265,29 @@ async def test_an_anonymous_socket_scope_holds_the_anonymous_user(
     await communicator.disconnect()
 
 
+@pytest.mark.parametrize("kind", ["session", "token"])
+async def test_an_open_socket_keeps_no_routing_or_authentication_frame(
+    member: User, kind: str
+) -> None:
+    """The routing and the handshake's checks return the gateway's coroutine instead of awaiting
+    it, so an open socket's task runs the gateway's own `__call__` (ADR 0018): no frame of theirs
+    and no scope copy stays alive for as long as the socket is open."""
+    if kind == "session":
+        headers = await database_sync_to_async(_session_headers)(member)
+    else:
+        _token, key = await database_sync_to_async(api_token_create)(member=member, name="bot")
+        headers = [ORIGIN, (b"authorization", f"Token {key}".encode())]
+
+    async with socket(headers=headers) as ws:
+        chain, awaited = [], ws.future.get_coro()
+        while hasattr(awaited, "cr_code"):
+            chain.append(awaited.cr_code.co_qualname)
+            awaited = awaited.cr_await
+
+    assert chain[0] == "GatewayConsumer.__call__"
+    assert len(chain) == 2  # and what it awaits: the next message of its input queue
+
+
 @pytest.mark.parametrize("path", ["/ws", "/ws/other/", "/api/ws/", "/"])
 async def test_a_handshake_for_another_path_is_refused_before_any_database_hop(
     plan: None, path: str, monkeypatch: pytest.MonkeyPatch
