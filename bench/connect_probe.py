@@ -175,8 +175,11 @@ def _server_env(env: dict[str, str], tree: str | None) -> dict[str, str]:
     env = dict(env)
     if tree is not None:
         # `python -m` puts the working directory first on the path: the servers run in the
-        # baseline tree, and its `platform` (minga) goes before ours.
-        env["PYTHONPATH"] = f"{tree}:{tree}/platform"
+        # baseline tree, and its `platform` (minga) goes before ours. A PYTHONPATH of the
+        # caller's (a hook such as bench/gccensus, by absolute path) stays after them, so both
+        # trees' servers load it.
+        inherited = os.environ.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, f"{tree}/platform", inherited) if p)
     if os.environ.get("MEMTRACE_DIR"):  # the servers answer SIGUSR1 (_snapshot)
         here = tree or str(ROOT)
         env["PYTHONPATH"] = f"{here}:{here}/platform:{ROOT / 'bench' / 'memtrace'}"

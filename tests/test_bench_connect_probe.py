@@ -59,3 +59,24 @@ def test_c0s_server_reads_what_c0_argv_writes_and_refuses_a_bad_interval(
         with pytest.raises(SystemExit):
             c0_server._arguments(bad)
     assert "ping_interval" in capsys.readouterr().err
+
+
+def test_a_baseline_trees_servers_keep_the_callers_hook_on_their_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hook given by PYTHONPATH (bench/gccensus) is loaded by both trees' servers, after the
+    baseline tree's own packages; without one the path is the tree's alone."""
+    monkeypatch.delenv("MEMTRACE_DIR", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/abs/bench/gccensus")
+    env = {"PYTHONPATH": "/abs/bench/gccensus", "OTHER": "1"}
+
+    hooked = connect_probe._server_env(env, "/srv/base")["PYTHONPATH"]
+    this_tree = connect_probe._server_env(env, None)["PYTHONPATH"]
+    monkeypatch.delenv("PYTHONPATH")
+    plain = connect_probe._server_env({}, "/srv/base")["PYTHONPATH"]
+
+    assert (hooked, this_tree, plain) == (
+        "/srv/base:/srv/base/platform:/abs/bench/gccensus",
+        "/abs/bench/gccensus",
+        "/srv/base:/srv/base/platform",
+    )
