@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from asgiref.compatibility import guarantee_single_callable
-from minga.realtime import OriginPolicy
+from minga.realtime import OriginPolicy, ProtocolRouter, WebsocketRoute
 
 from forums import transport
 
@@ -212,6 +212,68 @@ async def test_origin_policy_is_an_asgi3_application_that_returns_the_next_ones_
     assert await awaitable == "done"
     # A program (token, no Origin): its cookies are dropped, as before.
     assert calls == [{"type": "websocket", "headers": [(b"authorization", b"Token abc")]}]
+
+
+# --- The routing returns the next application's coroutine (ADR 0018) --------------------------
+
+
+async def test_the_protocol_router_returns_the_chosen_applications_coroutine() -> None:
+    async def http(scope: dict[str, Any], receive: Any, send: Any) -> str:
+        return "http"
+
+    async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> str:
+        return "websocket"
+
+    router = ProtocolRouter({"http": http, "websocket": websocket})
+    assert guarantee_single_callable(router) is router  # an ASGI 3 application all the same
+
+    awaitable = router({"type": "websocket"}, None, None)
+    assert asyncio.iscoroutine(awaitable)
+    assert (await awaitable, await router({"type": "http"}, None, None)) == ("websocket", "http")
+    with pytest.raises(ValueError, match="No application configured for scope type 'lifespan'"):
+        await router({"type": "lifespan"}, None, None)
+
+
+@pytest.mark.parametrize(
+    ("root_path", "path", "routed"),
+    [
+        ("", "/ws/", True),
+        ("", "ws/", True),
+        ("/minga", "/minga/ws/", True),
+        ("/minga", "/ws/", False),
+        ("", "/ws", False),
+        ("", "/ws/x/", False),
+        ("", "/other/ws/", False),
+    ],
+)
+async def test_the_websocket_route_serves_its_one_path_under_the_root_path(
+    root_path: str, path: str, routed: bool
+) -> None:
+    made: list[dict[str, Any]] = []
+
+    class Consumer:
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            made.append(scope)
+
+    route = WebsocketRoute("ws/", Consumer)
+    scope = {"type": "websocket", "path": path, "root_path": root_path, "headers": []}
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    awaitable = route(scope, receive, send)
+    if routed:
+        await awaitable
+        assert (made, sent) == ([scope], [])  # the handshake's own scope, not a copy
+    else:
+        await asyncio.wait_for(awaitable, 5)
+        # Closed before accepting: the server answers the handshake with 403.
+        assert (made, sent) == ([], [{"type": "websocket.close"}])
 
 
 # --- The hub's group of local sockets: weak, in join order --------------------------------------
