@@ -22,12 +22,12 @@ Either way the client reconnects with its jittered backoff and catches up by `se
 (docs/realtime-protocol.md, close codes; tests/reliability/test_faults.py measures both).
 
 4. **One frame, written to every socket.** A room frame goes to every local socket of the room
-   (notifications.bus.Hub). Through ASGI each of them costs the session middleware's send, daphne's
-   reply check, an encode and autobahn's framing. `direct_sender` finds the daphne protocol behind
+   (notifications.bus.Hub). Through ASGI each of them costs daphne's reply check, an encode and
+   autobahn's framing. `direct_sender` finds the daphne protocol behind
    a socket's ASGI `send` and writes the websocket frame to its transport; `frame_bytes` frames
    a text once for all the sockets it goes to (the same text object: a one-entry cache). What
-   is skipped does nothing for a `websocket.send` (the session is saved on HTTP responses only);
-   a socket that is not open, or that negotiated compression, gets the ASGI path.
+   is skipped does nothing for a `websocket.send`; a socket that is not open, or that negotiated
+   compression, gets the ASGI path.
 
 5. **Less memory per socket** (docs/performance.md, "H3: where a connection's bytes go").
    daphne gives every websocket's application an `asyncio.Queue` (four deques, ~3 KiB, for
@@ -216,16 +216,12 @@ def _send_now(transport: Any, data: bytes) -> None:
 
 def direct_sender(send: Any) -> Callable[[str], bool] | None:
     """A function writing a text frame straight to the daphne websocket behind an ASGI `send`
-    (through Channels' session middleware), or None where there is none (the in-process test
-    communicators, another server)."""
+    (daphne's own: the routing hands it to the gateway unwrapped, ADR 0018), or None where there
+    is none (the in-process test communicators, another server, a `send` some middleware
+    wrapped)."""
     module = sys.modules.get("daphne.ws_protocol")
     if module is None:
         return None
-    for _ in range(4):  # middleware that wrapped `send`: Channels' session middleware
-        owner = getattr(send, "__self__", None)
-        if owner is None or not hasattr(owner, "real_send"):
-            break
-        send = owner.real_send
     if not isinstance(send, functools.partial) or len(send.args) != 1:
         return None
     protocol = send.args[0]

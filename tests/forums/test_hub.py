@@ -311,6 +311,27 @@ def test_no_direct_writes_outside_daphne() -> None:
     assert transport.direct_sender(send) is None
 
 
+def test_direct_writes_find_daphnes_protocol_behind_its_own_send_only() -> None:
+    """The gateway's `send` is daphne's `handle_reply` bound to the socket's protocol (ADR 0018:
+    no middleware wraps it); a `send` of anything else gets the ASGI path."""
+    import functools
+
+    from daphne.ws_protocol import WebSocketProtocol
+
+    from forums import transport
+
+    class Server:
+        def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None: ...
+
+    protocol = WebSocketProtocol.__new__(WebSocketProtocol)
+    write = transport.direct_sender(functools.partial(Server().handle_reply, protocol))
+
+    assert isinstance(write, functools.partial)
+    assert (write.func, write.args) == (transport._write, (protocol,))
+    assert transport.direct_sender(functools.partial(Server().handle_reply, object())) is None
+    assert transport.direct_sender(functools.partial(print, protocol)) is None
+
+
 async def test_relay_to_a_socket_whose_peer_went_is_dropped_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
