@@ -108,7 +108,7 @@ def authenticate(headers: list[tuple[bytes, bytes]]) -> Handshake:
     The gateway calls this from its connect (forums.consumers), not from middleware: Channels'
     token, cookie, session and auth middleware each kept a coroutine frame and a scope copy
     alive for as long as a socket was open, in every socket of the process, and a browser's
-    SessionMiddleware made a thread hop of its own to build a store that reads nothing
+    SessionMiddleware wrapped every message the gateway sent in a coroutine of its own
     (docs/performance.md, "H3: the handshake's frames").
     """
     from forums.frames import credential_fingerprint

@@ -179,8 +179,7 @@ async def test_a_browser_connect_makes_one_database_hop(
     member: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The session's user and the gateway's question about them (a participant? which
-    language? which credential?) are answered together, as a token's are: one hop, and no
-    other hop for the session store Channels' SessionMiddleware made in a thread of its own."""
+    language? which credential?) are answered together, as a token's are: one hop."""
     headers = await database_sync_to_async(_session_headers)(member)
     hops = _counting_hops(monkeypatch)
 
