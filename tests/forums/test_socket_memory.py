@@ -1,8 +1,8 @@
 """What each open socket keeps in memory (docs/performance.md, "H3: where a connection's bytes go").
 
 daphne's websocket input queue (forums.transport.InputQueue), autobahn's protocol options read
-from the class, and the Origin check's frame that no longer stays alive per socket: each keeps
-the behaviour it replaces.
+from the class, and the frames of the Origin check and the routing that no longer stay alive per
+socket (ADR 0018): each keeps the behaviour it replaces.
 """
 
 from __future__ import annotations
