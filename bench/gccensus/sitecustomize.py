@@ -29,6 +29,22 @@ if os.environ.get("GCCENSUS_DIR") and "daphne" in " ".join(sys.orig_argv):
     )
     _started: list[float] = [0.0]
 
+    def _seconds(name: str, default: str) -> float | None:
+        """The environment's `name` in seconds, or None (said in the log) when it is no
+        number of seconds: the census then skips that part instead of failing in a thread."""
+        raw = os.environ.get(name, default)
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value < 0:
+            _log.write(f"{name}={raw!r} is not a number of seconds: that part is skipped\n")
+            return None
+        return value
+
+    _after = _seconds("GCCENSUS_AFTER", "12")
+    _live = _seconds("GCCENSUS_LIVE", "") if os.environ.get("GCCENSUS_LIVE") else None
+
     def _on_collection(phase: str, info: dict[str, int]) -> None:
         if info["generation"] != 2:
             return
@@ -47,13 +63,13 @@ if os.environ.get("GCCENSUS_DIR") and "daphne" in " ".join(sys.orig_argv):
                 _log.write(f"  {count:8d} {kind}\n")
             gc.garbage.clear()
 
-    def _save_all_later() -> None:
-        time.sleep(float(os.environ.get("GCCENSUS_AFTER", "12")))
+    def _save_all_later(after: float) -> None:
+        time.sleep(after)
         gc.set_debug(gc.DEBUG_SAVEALL)
         _log.write(f"{time.time():.1f} counting what full collections free\n")
 
-    def _live_later() -> None:
-        time.sleep(float(os.environ["GCCENSUS_LIVE"]))
+    def _live_later(after: float) -> None:
+        time.sleep(after)
         walked = gc.get_objects()
         kinds = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in walked)
         _log.write(f"{time.time():.1f} live: {len(walked)} objects walked by a full collection\n")
@@ -69,6 +85,7 @@ if os.environ.get("GCCENSUS_DIR") and "daphne" in " ".join(sys.orig_argv):
         )
 
     gc.callbacks.append(_on_collection)
-    threading.Thread(target=_save_all_later, daemon=True).start()
-    if os.environ.get("GCCENSUS_LIVE"):
-        threading.Thread(target=_live_later, daemon=True).start()
+    if _after is not None:
+        threading.Thread(target=_save_all_later, args=(_after,), daemon=True).start()
+    if _live is not None:
+        threading.Thread(target=_live_later, args=(_live,), daemon=True).start()
