@@ -23,11 +23,11 @@ Either way the client reconnects with its jittered backoff and catches up by `se
 
 4. **One frame, written to every socket.** A room frame goes to every local socket of the room
    (notifications.bus.Hub). Through ASGI each of them costs daphne's reply check, an encode and
-   autobahn's framing. `direct_sender` finds the daphne protocol behind
-   a socket's ASGI `send` and writes the websocket frame to its transport; `frame_bytes` frames
-   a text once for all the sockets it goes to (the same text object: a one-entry cache). What
-   is skipped does nothing for a `websocket.send`; a socket that is not open, or that negotiated
-   compression, gets the ASGI path.
+   autobahn's framing. `direct_sender` finds the daphne protocol behind a socket's ASGI `send`
+   and writes the websocket frame to its transport; `frame_bytes` frames a text once for all the
+   sockets it goes to (the same text object: a one-entry cache). What is skipped does nothing
+   for a `websocket.send`; a socket that is not open, or that negotiated compression, gets the
+   ASGI path.
 
 5. **Less memory per socket** (docs/performance.md, "H3: where a connection's bytes go").
    daphne gives every websocket's application an `asyncio.Queue` (four deques, ~3 KiB, for

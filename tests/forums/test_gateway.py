@@ -37,9 +37,7 @@ ORIGIN = (b"origin", b"http://localhost")
 
 
 def _session_headers(user: User) -> list[tuple[bytes, bytes]]:
-    client = Client()
-    client.force_login(user)
-    return [ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+    return _logged_in(user)[1]
 
 
 def _token_headers(key: str) -> list[tuple[bytes, bytes]]:
