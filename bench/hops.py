@@ -7,8 +7,11 @@ and wall microseconds per call, and the local PostgreSQL server's CPU per call, 
 `token_identity` (a token's first use, which records it, and again), `_room_state` of a room
 of 50 and of a big room (its sample kept), `message_post` over 10 rooms (the author's roles
 read for each post, as a request's member has them), and the gateway's `message.send` hop
-(`_post`: the member, the thread, the post). Run it from two source trees in turn (`cd <tree>
-&& python -m bench.hops`): the tree it runs from is the one measured.
+(`_post`: the member, the thread, the post). Then the floors under a post: the same message row
+written by Django's ORM `create` in a transaction and by one raw `INSERT`, and, with the
+full-text index of the bodies dropped, the raw insert and `message_post` again (`_floors`).
+Run it from two source trees in turn (`cd <tree> && python -m bench.hops`): the tree it runs from
+is the one measured.
 """
 
 from __future__ import annotations
@@ -146,6 +149,74 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
     out["gateway_message_send"] = _per_call(lambda: send(calls, 2 * 10**6), calls)
     if profile is not None:  # and the sends, into FILE.send
         _profiled(lambda: send(calls, 3 * 10**6), profile.with_name(profile.name + ".send"))
+    out.update(_floors(threads, members, calls, post))
+    return out
+
+
+def _floors(
+    threads: list[Any], members: list[Any], calls: int, post: Callable[[int, int], None]
+) -> dict[str, Any]:
+    """What the same message row costs written with less than a post: Django's ORM `create` in a
+    transaction, and one raw `INSERT` committed on its own (its seq made up, no lock, no check,
+    the Markdown not rendered). Then the full-text index of the bodies is dropped and the raw
+    insert and `message_post` are measured again: what that index costs a post. The database is
+    the benchmark's own and is dropped afterwards."""
+    from django.db import connection, transaction
+
+    from bench.loadgen import payload
+    from forums.models import Message
+
+    out: dict[str, Any] = {}
+    seqs = iter(range(10**9, 2 * 10**9))  # far above any seq a post takes
+
+    def orm(count: int, offset: int) -> None:
+        for i in range(count):
+            thread, body = threads[i % len(threads)], payload(1, i % len(threads), offset + i)
+            with transaction.atomic():
+                Message.objects.create(
+                    thread=thread,
+                    room_id=thread.room_id,
+                    seq=next(seqs),
+                    author=members[i % len(members)],
+                    body=body,
+                    body_html=f"<p>{body}</p>",
+                    client_id=uuid.uuid4(),
+                )
+
+    insert = (
+        "INSERT INTO forums_message (thread_id, room_id, seq, author_id, body, body_html,"
+        " client_id, created_at, hidden_reason, change, content_change, content_kind)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, now(), '', 0, 0, '')"
+    )
+
+    def raw(count: int, offset: int) -> None:
+        with connection.cursor() as cursor:  # autocommit: each INSERT commits on its own
+            for i in range(count):
+                thread, body = threads[i % len(threads)], payload(1, i % len(threads), offset + i)
+                cursor.execute(
+                    insert,
+                    [
+                        thread.pk,
+                        thread.room_id,
+                        next(seqs),
+                        members[i % len(members)].pk,
+                        body,
+                        f"<p>{body}</p>",
+                        uuid.uuid4(),
+                    ],
+                )
+
+    orm(30, 4 * 10**6)
+    out["floor_orm_create"] = _per_call(lambda: orm(calls, 5 * 10**6), calls)
+    raw(30, 6 * 10**6)
+    out["floor_raw_insert"] = _per_call(lambda: raw(calls, 7 * 10**6), calls)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX forums_message_body_fts")
+        out["floor_raw_insert_without_search_index"] = _per_call(
+            lambda: raw(calls, 8 * 10**6), calls
+        )
+        out["message_post_without_search_index"] = _per_call(lambda: post(calls, 9 * 10**6), calls)
     return out
 
 
