@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h5,h4]`: run every benchmark, print the table.
+"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h5,h4,c0d]`: run every benchmark, print the table.
 
 Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmark PUBLISH, a
 raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
@@ -7,8 +7,10 @@ and ten rooms) and H2 (fixed loads at 25 % and 50 % of C0's H1 rate); finally H6
 restarted under load) on Minga; then C0's H1 once more (its second reading: the report takes
 the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page;
 Minga with its pages on a process of their own; Minga's pages while C0 carries the load, H5's
-floor; bench/h5.py); last H4 (one announcement to a big working group, Minga and B0's
-textbook loop, bench/h4.py). Every process started here is stopped before exit.
+floor; bench/h5.py); then H4 (one announcement to a big working group, Minga and B0's
+textbook loop, bench/h4.py); last C0d (C0's servers behind one durable INSERT per message into
+Minga's database, bench/c0d_poster.py: H1's ten rooms, the ceiling when every message is stored
+first). Every process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
 make it fail.
@@ -116,8 +118,10 @@ SMOKE: dict[str, Any] = {
     "c0_again": True,
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
-ALL = ("c0", "b0", "b1", "minga", "h5", "h4")
-DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4")
+ALL = ("c0", "b0", "b1", "minga", "h5", "h4", "c0d")
+DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4", "c0d")
+# Run after the others, by `_run_c0d`, not by `run_system`: it writes into Minga's database.
+LAST = {"h5", "h4", "c0d"}
 # Members seeded for Minga when only H4 runs (H4 seeds its own group; the rooms need a few).
 H4_ONLY_MEMBERS = 10
 
@@ -336,7 +340,7 @@ def run_system(
         # again posting through the gateway's message.send (`send_steps`).
         poster = minga_setup.Poster(procs, minga, f"{system}-poster", threads=cfg["poster_threads"])
         h1_proto = loadgen.MingaProto(minga.tokens, minga.threads)
-        h1_proto.poster = poster  # type: ignore[attr-defined]
+        h1_proto.poster = poster
         h1_meter = loadgen.Meter([*pids, poster.pid], redis_pid)
 
     log(f"{system}: H1 1 room x {members}")
@@ -425,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT),
-        help="what to run: c0,b0,b1,minga, h5 and h4 (H5, H4: Minga and B0); the default: all",
+        help="what to run: c0,b0,b1,minga, h5 and h4 (H5, H4: Minga and B0), c0d (C0 behind a "
+        "durable write, in Minga's database); the default: all",
     )
     parser.add_argument(
         "--redis-port", type=int, default=6390, help="private Redis port (not 6379)"
@@ -540,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         log(f"ceilings: {results['ceilings']}")
         minga: minga_setup.MingaData | None = None
         c0_best: float | None = None
-        wants_minga = any(s.startswith("minga") or s in {"h4", "h5"} for s in systems)
+        wants_minga = any(s.startswith("minga") or s in LAST for s in systems)
         minga_members = (
             cfg["members"]
             if "minga" in systems
@@ -556,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
             else None
         )
         try:
-            for system in [s for s in ALL if s in systems and s not in {"h4", "h5"}]:
+            for system in [s for s in ALL if s in systems and s not in LAST]:
                 try:
                     if system.startswith("minga") and minga is None:
                         log("minga: creating and seeding the benchmark database")
@@ -642,6 +647,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 except (BenchError, RuntimeError, OSError, TimeoutError) as error:
                     results["h4"] = {"error": f"{type(error).__name__}: {error}"}
                     log(f"h4: could not run: {error}")
+            if "c0d" in systems:
+                if minga is None:
+                    log("minga: creating and seeding the benchmark database")
+                    minga = (
+                        seeded.result(timeout=900)
+                        if seeded is not None
+                        else minga_setup.prepare(minga_members, redis_port)
+                    )
+                _run_c0d(procs, cfg, redis_info, results, minga)
         finally:
             if seeding is not None:
                 seeding.shutdown(wait=True)
@@ -678,6 +692,62 @@ def _run_c0_again(
         results["problems"].append(f"c0-again: {error}")
         log(f"c0-again: could not run: {error}")
     finally:
+        _stop_servers(procs, "c0")
+
+
+def _run_c0d(
+    procs: Processes,
+    cfg: dict[str, Any],
+    redis: tuple[int, int],
+    results: dict[str, Any],
+    minga: minga_setup.MingaData,
+) -> None:
+    """C0d: C0's servers fed by bench.c0d_poster, which writes each message into Minga's
+    `forums_message` (one raw INSERT, committed) before it sends it. H1's ten rooms (one in
+    smoke): the ceiling of a fan-out where every message is stored first, for the ten-room row
+    ("H1 ten rooms: a durable ceiling"). Last in the run, so its rows change no other phase's
+    database; the poster's CPU counts as server CPU, as Minga's poster's does."""
+    _probe_speed(results, "c0d")
+    count = 10 if cfg["ten_rooms"] else 1
+    scenario = "h1_10rooms" if cfg["ten_rooms"] else "h1_1room"
+    members = cfg["members"]
+    log(f"c0d: H1 {count} room(s) x {members // count}, each message stored first")
+    try:
+        ports, pids = start_servers(procs, "c0", redis[0], None)
+        poster = minga_setup.Poster(
+            procs,
+            minga,
+            "c0d-poster",
+            argv=[
+                sys.executable,
+                "-m",
+                "bench.c0d_poster",
+                "--ports",
+                ",".join(map(str, ports)),
+                "--rooms",
+                ",".join(minga.rooms[:count]),
+            ],
+        )
+        proto = loadgen.C0Proto()
+        proto.name, proto.poster = "c0d", poster
+        meter = loadgen.Meter([*pids, poster.pid], redis[1])
+        rates = [frames / members for frames in cfg["frames_grid"]]
+        rooms = [f"r{i}" for i in range(count)]
+        out: dict[str, Any] = {"ports": ports}
+        attempt(
+            out,
+            scenario,
+            lambda: asyncio.run(
+                _fanout(proto, ports, rooms, members, rates, cfg, meter, "c0d", None)
+            ),
+        )
+        results["systems"]["c0d"] = out
+    except (BenchError, RuntimeError, OSError, TimeoutError) as error:
+        results["systems"]["c0d"] = {"error": f"{type(error).__name__}: {error}"}
+        results["problems"].append(f"c0d: {error}")
+        log(f"c0d: could not run: {error}")
+    finally:
+        _stop_servers(procs, "c0d")
         _stop_servers(procs, "c0")
 
 

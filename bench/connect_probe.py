@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         poster = minga_setup.Poster(
                             procs, replace(data, env=env), f"{system}-poster"
                         )
-                        proto.poster = poster  # type: ignore[attr-defined]
+                        proto.poster = poster
                         fanout_meter = loadgen.Meter([*pids, poster.pid], redis.pid)
                     out[system] = asyncio.run(
                         _probe(
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     if poster is not None:
                         procs.stop(poster.proc)
-                        proto.poster = None  # type: ignore[attr-defined]
+                        proto.poster = None
                     _stop_servers(procs, kind)
                 print(system, json.dumps(out[system]), flush=True)
         finally:

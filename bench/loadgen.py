@@ -49,6 +49,9 @@ class Proto:
 
     name = "base"
     origin = "http://127.0.0.1"
+    # A process that publishes on the load generator's orders instead of its clients (Minga's
+    # services, bench.minga_poster; C0d's store-then-send, bench.c0d_poster): `Fleet.publish`.
+    poster: Any = None
 
     def url(self, port: int, room: str) -> str:
         raise NotImplementedError
@@ -94,7 +97,6 @@ class MingaProto(Proto):
         self.tokens = list(tokens)
         self.threads = threads
         self.sent_at: dict[str, int] = {}  # client_id -> when message.send was sent
-        self.poster: Any = None  # set: messages are posted through the services instead
 
     def url(self, port: int, room: str) -> str:
         return f"ws://127.0.0.1:{port}/ws/"
@@ -460,8 +462,8 @@ class Fleet:
 
     async def publish(self, step: int, rate: float, count: int) -> float:
         """Send `count` messages to every room at `rate` per room per second; returns seconds."""
-        poster = getattr(self.proto, "poster", None)
-        if poster is not None:  # Minga through its services, from a separate process
+        poster = self.proto.poster
+        if poster is not None:  # a separate process posts: Minga's services, or C0d's store
             answer = await asyncio.to_thread(
                 poster.order,
                 step=step,
@@ -688,14 +690,14 @@ async def fanout(
         for rate in fixed_rates:
             fixed.append({**await run(rate, " (fixed load)"), "fixed_load": True})
         if send_ramp:  # Minga: the same clients, now posting through the gateway's message.send
-            poster, proto.poster = proto.poster, None  # type: ignore[attr-defined]
+            poster, proto.poster = proto.poster, None
             try:
                 # The same ramp up, without halving or bisecting: a figure beside H1's, not H1's.
                 send_steps = await search(
                     lambda rate: run(rate, " (message.send)"), rates, refine=0, halvings=0
                 )
             finally:
-                proto.poster = poster  # type: ignore[attr-defined]
+                proto.poster = poster
         await fleet.recount([*steps, *fixed, *send_steps], log)
     finally:
         await fleet.close()

@@ -168,7 +168,9 @@ def sessions(data: MingaData, count: int) -> list[str]:
 
 
 class Poster:
-    """The bench.minga_poster process: posts through the services on order, answers JSON."""
+    """The bench.minga_poster process: posts through the services on order, answers JSON.
+    With `argv`, another process that reads the same orders and answers the same way
+    (bench.c0d_poster)."""
 
     def __init__(
         self,
@@ -178,11 +180,12 @@ class Poster:
         tree: str | None = None,
         *,
         threads: int = minga_poster.DEFAULT_THREADS,
+        argv: list[str] | None = None,
     ) -> None:
         self.name = name
         self.proc = procs.start(
             name,
-            [sys.executable, "-m", "bench.minga_poster", "--threads", str(threads)],
+            argv or [sys.executable, "-m", "bench.minga_poster", "--threads", str(threads)],
             data.env,
             pipes=True,
             cwd=tree,

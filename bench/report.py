@@ -94,18 +94,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "us",
             )
         )
-    send = {s: _val(_send_best(results, s), "delivered_per_s") for s in SYSTEMS}
-    if any(v is not None for v in send.values()):
-        out.append(
-            Row(
-                "H1 posted with message.send through the gateway (10 rooms; smoke: 1): frames/s",
-                send,
-                "(Minga only; compare with the 10-room row)",
-                "(reported)",
-                None,
-                "frames/s",
-            )
-        )
+    out += _durable_rows(results)
+    out += _send_rows(results)
     # H2: latency at the fixed loads (25 % and 50 % of C0's H1 rate).
     for index, share in enumerate(("25%", "50%")):
         p99: dict[str, float | None] = {}
@@ -191,6 +181,62 @@ def rows(results: dict[str, Any]) -> list[Row]:
     out += _h4_rows(results)
     out += _h5_rows(results)
     return out
+
+
+def _send_rows(results: dict[str, Any]) -> list[Row]:
+    """Minga's ramp posting through the gateway's message.send, beside H1's."""
+    send = {s: _val(_send_best(results, s), "delivered_per_s") for s in SYSTEMS}
+    if all(v is None for v in send.values()):
+        return []
+    return [
+        Row(
+            "H1 posted with message.send through the gateway (10 rooms; smoke: 1): frames/s",
+            send,
+            "(Minga only; compare with the 10-room row)",
+            "(reported)",
+            None,
+            "frames/s",
+        )
+    ]
+
+
+def _durable_rows(results: dict[str, Any]) -> list[Row]:
+    """H1's ten rooms against C0d, C0's servers behind one durable INSERT per message
+    (bench/c0d_poster.py), in C0's column: where every 100 frames need a stored message, the
+    ceiling that stores it ("H1 ten rooms: a durable ceiling"). Nothing when C0d did not run."""
+    if "c0d" not in results["systems"]:
+        return []
+    minga, c0d = _best(results, "minga", "h1_10rooms"), _best(results, "c0d", "h1_10rooms")
+    c0, _readings = c0_ceiling(results, "h1_10rooms")
+    frames = _val(minga, "delivered_per_s"), _val(c0d, "delivered_per_s")
+    vs = _div(frames[0], frames[1])
+    ratio = _fmt_ratio(vs, "x C0d")
+    share = _div(frames[1], _val(c0, "delivered_per_s"))
+    if share is not None:
+        ratio += f"; C0d = {share:.2f} x C0"
+    cpu = _val(minga, "server_us_per_frame"), _val(c0d, "server_us_per_frame")
+    members = results.get("config", {}).get("members")
+    size = f" x {members // 10}" if isinstance(members, int) else ""
+    return [
+        Row(
+            f"H1 10 rooms{size}, each message stored first (C0: C0d, C0 behind one raw INSERT "
+            "per message): frames/s, zero loss",
+            {"minga": frames[0], "b0": None, "b1": None, "c0": frames[1]},
+            ratio,
+            "(proposed) >= 0.5 x C0d",
+            None if vs is None else vs >= 0.5,
+            "frames/s",
+        ),
+        Row(
+            "H1 10 rooms, each message stored first: server CPU per delivered frame (C0d: its "
+            "poster's included, as Minga's is)",
+            {"minga": cpu[0], "b0": None, "b1": None, "c0": cpu[1]},
+            _fmt_ratio(_div(cpu[0], cpu[1]), "x C0d"),
+            "(reported)",
+            None,
+            "us",
+        ),
+    ]
 
 
 def _h5_p99(results: dict[str, Any], system: str, phase: str, page: str) -> float | None:
@@ -547,7 +593,7 @@ def markdown(results: dict[str, Any]) -> str:
         "server CPU per frame; load generator and other work in % of one core):",
         "",
     ]
-    for system in (*SYSTEMS, "c0-again"):
+    for system in (*SYSTEMS, "c0-again", "c0d"):
         data = results["systems"].get(system)
         if not isinstance(data, dict):
             continue

@@ -87,6 +87,35 @@ def test_c0s_ceiling_is_the_higher_of_its_two_readings_and_names_both() -> None:
     assert one_room.ratio == "0.62 x C0; 10.00 x max(B0,B1)"
 
 
+def test_ten_rooms_are_also_held_to_c0d_the_ceiling_that_stores_each_message() -> None:
+    results = {
+        "config": {"members": 1000},
+        "systems": {
+            "minga": {"h1_1room": _h1(50_000), "h1_10rooms": _h1(20_000, cpu=40.0)},
+            "c0": {"h1_1room": _h1(80_000), "h1_10rooms": _h1(70_000)},
+            "c0-again": {"h1_10rooms": _h1(60_000)},
+            "c0d": {"h1_10rooms": _h1(38_000, cpu=25.0)},
+        },
+    }
+
+    frames, cpu = report.rows(results)[4:6]
+
+    assert frames.metric.startswith("H1 10 rooms x 100, each message stored first (C0: C0d")
+    # 20,000 against C0d's 38,000: 0.53 x C0d, the proposed half of it met; C0d itself is
+    # named against C0's higher ten-room reading (70,000).
+    assert (frames.values["minga"], frames.values["c0"], frames.met) == (20_000, 38_000, True)
+    assert frames.ratio == "0.53 x C0d; C0d = 0.54 x C0"
+    assert (cpu.values["minga"], cpu.values["c0"], cpu.ratio) == (40.0, 25.0, "1.60 x C0d")
+    # Below half of C0d: not met.
+    results["systems"]["c0d"]["h1_10rooms"] = _h1(41_000)
+    assert report.rows(results)[4].met is False
+    # C0d with no passing step: no figure, no verdict; C0d not run: no rows at all.
+    results["systems"]["c0d"]["h1_10rooms"] = {"best": None}
+    assert (report.rows(results)[4].values["c0"], report.rows(results)[4].met) == (None, None)
+    del results["systems"]["c0d"]
+    assert not any("C0d" in row.metric for row in report.rows(results))
+
+
 def _pages(idle: float, load: float, h1_p99: float = 300.0) -> dict[str, object]:
     page = {"p50_ms": 1.0, "requests": 200, "errors": 0}
     return {

@@ -44,16 +44,18 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
         pytest.fail(f"the smoke run wrote no results (exit {proc.returncode}):\n{stdout[-4000:]}")
     results = json.loads(out.read_text())
     assert (proc.returncode, results["problems"]) == (0, []), stdout[-4000:]
-    # C0 is read twice, before the others and after them (the report takes the higher).
-    assert sorted(results["systems"]) == ["b0", "b1", "c0", "c0-again", "minga"]
-    for system in ("b0", "b1", "c0", "c0-again", "minga"):
+    # C0 is read twice, before the others and after them (the report takes the higher), and
+    # last behind a durable write per message (C0d).
+    systems = ["b0", "b1", "c0", "c0-again", "c0d", "minga"]
+    assert sorted(results["systems"]) == systems
+    for system in systems:
         steps = results["systems"][system]["h1_1room"]["steps"]
-        assert [s["lost"] for s in steps] == [0] * len(steps)
+        assert [(s["lost"], s["post_failures"]) for s in steps] == [(0, 0)] * len(steps)
     assert results["systems"]["minga"]["h6"]["lost"] == 0
     # The machine's speed and CPU clock, read before each phase and at the end (bench.report
     # prints them).
     speeds, clock = results["speed_ms"], results["cpu_clock"]
-    phases = ["b0", "b1", "c0", "c0-again", "end", "h4", "h5", "minga"]
+    phases = ["b0", "b1", "c0", "c0-again", "c0d", "end", "h4", "h5", "minga"]
     assert (sorted(speeds), all(ms > 0 for ms in speeds.values())) == (phases, True)
     assert sorted(clock) == phases
     assert all(0 <= c["steal_s"] < c["total_s"] for c in clock.values()), clock

@@ -1,0 +1,155 @@
+"""bench.c0d_poster, C0d's writer: each message is stored in Minga's table, then sent to C0.
+
+The end-to-end test runs the poster and a C0 server as the benchmark does, against this test
+run's PostgreSQL database (committed rows: the poster is another process).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from websockets.sync.client import connect
+
+from bench import c0d_poster
+from bench.servers import c0_argv, free_ports, port_open
+from forums.models import Message, Room, Thread
+from tests.factories import UserFactory
+from tests.forums.factories import MessageFactory, ThreadFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgresql://{s['USER']}{password}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def c0_port() -> Iterator[int]:
+    port = free_ports(1, 8191)[0]
+    server = subprocess.Popen(c0_argv(port), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open(port):
+            assert time.monotonic() < deadline and server.poll() is None, "C0 did not listen"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _poster(port: int, rooms: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.c0d_poster", "--ports", str(port), "--rooms", rooms],
+        cwd=ROOT,
+        env={"DATABASE_URL": _database_url(), "PATH": "/usr/bin:/bin"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_each_message_is_stored_then_sent_to_its_c0_room(plan: None, c0_port: int) -> None:
+    authors = [UserFactory(email=f"bench{i}@example.org") for i in range(2)]
+    thread = ThreadFactory(
+        room=Room.objects.get(slug="wg1-a"), title="Benchmark", author=authors[0]
+    )
+    earlier = MessageFactory(thread=thread, author=authors[0])  # the seqs go on after it
+    poster = _poster(c0_port, "wg1-a")
+    try:
+        with connect(f"ws://127.0.0.1:{c0_port}/room/r0", compression=None) as member:
+            assert poster.stdin is not None and poster.stdout is not None
+            order = {"step": 3, "rate": 50, "count": 4, "rooms": ["r0"], "senders": 2}
+            poster.stdin.write(json.dumps(order) + "\n")
+            poster.stdin.flush()
+            answer = json.loads(poster.stdout.readline())
+            frames = [member.recv(timeout=10) for _ in range(4)]
+    finally:
+        poster.communicate(timeout=20)  # its stdin closed: it stops
+
+    stored = list(
+        Message.objects.filter(thread=thread, seq__gt=earlier.seq)
+        .order_by("seq")
+        .values_list("seq", "author__email", "body", "body_html")
+    )
+    assert (answer["posted"], answer["failures"]) == (4, 0), answer
+    assert [s[0] for s in stored] == [earlier.seq + n for n in (1, 2, 3, 4)]
+    assert sorted(s[1] for s in stored) == sorted([a.email for a in authors] * 2)
+    # What the room received is what was stored, every payload of step 3, in full.
+    assert sorted(frames) == sorted(s[2] for s in stored)
+    assert all(f.startswith("bench|3|0|") for f in frames)
+    assert all(html.startswith("<p>bench|3|0|") for *_, html in stored)
+    assert poster.returncode == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_order_for_more_rooms_than_it_was_given_stops_it_with_why(
+    plan: None, c0_port: int
+) -> None:
+    author = UserFactory(email="bench0@example.org")
+    ThreadFactory(room=Room.objects.get(slug="wg1-a"), title="Benchmark", author=author)
+    poster = _poster(c0_port, "wg1-a")
+    order = {"step": 1, "rate": 10, "count": 1, "rooms": ["r0", "r1"], "senders": 1}
+
+    _out, err = poster.communicate(json.dumps(order) + "\n", timeout=30)
+
+    assert poster.returncode == 1
+    assert "an order for 2 rooms, but --rooms named 1" in err
+    assert not Message.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_room_without_a_benchmark_thread_is_named(plan: None, c0_port: int) -> None:
+    author = UserFactory(email="bench0@example.org")
+    ThreadFactory(room=Room.objects.get(slug="wg1-a"), title="Benchmark", author=author)
+    poster = _poster(c0_port, "wg1-a,wg1-b")
+
+    _out, err = poster.communicate("", timeout=30)
+
+    assert poster.returncode == 1
+    assert "no benchmark thread in the rooms wg1-b" in err
+    assert Thread.objects.filter(title="Benchmark").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["--ports", "81o1", "--rooms", "a"], {"DATABASE_URL": "x"}, "--ports takes port numbers"),
+        (["--ports", "8101", "--rooms", ","], {"DATABASE_URL": "x"}, "at least one value"),
+        (
+            ["--ports", "8101", "--rooms", "a", "--connections", "0"],
+            {"DATABASE_URL": "x"},
+            "--connections must be between 1 and 64",
+        ),
+        (["--ports", "8101", "--rooms", "a"], {}, "DATABASE_URL must name"),
+    ],
+)
+def test_bad_arguments_are_refused_with_what_is_wrong(
+    argv: list[str],
+    env: dict[str, str],
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    with pytest.raises(SystemExit):
+        c0d_poster._arguments(argv)
+
+    assert says in capsys.readouterr().err
