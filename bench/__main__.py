@@ -560,16 +560,24 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
             if seeding is not None and args.smoke
             else None
         )
+
+        def seeded_minga() -> minga_setup.MingaData:
+            """Minga's benchmark database, made and seeded when a phase first needs it."""
+            nonlocal minga
+            if minga is None:
+                log("minga: creating and seeding the benchmark database")
+                minga = (
+                    seeded.result(timeout=900)
+                    if seeded is not None
+                    else minga_setup.prepare(minga_members, redis_port)
+                )
+            return minga
+
         try:
             for system in [s for s in ALL if s in systems and s not in LAST]:
                 try:
-                    if system.startswith("minga") and minga is None:
-                        log("minga: creating and seeding the benchmark database")
-                        minga = (
-                            seeded.result(timeout=900)
-                            if seeded is not None
-                            else minga_setup.prepare(minga_members, redis_port)
-                        )
+                    if system.startswith("minga"):
+                        seeded_minga()
                     _probe_speed(results, system)
                     results["systems"][system] = run_system(
                         procs=procs,
@@ -604,19 +612,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 _run_c0_again(procs, cfg, redis_info, results)
             if "h5" in systems:
                 try:
-                    if minga is None:
-                        log("minga: creating and seeding the benchmark database")
-                        minga = (
-                            seeded.result(timeout=900)
-                            if seeded is not None
-                            else minga_setup.prepare(minga_members, redis_port)
-                        )
                     _probe_speed(results, "h5")
                     results["h5"] = h5.run(
                         procs=procs,
                         cfg=cfg,
                         redis_port=redis_info[0],
-                        data=minga,
+                        data=seeded_minga(),
                         c0_best=None if args.h5_rate else c0_best,
                         start_servers=start_servers,
                         stop_servers=_stop_servers,
@@ -627,19 +628,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                     log(f"h5: could not run: {error}")
             if "h4" in systems:
                 try:
-                    if minga is None:
-                        log("minga: creating and seeding the benchmark database")
-                        minga = (
-                            seeded.result(timeout=900)
-                            if seeded is not None
-                            else minga_setup.prepare(minga_members, redis_port)
-                        )
                     _probe_speed(results, "h4")
                     results["h4"] = h4.run(
                         procs=procs,
                         cfg=cfg,
                         redis_port=redis_info[0],
-                        data=minga,
+                        data=seeded_minga(),
                         start_servers=start_servers,
                         stop_servers=_stop_servers,
                         log=log,
@@ -648,14 +642,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                     results["h4"] = {"error": f"{type(error).__name__}: {error}"}
                     log(f"h4: could not run: {error}")
             if "c0d" in systems:
-                if minga is None:
-                    log("minga: creating and seeding the benchmark database")
-                    minga = (
-                        seeded.result(timeout=900)
-                        if seeded is not None
-                        else minga_setup.prepare(minga_members, redis_port)
-                    )
-                _run_c0d(procs, cfg, redis_info, results, minga)
+                _run_c0d(procs, cfg, redis_info, results, seeded_minga)
         finally:
             if seeding is not None:
                 seeding.shutdown(wait=True)
@@ -700,19 +687,20 @@ def _run_c0d(
     cfg: dict[str, Any],
     redis: tuple[int, int],
     results: dict[str, Any],
-    minga: minga_setup.MingaData,
+    seeded_minga: Callable[[], minga_setup.MingaData],
 ) -> None:
     """C0d: C0's servers fed by bench.c0d_poster, which writes each message into Minga's
     `forums_message` (one raw INSERT, committed) before it sends it. H1's ten rooms (one in
     smoke): the ceiling of a fan-out where every message is stored first, for the ten-room row
     ("H1 ten rooms: a durable ceiling"). Last in the run, so its rows change no other phase's
     database; the poster's CPU counts as server CPU, as Minga's poster's does."""
-    _probe_speed(results, "c0d")
     count = 10 if cfg["ten_rooms"] else 1
     scenario = "h1_10rooms" if cfg["ten_rooms"] else "h1_1room"
     members = cfg["members"]
-    log(f"c0d: H1 {count} room(s) x {members // count}, each message stored first")
     try:
+        minga = seeded_minga()  # before the speed probe: a --only c0d run seeds here
+        _probe_speed(results, "c0d")
+        log(f"c0d: H1 {count} room(s) x {members // count}, each message stored first")
         ports, pids = start_servers(procs, "c0", redis[0], None)
         poster = minga_setup.Poster(
             procs,
