@@ -600,9 +600,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                         # H6 restarted Redis: later systems measure the new process.
                         redis_info = (redis_port, procs.pid_of("redis") or redis_info[1])
                 except (BenchError, RuntimeError, OSError, TimeoutError) as error:
-                    results["systems"][system] = {"error": f"{type(error).__name__}: {error}"}
-                    results["problems"].append(f"{system}: {error}")
-                    log(f"{system}: could not run: {error}")
+                    _could_not_run(results, system, error)
                 finally:
                     _stop_servers(procs, system)
                 if system == "c0":
@@ -663,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     return 1 if results["problems"] else 0
 
 
+def _could_not_run(results: dict[str, Any], system: str, error: Exception) -> None:
+    """A system's phase that could not run: its error in the results, a problem of the run."""
+    results["systems"][system] = {"error": f"{type(error).__name__}: {error}"}
+    results["problems"].append(f"{system}: {error}")
+    log(f"{system}: could not run: {error}")
+
+
 def _run_c0_again(
     procs: Processes, cfg: dict[str, Any], redis: tuple[int, int], results: dict[str, Any]
 ) -> None:
@@ -675,9 +680,7 @@ def _run_c0_again(
             procs=procs, system="c0", cfg=cfg, redis=redis, c0_best=None, minga=None, again=True
         )
     except (BenchError, RuntimeError, OSError, TimeoutError) as error:
-        results["systems"]["c0-again"] = {"error": f"{type(error).__name__}: {error}"}
-        results["problems"].append(f"c0-again: {error}")
-        log(f"c0-again: could not run: {error}")
+        _could_not_run(results, "c0-again", error)
     finally:
         _stop_servers(procs, "c0")
 
@@ -731,9 +734,7 @@ def _run_c0d(
         )
         results["systems"]["c0d"] = out
     except (BenchError, RuntimeError, OSError, TimeoutError) as error:
-        results["systems"]["c0d"] = {"error": f"{type(error).__name__}: {error}"}
-        results["problems"].append(f"c0d: {error}")
-        log(f"c0d: could not run: {error}")
+        _could_not_run(results, "c0d", error)
     finally:
         _stop_servers(procs, "c0d")
         _stop_servers(procs, "c0")
