@@ -48,6 +48,16 @@ INSERT = (
 )
 
 
+def body_html(body: str) -> str:
+    """The escaped body in a paragraph: what Minga's Markdown makes of a plain line."""
+    return f"<p>{html.escape(body)}</p>"
+
+
+def message_row(thread_id: int, room_id: int, seq: int, author_id: int, body: str) -> list[Any]:
+    """INSERT's parameters: the message row, with a new client id."""
+    return [thread_id, room_id, seq, author_id, body, body_html(body), uuid.uuid4()]
+
+
 class Store:
     """The benchmark threads of the given rooms, their members, and a seq counter per room."""
 
@@ -84,7 +94,7 @@ class Store:
         """The parameters of INSERT for the next message of the order's `room`-th room."""
         thread, room_id, _ = self.threads[room]
         seq, self.next_seq[room] = self.next_seq[room], self.next_seq[room] + 1
-        return [thread, room_id, seq, author, body, f"<p>{html.escape(body)}</p>", uuid.uuid4()]
+        return message_row(thread, room_id, seq, author, body)
 
 
 async def _drain(socket: ClientConnection) -> None:

@@ -163,6 +163,7 @@ def _floors(
     the benchmark's own and is dropped afterwards."""
     from django.db import connection, transaction
 
+    from bench.c0d_poster import INSERT, body_html, message_row
     from bench.loadgen import payload
     from forums.models import Message
 
@@ -179,31 +180,17 @@ def _floors(
                     seq=next(seqs),
                     author=members[i % len(members)],
                     body=body,
-                    body_html=f"<p>{body}</p>",
+                    body_html=body_html(body),
                     client_id=uuid.uuid4(),
                 )
-
-    insert = (
-        "INSERT INTO forums_message (thread_id, room_id, seq, author_id, body, body_html,"
-        " client_id, created_at, hidden_reason, change, content_change, content_kind)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, now(), '', 0, 0, '')"
-    )
 
     def raw(count: int, offset: int) -> None:
         with connection.cursor() as cursor:  # autocommit: each INSERT commits on its own
             for i in range(count):
                 thread, body = threads[i % len(threads)], payload(1, i % len(threads), offset + i)
+                author = members[i % len(members)].pk
                 cursor.execute(
-                    insert,
-                    [
-                        thread.pk,
-                        thread.room_id,
-                        next(seqs),
-                        members[i % len(members)].pk,
-                        body,
-                        f"<p>{body}</p>",
-                        uuid.uuid4(),
-                    ],
+                    INSERT, message_row(thread.pk, thread.room_id, next(seqs), author, body)
                 )
 
     orm(30, 4 * 10**6)
