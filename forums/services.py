@@ -223,6 +223,7 @@ _NTH_RECENT = "post_nth_recent_at"
 _LAST_POST = "post_last_at"
 _REPLY_OK = "post_reply_ok"
 _FOLLOWED = "post_followed"
+_ROLES = "post_author_roles"
 
 
 @functools.cache
@@ -233,6 +234,8 @@ def _names() -> dict[str, str]:
         "mute": rows.table(RoomMute),
         "follow": rows.table(Follow),
         "thread": rows.table(Thread),
+        "t.message_count": rows.column(Thread, "message_count"),
+        "t.last_activity_at": rows.column(Thread, "last_activity_at"),
         **{f"m.{a}": rows.column(Message, a) for a in _MESSAGE_COLUMNS},
         **{f"x.{a}": rows.column(RoomMute, a) for a in ("room_id", "member_id", "until")},
         **{f"f.{a}": rows.column(Follow, a) for a in _FOLLOW_COLUMNS},
@@ -246,7 +249,10 @@ _FOLLOW_COLUMNS = ("level", "member_id", "room_id", "thread_id")
 
 @functools.cache
 def _thread_columns() -> rows.Columns[Thread]:
-    return rows.Columns(Thread, "t", [f.attname for f in Thread._meta.concrete_fields])
+    # Qualified by the table's own name: SQLite takes no alias in an UPDATE's RETURNING.
+    return rows.Columns(
+        Thread, rows.table(Thread), [f.attname for f in Thread._meta.concrete_fields]
+    )
 
 
 # Every name formatted into the post checks' statement is a quoted table or column name from the
@@ -270,6 +276,14 @@ def _post_checks(
     Read in a statement of its own after the lock was taken, so they see every post committed
     before it. The statement is written out (minga.rows), not compiled from querysets on every
     post: that compiling was a third of a post's CPU (docs/performance.md, "The write path").
+
+    The same statement counts the post on its thread: it is the thread's `UPDATE` (message
+    count + 1, last activity `now`), the checks in its `RETURNING`, and the thread it returns
+    is the counted one. A refused post raises inside the post's transaction, which rolls the
+    count back with the seq. Where the author's roles are not known yet (`policy.roles_known`:
+    a request's member; the gateway reads them with the member), they are read here too and
+    cached on `author` for the policy's checks. Both save a round trip under the room's lock
+    (docs/performance.md, "A post's round trips").
     """
     n = _names()
     count, seconds = flood_limit()
@@ -320,41 +334,60 @@ def _post_checks(
         )
     else:
         parts.append(
-            (_FOLLOWED, f"EXISTS ({followers} AND f.{n['f.thread_id']} = t.{n['t.id']})", following)
+            (
+                _FOLLOWED,
+                f"EXISTS ({followers} AND f.{n['f.thread_id']} = {n['thread']}.{n['t.id']})",
+                following,
+            )
         )
     if thread_id is not None and reply_to_id is not None:
         parts.append(
             (
                 _REPLY_OK,
                 f"EXISTS (SELECT 1 FROM {n['message']} m WHERE m.{n['m.id']} = %s "  # noqa: S608
-                f"AND m.{n['m.thread_id']} = t.{n['t.id']})",
+                f"AND m.{n['m.thread_id']} = {n['thread']}.{n['t.id']})",
                 [reply_to_id],
             )
         )
+    roles = None if policy.roles_known(author) else policy.roles_subquery(connection.vendor)
+    if roles is not None:
+        parts.append((_ROLES, roles, [author.pk]))
     checks = ", ".join(sql for _name, sql, _params in parts)
     params = [value for _name, _sql, values in parts for value in values]
     columns = _thread_columns()
     if thread_id is None:
         statement = f"SELECT {checks}"
     else:
-        statement = f"SELECT {columns.sql}, {checks} FROM {n['thread']} t WHERE t.{n['t.id']} = %s"  # noqa: S608
-        params.append(thread_id)
+        table, counted = n["thread"], n["t.message_count"]
+        statement = (
+            f"UPDATE {table} SET {counted} = {counted} + 1, {n['t.last_activity_at']} = %s "  # noqa: S608
+            f"WHERE {table}.{n['t.id']} = %s RETURNING {columns.sql}, {checks}"
+        )
+        params[:0] = [rows.param(Thread, "last_activity_at", now), thread_id]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
         raise Thread.DoesNotExist(f"No thread {thread_id}.")
     thread = None if thread_id is None else columns.instance(row[: len(columns)])
-    answers = row[len(row) - len(parts) :]
+    names = [name for name, _sql, _params in parts]
+    return thread, _answers(author, names, row[len(row) - len(parts) :])
+
+
+def _answers(author: User, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """_post_checks' answers by name, each as its checks read it; the author's roles, where
+    they were read, are cached on `author` instead."""
     found: dict[str, Any] = {}
-    for (name, _sql, _params), value in zip(parts, answers, strict=True):
+    for name, value in zip(names, values, strict=True):
         if name in (_MUTED_UNTIL, _NTH_RECENT, _LAST_POST):
             found[name] = rows.moment(value)
         elif name in (_FOLLOWED, _REPLY_OK):
             found[name] = bool(value)
+        elif name == _ROLES:
+            policy.remember_roles(author, policy.parse_roles(value))
         else:
             found[name] = value
-    return thread, found
+    return found
 
 
 def _check_rate(member: User, room: Room, now: datetime, found: Mapping[str, Any]) -> None:
@@ -540,18 +573,6 @@ def _take_seq_statement() -> tuple[str, rows.Columns[Room]]:
     )
 
 
-def _count_post(thread_id: int, now: datetime) -> None:
-    """`Thread.objects.filter(pk=thread_id).update(message_count=F("message_count") + 1,
-    last_activity_at=now)`, written out."""
-    count, activity = rows.column(Thread, "message_count"), rows.column(Thread, "last_activity_at")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {rows.table(Thread)} SET {count} = {count} + 1, {activity} = %s "  # noqa: S608 - names from the model, values as parameters
-            f"WHERE {rows.column(Thread, 'id')} = %s",
-            [rows.param(Thread, "last_activity_at", now), thread_id],
-        )
-
-
 def _insert_message(
     *,
     room: Room,
@@ -565,7 +586,9 @@ def _insert_message(
     files: Sequence[Attachment] = (),
 ) -> Message:
     """Insert the message with the seq the caller took (`_take_seq`, which holds the room lock);
-    `files` (checked and locked by the caller) are attached to it."""
+    `files` (checked and locked by the caller) are attached to it. The caller has counted it on
+    `thread` already (message_count, last_activity_at): `_post_checks` for a reply, the new
+    thread's own row for its first message."""
     message = Message(
         thread=thread,
         room=room,
@@ -589,9 +612,6 @@ def _insert_message(
     mentions = Mention.objects.bulk_create(
         [Mention(message=message, member_id=member_id) for member_id in rendered.mentioned_ids]
     )
-    _count_post(thread.pk, now)
-    thread.message_count += 1
-    thread.last_activity_at = now
     if files:
         Attachment.objects.filter(pk__in=[f.pk for f in files]).update(message=message)
         for attached in files:
@@ -664,8 +684,14 @@ def thread_create(
             if found[_EXISTING] is not None:
                 raise _RepeatError
             _check_post(author, locked, None, now, found)
+            # Written with its first message counted: no update of its own.
             thread = Thread(
-                room=locked, title=clean_t, author=author, created=now, last_activity_at=now
+                room=locked,
+                title=clean_t,
+                author=author,
+                created=now,
+                last_activity_at=now,
+                message_count=1,
             )
             thread.full_clean()
             thread.save()

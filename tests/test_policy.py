@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 
 from community import policy
 from community.models import Organization, Role, WorkingGroup
@@ -164,3 +165,27 @@ def test_roles_read_gives_the_memberships_as_the_orm_reads_them(plan: None) -> N
         dict(m.memberships.values_list("working_group_id", "role")) for m in (both, one, none)
     ]
     assert found[0] == {wg1.pk: Role.VICE_CHAIR, wg2.pk: Role.OBSERVER}
+
+
+def test_roles_subquery_gives_what_roles_of_reads(plan: None) -> None:
+    # The one-value form a post reads with its checks (forums.services._post_checks), on this
+    # run's database: the same pairs as roles_of for each member, NULL (none) for no membership.
+    wg1, wg2 = WorkingGroup.objects.get(slug="wg1"), WorkingGroup.objects.get(slug="wg2")
+    both, one, none = UserFactory(), UserFactory(), UserFactory()
+    MembershipFactory(member=both, working_group=wg2, role=Role.OBSERVER)
+    MembershipFactory(member=both, working_group=wg1, role=Role.VICE_CHAIR)
+    MembershipFactory(member=one, working_group=wg2, role=Role.CHAIR)
+    subquery = policy.roles_subquery(connection.vendor)
+    assert subquery is not None
+
+    with connection.cursor() as cursor:
+        values = []
+        for member in (both, one, none):
+            cursor.execute(f"SELECT {subquery}", [member.pk])
+            values.append(cursor.fetchone()[0])
+
+    assert values[2] is None
+    assert [dict(policy.parse_roles(v)) for v in values] == [
+        policy.roles_of(m) for m in (both, one, none)
+    ]
+    assert policy.roles_subquery("oracle") is None  # no aggregate known: roles_of reads them

@@ -12,7 +12,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from community.models import User
+from community import policy
+from community.models import Role, User, WorkingGroup
 from forums import services
 from forums.models import (
     MAX_BODY_CHARS,
@@ -27,6 +28,7 @@ from forums.models import (
 )
 from forums.selectors import message_payload
 from notifications import bus
+from tests.factories import MembershipFactory
 from tests.forums.factories import *  # noqa: F403 - fixtures
 from tests.forums.factories import MessageFactory, ThreadFactory, member_in
 
@@ -519,10 +521,72 @@ def test_message_post_query_count(
 ) -> None:
     member.is_verified  # noqa: B018 - warm the per-request cache the way the API's auth does
     member.organization  # noqa: B018
-    # savepoint + lock room taking the seq + thread with every check (repeat, mute, flood) +
-    # roles + insert + thread update + release (no @handle: no lookup)
-    with django_assert_num_queries(7):
+    policy.forget_roles(member)  # a request's member: its roles not read yet
+    # savepoint + lock room taking the seq + the thread's count with every check (repeat, mute,
+    # flood) and the author's roles + insert + release (no @handle: no lookup)
+    with django_assert_num_queries(5):
         post(thread, member, "No mentions here")
+
+
+def test_message_post_reads_the_authors_roles_with_its_checks(
+    thread: Thread, plan: None, django_assert_num_queries: Any
+) -> None:
+    # Every role the member has, in every group, as the policy's own read gives them: the
+    # post's checks cache them on the member, and the policy asks nothing more.
+    author = member_in("wg1", role=Role.VICE_CHAIR)
+    MembershipFactory(
+        member=author, working_group=WorkingGroup.objects.get(slug="wg2"), role=Role.OBSERVER
+    )
+    author.is_verified  # noqa: B018
+    expected = policy.roles_of(User.objects.get(pk=author.pk))
+
+    post(thread, author, "With my roles")
+
+    assert policy.roles_known(author)
+    with django_assert_num_queries(0):
+        assert policy.roles_of(author) == expected
+        assert policy.is_organizer_of(author, thread.room.working_group_id)
+    assert sorted(expected.values()) == [Role.OBSERVER, Role.VICE_CHAIR]
+
+
+def test_message_post_keeps_the_roles_it_was_given(
+    thread: Thread, member: User, django_assert_num_queries: Any
+) -> None:
+    # The gateway reads a member's roles with the member: the post's checks do not again.
+    policy.remember_roles(member, [(thread.room.working_group_id, Role.MEMBER)])
+    member.is_verified  # noqa: B018
+    member.organization  # noqa: B018
+
+    with django_assert_num_queries(5) as captured:
+        post(thread, member, "Known roles")
+
+    assert not any("community_membership" in q["sql"] for q in captured.captured_queries)
+
+
+def test_message_post_refused_leaves_the_thread_uncounted(thread: Thread, member: User) -> None:
+    # The count is taken with the checks, before they refuse: the refusal rolls it back.
+    post(thread, member, "Before the lock")
+    before = Thread.objects.get(pk=thread.pk)
+    Thread.objects.filter(pk=thread.pk).update(locked=True)
+
+    with pytest.raises(PermissionDenied):
+        post(thread, member, "Refused")
+
+    after = Thread.objects.get(pk=thread.pk)
+    assert (after.message_count, after.last_activity_at) == (1, before.last_activity_at)
+    assert Room.objects.get(pk=thread.room_id).last_seq == 1
+
+
+def test_message_post_to_a_missing_thread_is_refused_and_takes_nothing(
+    thread: Thread, member: User
+) -> None:
+    gone = Thread(pk=thread.pk + 1000, room=thread.room, title="Gone")
+
+    with pytest.raises(Thread.DoesNotExist):
+        post(gone, member, "Nowhere")
+
+    assert Room.objects.get(pk=thread.room_id).last_seq == 0
+    assert Message.objects.count() == 0
 
 
 # --- thread_create ----------------------------------------------------------------------------
