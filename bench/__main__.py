@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h5,h4,c0d]`: run every benchmark, print the table.
+"""`python -m bench [--smoke] [--only minga,b0,b1,c0,h5,h4,c0t,c0d]`: run every benchmark, print the table.
 
 Order: a private Redis (never the shared 6379), the raw ceilings (redis-benchmark PUBLISH, a
 raw PostgreSQL INSERT of 10,000 inbox-shaped rows), then C0, B0, B1 and Minga, each with two
@@ -8,9 +8,10 @@ restarted under load) on Minga; then C0's H1 once more (its second reading: the 
 the higher); then H5 (HTTP p99 of two pages under H1 load, Minga and B0's tutorial page;
 Minga with its pages on a process of their own; Minga's pages while C0 carries the load, H5's
 floor; bench/h5.py); then H4 (one announcement to a big working group, Minga and B0's
-textbook loop, bench/h4.py); last C0d (C0's servers behind one durable INSERT per message into
-Minga's database, bench/c0d_poster.py: H1's ten rooms, the ceiling when every message is stored
-first). Every process started here is stopped before exit.
+textbook loop, bench/h4.py); last C0t and C0d (C0's servers behind each message stored in
+Minga's database first, bench/c0d_poster.py: by a post's transaction without its rules, and by
+one durable INSERT; H1's ten rooms, the ceilings when every message is stored first). Every
+process started here is stopped before exit.
 
 Exit status: 0 when every benchmark ran and no message was lost; 1 otherwise. Timings never
 make it fail.
@@ -118,10 +119,14 @@ SMOKE: dict[str, Any] = {
     "c0_again": True,
     "poster_threads": minga_poster.DEFAULT_THREADS,
 }
-ALL = ("c0", "b0", "b1", "minga", "h5", "h4", "c0d")
-DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4", "c0d")
-# Run after the others, by `_run_c0d`, not by `run_system`: it writes into Minga's database.
-LAST = {"h5", "h4", "c0d"}
+ALL = ("c0", "b0", "b1", "minga", "h5", "h4", "c0t", "c0d")
+DEFAULT = ("c0", "b0", "b1", "minga", "h5", "h4", "c0t", "c0d")
+# Run after the others, the stored ceilings by `_run_stored`, not by `run_system`: they write
+# into Minga's database.
+LAST = {"h5", "h4", "c0t", "c0d"}
+# The ceilings that store each message before C0 relays it (bench.c0d_poster), in run order,
+# with the poster's own arguments: C0t first, whose seqs come from the rooms' rows.
+STORED = {"c0t": ["--transaction"], "c0d": []}
 # Members seeded for Minga when only H4 runs (H4 seeds its own group; the rooms need a few).
 H4_ONLY_MEMBERS = 10
 
@@ -429,8 +434,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT),
-        help="what to run: c0,b0,b1,minga, h5 and h4 (H5, H4: Minga and B0), c0d (C0 behind a "
-        "durable write, in Minga's database); the default: all",
+        help="what to run: c0,b0,b1,minga, h5 and h4 (H5, H4: Minga and B0), c0t and c0d (C0 "
+        "behind a post's transaction, and behind one durable write, in Minga's database); the "
+        "default: all",
     )
     parser.add_argument(
         "--redis-port", type=int, default=6390, help="private Redis port (not 6379)"
@@ -639,8 +645,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 except (BenchError, RuntimeError, OSError, TimeoutError) as error:
                     results["h4"] = {"error": f"{type(error).__name__}: {error}"}
                     log(f"h4: could not run: {error}")
-            if "c0d" in systems:
-                _run_c0d(procs, cfg, redis_info, results, seeded_minga)
+            for stored in STORED:
+                if stored in systems:
+                    _run_stored(procs, cfg, redis_info, results, seeded_minga, system=stored)
         finally:
             if seeding is not None:
                 seeding.shutdown(wait=True)
@@ -685,30 +692,34 @@ def _run_c0_again(
         _stop_servers(procs, "c0")
 
 
-def _run_c0d(
+def _run_stored(
     procs: Processes,
     cfg: dict[str, Any],
     redis: tuple[int, int],
     results: dict[str, Any],
     seeded_minga: Callable[[], minga_setup.MingaData],
+    *,
+    system: str,
 ) -> None:
-    """C0d: C0's servers fed by bench.c0d_poster, which writes each message into Minga's
-    `forums_message` (one raw INSERT, committed) before it sends it. H1's ten rooms (one in
-    smoke): the ceiling of a fan-out where every message is stored first, for the ten-room row
-    ("H1 ten rooms: a durable ceiling"). Last in the run, so its rows change no other phase's
-    database; the poster's CPU counts as server CPU, as Minga's poster's does."""
+    """C0d or C0t (`system`): C0's servers fed by bench.c0d_poster, which writes each message
+    into Minga's `forums_message` before it sends it: C0d by one raw INSERT, committed; C0t in
+    a post's transaction without its rules (the room's seq, the thread's count, the insert).
+    H1's ten rooms (one in smoke): the ceilings of a fan-out where every message is stored
+    first, for the ten-room rows ("H1 ten rooms: a durable ceiling", "a post's transaction").
+    Last in the run, so their rows change no other phase's database; the poster's CPU counts as
+    server CPU, as Minga's poster's does."""
     count = 10 if cfg["ten_rooms"] else 1
     scenario = "h1_10rooms" if cfg["ten_rooms"] else "h1_1room"
     members = cfg["members"]
     try:
         minga = seeded_minga()  # before the speed probe: a --only c0d run seeds here
-        _probe_speed(results, "c0d")
-        log(f"c0d: H1 {count} room(s) x {members // count}, each message stored first")
+        _probe_speed(results, system)
+        log(f"{system}: H1 {count} room(s) x {members // count}, each message stored first")
         ports, pids = start_servers(procs, "c0", redis[0], None)
         poster = minga_setup.Poster(
             procs,
             minga,
-            "c0d-poster",
+            f"{system}-poster",
             argv=[
                 sys.executable,
                 "-m",
@@ -717,10 +728,11 @@ def _run_c0d(
                 ",".join(map(str, ports)),
                 "--rooms",
                 ",".join(minga.rooms[:count]),
+                *STORED[system],
             ],
         )
         proto = loadgen.C0Proto()
-        proto.name, proto.poster = "c0d", poster
+        proto.name, proto.poster = system, poster
         meter = loadgen.Meter([*pids, poster.pid], redis[1])
         rates = [frames / members for frames in cfg["frames_grid"]]
         rooms = [f"r{i}" for i in range(count)]
@@ -729,14 +741,14 @@ def _run_c0d(
             out,
             scenario,
             lambda: asyncio.run(
-                _fanout(proto, ports, rooms, members, rates, cfg, meter, "c0d", None)
+                _fanout(proto, ports, rooms, members, rates, cfg, meter, system, None)
             ),
         )
-        results["systems"]["c0d"] = out
+        results["systems"][system] = out
     except (BenchError, RuntimeError, OSError, TimeoutError) as error:
-        _could_not_run(results, "c0d", error)
+        _could_not_run(results, system, error)
     finally:
-        _stop_servers(procs, "c0d")
+        _stop_servers(procs, system)
         _stop_servers(procs, "c0")
 
 

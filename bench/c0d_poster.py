@@ -1,7 +1,7 @@
 """C0d, the durable ceiling: C0's servers fed by a process that stores each message first.
 
-`python -m bench.c0d_poster --ports P1,P2 --rooms SLUG,... [--connections N]`, with
-`DATABASE_URL` naming Minga's benchmark database (bench.minga_setup).
+`python -m bench.c0d_poster --ports P1,P2 --rooms SLUG,... [--connections N] [--transaction]`,
+with `DATABASE_URL` naming Minga's benchmark database (bench.minga_setup).
 
 C0 relays what it is sent and stores nothing, so for H1's ten rooms, where every 100 frames
 need one durable post, it bounds the fan-out but not the write. C0d is the least a durable chat
@@ -19,6 +19,15 @@ once (8, as many as Minga's poster has threads). One JSON line answers each orde
 bench.minga_poster's shape. Its sockets also receive what C0 relays to their rooms (C0 sends
 to every socket of a room): a reader drains them, two frames per message beside the 100 the
 clients count.
+
+With `--transaction` (C0t, the ceiling of a post's transaction), each message is stored as a
+post stores it, without any of its rules: in one transaction, the room's row locked by taking
+its next seq (`UPDATE ... RETURNING`), the thread's count and activity updated, the row
+inserted with that seq, then committed: five round trips (`BEGIN`, three statements,
+`COMMIT`), as many as `forums.services.message_post` makes, and the same row locks, so posts
+to one room wait for each other as Minga's do. What C0t leaves out is Minga's own: Django, the
+checks' answers and the author's roles, Markdown, the cooldown marker and the publish through
+Redis ("H1 ten rooms: a post's transaction, C0t").
 """
 
 from __future__ import annotations
@@ -45,6 +54,21 @@ INSERT = (
     "INSERT INTO forums_message (thread_id, room_id, seq, author_id, body, body_html,"
     " client_id, created_at, hidden_reason, change, content_change, content_kind)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, now(), '', 0, 0, '')"
+)
+
+
+# C0t: the room's next seq, under its row lock, and the thread's count, as a post takes them.
+TAKE_SEQ = "UPDATE forums_room SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq"
+COUNT = (
+    "UPDATE forums_thread SET message_count = message_count + 1, last_activity_at = now()"
+    " WHERE id = %s"
+)
+# C0t takes seqs from the rooms' rows: first brought up to the rooms' last stored seq, which C0d's
+# own counter may have passed.
+CATCH_UP = (
+    "UPDATE forums_room r SET last_seq = greatest(r.last_seq,"
+    " (SELECT coalesce(max(m.seq), 0) FROM forums_message m WHERE m.room_id = r.id))"
+    " WHERE r.id = ANY(%s)"
 )
 
 
@@ -97,6 +121,17 @@ class Store:
         return message_row(thread, room_id, seq, author, body)
 
 
+async def _transaction(conn: psycopg.AsyncConnection[Any], params: list[Any]) -> None:
+    """C0t's write of `params` (message_row's, its seq replaced by the room's next)."""
+    thread, room = params[0], params[1]
+    async with conn.transaction():
+        taken = await (await conn.execute(TAKE_SEQ, [room])).fetchone()
+        if taken is None:
+            raise LookupError(f"no room {room}")
+        await conn.execute(COUNT, [thread])
+        await conn.execute(INSERT, [thread, room, taken[0], *params[3:]])
+
+
 async def _drain(socket: ClientConnection) -> None:
     with contextlib.suppress(Exception):
         async for _ in socket:
@@ -109,8 +144,11 @@ class Poster:
         store: Store,
         connections: asyncio.Queue[psycopg.AsyncConnection[Any]],
         ports: list[int],
+        *,
+        transaction: bool = False,
     ) -> None:
         self.store = store
+        self.transaction = transaction
         self.connections = connections
         self.ports = ports
         self.sockets: dict[str, list[ClientConnection]] = {}
@@ -136,7 +174,10 @@ class Poster:
         """Store, then send to every process; returns the seconds from when it was due."""
         conn = await self.connections.get()
         try:
-            await conn.execute(INSERT, params)
+            if self.transaction:
+                await _transaction(conn, params)
+            else:
+                await conn.execute(INSERT, params)
         finally:
             self.connections.put_nowait(conn)
         for socket in await self.sockets_of(room):
@@ -189,6 +230,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"database connections writing at once (1 to {MAX_THREADS}; "
         f"default {DEFAULT_CONNECTIONS})",
     )
+    parser.add_argument(
+        "--transaction",
+        action="store_true",
+        help="C0t: store each message in a post's transaction (room seq, thread count, insert)",
+    )
     args = parser.parse_args(argv)
     try:
         args.ports = [int(p) for p in args.ports.split(",") if p]
@@ -212,8 +258,10 @@ async def main(argv: list[str] | None = None) -> None:
         connections.put_nowait(await psycopg.AsyncConnection.connect(url, autocommit=True))
     first = connections.get_nowait()
     store = await Store.read(first, args.rooms)
+    if args.transaction:
+        await first.execute(CATCH_UP, [sorted({room for _, room, _ in store.threads})])
     connections.put_nowait(first)
-    poster = Poster(store, connections, args.ports)
+    poster = Poster(store, connections, args.ports, transaction=args.transaction)
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         answer = await poster.order(json.loads(line))

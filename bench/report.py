@@ -203,7 +203,43 @@ def _send_rows(results: dict[str, Any]) -> list[Row]:
 def _durable_rows(results: dict[str, Any]) -> list[Row]:
     """H1's ten rooms against C0d, C0's servers behind one durable INSERT per message
     (bench/c0d_poster.py), in C0's column: where every 100 frames need a stored message, the
-    ceiling that stores it ("H1 ten rooms: a durable ceiling"). Nothing when C0d did not run."""
+    ceiling that stores it ("H1 ten rooms: a durable ceiling"); then against C0t, the same
+    behind a post's transaction without its rules. Nothing for a ceiling that did not run."""
+    return [*_c0d_rows(results), *_c0t_rows(results)]
+
+
+def _c0t_rows(results: dict[str, Any]) -> list[Row]:
+    """H1's ten rooms against C0t, C0's servers behind each message stored as a post's
+    transaction stores it, without the post's rules (`bench.c0d_poster --transaction`): what
+    is left between them is Minga's own (Django, the checks, Markdown, the publish), not the
+    database work its contract needs ("H1 ten rooms: a post's transaction, C0t")."""
+    if "c0t" not in results["systems"]:
+        return []
+    minga, c0t = _best(results, "minga", "h1_10rooms"), _best(results, "c0t", "h1_10rooms")
+    frames = _val(minga, "delivered_per_s"), _val(c0t, "delivered_per_s")
+    ratio = _fmt_ratio(_div(frames[0], frames[1]), "x C0t")
+    if "c0d" in results["systems"]:
+        c0d = _val(_best(results, "c0d", "h1_10rooms"), "delivered_per_s")
+        if (share := _div(frames[1], c0d)) is not None:
+            ratio += f"; C0t = {share:.2f} x C0d"
+    cpu = _div(_val(minga, "server_us_per_frame"), _val(c0t, "server_us_per_frame"))
+    if cpu is not None:
+        ratio += f"; server CPU per frame {cpu:.2f} x C0t's"
+    return [
+        Row(
+            "H1 10 rooms, each message stored in a post's transaction (C0: C0t, C0 behind the "
+            "room's seq, the thread's count and the insert, committed; no rule): frames/s, "
+            "zero loss",
+            {"minga": frames[0], "b0": None, "b1": None, "c0": frames[1]},
+            ratio,
+            "(reported)",
+            None,
+            "frames/s",
+        )
+    ]
+
+
+def _c0d_rows(results: dict[str, Any]) -> list[Row]:
     if "c0d" not in results["systems"]:
         return []
     minga, c0d = _best(results, "minga", "h1_10rooms"), _best(results, "c0d", "h1_10rooms")
@@ -593,7 +629,7 @@ def markdown(results: dict[str, Any]) -> str:
         "server CPU per frame; load generator and other work in % of one core):",
         "",
     ]
-    for system in (*SYSTEMS, "c0-again", "c0d"):
+    for system in (*SYSTEMS, "c0-again", "c0t", "c0d"):
         data = results["systems"].get(system)
         if not isinstance(data, dict):
             continue

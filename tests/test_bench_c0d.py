@@ -47,9 +47,18 @@ def c0_port() -> Iterator[int]:
         server.wait(timeout=10)
 
 
-def _poster(port: int, rooms: str) -> subprocess.Popen[str]:
+def _poster(port: int, rooms: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.c0d_poster", "--ports", str(port), "--rooms", rooms],
+        [
+            sys.executable,
+            "-m",
+            "bench.c0d_poster",
+            "--ports",
+            str(port),
+            "--rooms",
+            rooms,
+            *extra,
+        ],
         cwd=ROOT,
         env={"DATABASE_URL": _database_url(), "PATH": "/usr/bin:/bin"},
         stdin=subprocess.PIPE,
@@ -91,6 +100,46 @@ def test_each_message_is_stored_then_sent_to_its_c0_room(plan: None, c0_port: in
     assert sorted(frames) == sorted(s[2] for s in stored)
     assert all(f.startswith("bench|3|0|") for f in frames)
     assert all(html.startswith("<p>bench|3|0|") for *_, html in stored)
+    assert poster.returncode == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_c0t_stores_each_message_in_a_posts_transaction_then_sends_it(
+    plan: None, c0_port: int
+) -> None:
+    # Arrange: a room whose stored seqs went past its row's last_seq (C0d's own counter does
+    # that): C0t brings the row up first, then takes each seq from it, as a post does.
+    author = UserFactory(email="bench0@example.org")
+    room = Room.objects.get(slug="wg1-a")
+    thread = ThreadFactory(room=room, title="Benchmark", author=author)
+    MessageFactory(thread=thread, author=author)
+    Message.objects.filter(thread=thread).update(seq=7)
+    Room.objects.filter(pk=room.pk).update(last_seq=3)
+    Thread.objects.filter(pk=thread.pk).update(message_count=1)
+    poster = _poster(c0_port, "wg1-a", "--transaction")
+    try:
+        with connect(f"ws://127.0.0.1:{c0_port}/room/r0", compression=None) as member:
+            assert poster.stdin is not None and poster.stdout is not None
+            order = {"step": 4, "rate": 50, "count": 3, "rooms": ["r0"], "senders": 1}
+            poster.stdin.write(json.dumps(order) + "\n")
+            poster.stdin.flush()
+            answer = json.loads(poster.stdout.readline())
+            frames = [member.recv(timeout=10) for _ in range(3)]
+    finally:
+        poster.communicate(timeout=20)
+
+    # Assert: the seqs went on from the last stored one, the room's row and the thread's count
+    # moved with them, and what the room received is what was stored.
+    stored = list(
+        Message.objects.filter(thread=thread, seq__gt=7).order_by("seq").values_list("seq", "body")
+    )
+    thread.refresh_from_db()
+    assert (answer["posted"], answer["failures"]) == (3, 0), answer
+    assert [seq for seq, _body in stored] == [8, 9, 10]
+    assert Room.objects.get(pk=room.pk).last_seq == 10
+    assert thread.message_count == 4
+    assert sorted(frames) == sorted(body for _seq, body in stored)
     assert poster.returncode == 0
 
 

@@ -116,6 +116,31 @@ def test_ten_rooms_are_also_held_to_c0d_the_ceiling_that_stores_each_message() -
     assert not any("C0d" in row.metric for row in report.rows(results))
 
 
+def test_ten_rooms_are_reported_against_c0t_a_posts_transaction_without_its_rules() -> None:
+    results = {
+        "config": {"members": 1000},
+        "systems": {
+            "minga": {"h1_1room": _h1(50_000), "h1_10rooms": _h1(20_000, cpu=40.0)},
+            "c0": {"h1_1room": _h1(80_000), "h1_10rooms": _h1(70_000)},
+            "c0t": {"h1_10rooms": _h1(32_000, cpu=16.0)},
+            "c0d": {"h1_10rooms": _h1(40_000, cpu=25.0)},
+        },
+    }
+
+    c0t = report.rows(results)[6]
+
+    # After C0d's two rows: Minga against C0t, C0t named against C0d, the CPU per frame beside.
+    assert c0t.metric.startswith("H1 10 rooms, each message stored in a post's transaction")
+    assert (c0t.values["minga"], c0t.values["c0"], c0t.met) == (20_000, 32_000, None)
+    assert c0t.ratio == "0.62 x C0t; C0t = 0.80 x C0d; server CPU per frame 2.50 x C0t's"
+    assert c0t.target == "(reported)"
+    # Without C0d, C0t's row stands alone; without C0t, no row of it.
+    del results["systems"]["c0d"]
+    assert report.rows(results)[4].ratio == "0.62 x C0t; server CPU per frame 2.50 x C0t's"
+    del results["systems"]["c0t"]
+    assert not any("C0t" in row.metric for row in report.rows(results))
+
+
 def _pages(idle: float, load: float, h1_p99: float = 300.0) -> dict[str, object]:
     page = {"p50_ms": 1.0, "requests": 200, "errors": 0}
     return {

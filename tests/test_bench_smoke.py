@@ -45,8 +45,9 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert (proc.returncode, results["problems"]) == (0, []), stdout[-4000:]
     # C0 is read twice, before the others and after them (the report takes the higher), and
-    # last behind a durable write per message (C0d).
-    systems = ["b0", "b1", "c0", "c0-again", "c0d", "minga"]
+    # last behind each message stored first: in a post's transaction (C0t), by one durable
+    # write (C0d).
+    systems = ["b0", "b1", "c0", "c0-again", "c0d", "c0t", "minga"]
     assert sorted(results["systems"]) == systems
     for system in systems:
         steps = results["systems"][system]["h1_1room"]["steps"]
@@ -55,7 +56,7 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
     # The machine's speed and CPU clock, read before each phase and at the end (bench.report
     # prints them).
     speeds, clock = results["speed_ms"], results["cpu_clock"]
-    phases = ["b0", "b1", "c0", "c0-again", "c0d", "end", "h4", "h5", "minga"]
+    phases = ["b0", "b1", "c0", "c0-again", "c0d", "c0t", "end", "h4", "h5", "minga"]
     assert (sorted(speeds), all(ms > 0 for ms in speeds.values())) == (phases, True)
     assert sorted(clock) == phases
     assert all(0 <= c["steal_s"] < c["total_s"] for c in clock.values()), clock
