@@ -45,7 +45,7 @@ def _copy_sql(table: str, columns: list[str], subs: dict[str, str], where: str) 
     # Names come from Django's _meta and this module, values are parameters: no user input.
     return (
         f'INSERT INTO "{table}" ({names}) SELECT {", ".join(values)} '  # noqa: S608
-        f'FROM "{table}" t, generate_series(%(first)s, %(last)s) AS g WHERE {where}'
+        f'FROM "{table}" t, generate_series(%(first)s::bigint, %(last)s::bigint) AS g WHERE {where}'
     )
 
 
@@ -108,7 +108,7 @@ def seed(members: int, online: int, salt: str) -> dict[str, Any]:
         cur.execute(
             f'INSERT INTO "{member_t}" ({member_cols}) '  # noqa: S608
             f"SELECT {_member_values(Membership, new_user)} "
-            "FROM generate_series(%(first)s, %(last)s) AS g",
+            "FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g",
             {**params, "wg": group.pk, "chair": Role.CHAIR, "member": Role.MEMBER},
         )
         cur.execute(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from ninja import File, Form, Query, Router, Schema, Status, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.errors import HttpError
+from pydantic import field_validator
 
 from community.models import User, WorkingGroup
 from forums import attachments
@@ -156,6 +157,15 @@ class ListFilters(Schema):
     end: datetime | None = None
     working_group: str | None = None
     kind: KindLiteral | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        """The instant in UTC: any offset ISO 8601 allows names one (`-17:34` too, which no
+        zone has and PostgreSQL would refuse as text), and every database compares it alike."""
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
 
 
 def _iso(value: datetime, zone: str) -> str:

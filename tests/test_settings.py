@@ -54,6 +54,7 @@ def run_settings(env: dict[str, str], code: str = PROBE) -> subprocess.Completed
             "EMAIL_URL",
             "HTTPS",
             "MINGA_TESTING",
+            "DATABASE_PREPARED_STATEMENTS",
         }
     }
     clean.update(
@@ -96,6 +97,20 @@ def test_database_url_selects_postgresql_with_the_pool() -> None:
     assert (
         found["conn_max_age"] == 0
     )  # persistent connections leak under ASGI; the pool replaces them
+
+
+def test_postgresql_prepares_statements_unless_turned_off() -> None:
+    url = {"DATABASE_URL": "postgres://minga:pw@db.internal:5433/minga"}
+
+    on = probe(url)["db_options"]
+    off = probe({**url, "DATABASE_PREPARED_STATEMENTS": "0"})["db_options"]
+
+    # Server-side binding, and a statement prepared once a connection has run it 5 times.
+    assert isinstance(on, dict) and isinstance(off, dict)
+    assert (on["server_side_binding"], on["prepare_threshold"]) == (True, 5)
+    # Off (PgBouncer before 1.21): Django's defaults, client-side binding and no prepares.
+    assert "server_side_binding" not in off and "prepare_threshold" not in off
+    assert "pool" in off
 
 
 @pytest.mark.postgres

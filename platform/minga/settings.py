@@ -202,11 +202,18 @@ if DATABASE_URL:
             "timeout": 10,
         },
     }
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and a statement a connection has run 5 times prepared
+        # there (psycopg's protocol-level prepare; Django's default is neither): PostgreSQL
+        # stops parsing and planning a post's statements, the gateway's hops and the pages'
+        # reads on every call, which halved its CPU per post (docs/performance.md, "Prepared
+        # statements"). Behind PgBouncer's transaction pooling this needs PgBouncer 1.21 or
+        # later with `max_prepared_statements` set; else turn it off (docs/deployment.md).
+        default_db["OPTIONS"] |= {"server_side_binding": True, "prepare_threshold": 5}
     # No server-side cursors: `QuerySet.iterator()` (a form's choices, for one) declared a
     # `WITH HOLD` cursor, three round trips for a handful of rows, and a cursor that PgBouncer's
     # transaction pooling (docs/deployment.md) would send to another server connection. Nothing
-    # here iterates a result too big to fetch at once. Statements are not prepared either
-    # (psycopg's client-side binding, Django's default), which transaction pooling needs too.
+    # here iterates a result too big to fetch at once.
     default_db["DISABLE_SERVER_SIDE_CURSORS"] = True
     default_db["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
 else:

@@ -113,6 +113,25 @@ def test_event_list_filters_window_group_and_kind(
     assert titles("working_group=wg2") == []
 
 
+def test_event_list_reads_a_window_with_any_offset_as_the_instant_it_names(
+    make_event: Callable[..., Event], member: User
+) -> None:
+    # 2030-03-12T14:00-17:34 is 2030-03-13T07:34Z (an offset no zone has, which PostgreSQL
+    # refuses as text): the evening workshop ends before it, the next morning's after it.
+    make_event(title="Evening workshop")  # 14:00-16:00 UTC on the 12th
+    make_event(
+        title="Morning meeting",
+        starts_at=FUTURE + timedelta(hours=20),  # 10:00-12:00 UTC on the 13th
+        ends_at=FUTURE + timedelta(hours=22),
+    )
+    client = token_client(member)
+
+    response = client.get("/api/v1/events/?start=2030-03-12T14:00:00-17:34")
+
+    assert response.status_code == 200, response.content
+    assert [e["title"] for e in response.json()] == ["Morning meeting"]
+
+
 def test_event_list_series_occurrences_in_window(
     make_event: Callable[..., Event], member: User
 ) -> None:
