@@ -587,8 +587,8 @@ def _insert_message(
 ) -> Message:
     """Insert the message with the seq the caller took (`_take_seq`, which holds the room lock);
     `files` (checked and locked by the caller) are attached to it. The caller has counted it on
-    `thread` already (message_count, last_activity_at): `_post_checks` for a reply, the new
-    thread's own row for its first message."""
+    `thread` already (message_count, last_activity_at): `_post_checks` for a message to an
+    existing thread, the new thread's own row for its first message."""
     message = Message(
         thread=thread,
         room=room,
