@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -68,6 +69,24 @@ def _poster(port: int, rooms: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def _order(
+    port: int, poster: subprocess.Popen[str], order: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    """Give `poster` one order for room r0 while a member of r0 listens on C0; the poster's
+    answer and the frames the member received (as many as the order's messages). The poster
+    is stopped (its stdin closed) afterwards."""
+    try:
+        with connect(f"ws://127.0.0.1:{port}/room/r0", compression=None) as member:
+            assert poster.stdin is not None and poster.stdout is not None
+            poster.stdin.write(json.dumps(order) + "\n")
+            poster.stdin.flush()
+            answer = json.loads(poster.stdout.readline())
+            frames = [str(member.recv(timeout=10)) for _ in range(order["count"])]
+    finally:
+        poster.communicate(timeout=20)  # its stdin closed: it stops
+    return answer, frames
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_each_message_is_stored_then_sent_to_its_c0_room(plan: None, c0_port: int) -> None:
@@ -77,16 +96,9 @@ def test_each_message_is_stored_then_sent_to_its_c0_room(plan: None, c0_port: in
     )
     earlier = MessageFactory(thread=thread, author=authors[0])  # the seqs go on after it
     poster = _poster(c0_port, "wg1-a")
-    try:
-        with connect(f"ws://127.0.0.1:{c0_port}/room/r0", compression=None) as member:
-            assert poster.stdin is not None and poster.stdout is not None
-            order = {"step": 3, "rate": 50, "count": 4, "rooms": ["r0"], "senders": 2}
-            poster.stdin.write(json.dumps(order) + "\n")
-            poster.stdin.flush()
-            answer = json.loads(poster.stdout.readline())
-            frames = [member.recv(timeout=10) for _ in range(4)]
-    finally:
-        poster.communicate(timeout=20)  # its stdin closed: it stops
+    order = {"step": 3, "rate": 50, "count": 4, "rooms": ["r0"], "senders": 2}
+
+    answer, frames = _order(c0_port, poster, order)
 
     stored = list(
         Message.objects.filter(thread=thread, seq__gt=earlier.seq)
@@ -118,16 +130,9 @@ def test_c0t_stores_each_message_in_a_posts_transaction_then_sends_it(
     Room.objects.filter(pk=room.pk).update(last_seq=3)
     Thread.objects.filter(pk=thread.pk).update(message_count=1)
     poster = _poster(c0_port, "wg1-a", "--transaction")
-    try:
-        with connect(f"ws://127.0.0.1:{c0_port}/room/r0", compression=None) as member:
-            assert poster.stdin is not None and poster.stdout is not None
-            order = {"step": 4, "rate": 50, "count": 3, "rooms": ["r0"], "senders": 1}
-            poster.stdin.write(json.dumps(order) + "\n")
-            poster.stdin.flush()
-            answer = json.loads(poster.stdout.readline())
-            frames = [member.recv(timeout=10) for _ in range(3)]
-    finally:
-        poster.communicate(timeout=20)
+    order = {"step": 4, "rate": 50, "count": 3, "rooms": ["r0"], "senders": 1}
+
+    answer, frames = _order(c0_port, poster, order)
 
     # Assert: the seqs went on from the last stored one, the room's row and the thread's count
     # moved with them, and what the room received is what was stored.

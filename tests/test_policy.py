@@ -149,13 +149,20 @@ def test_role_change_is_seen_after_forget_roles(plan: None) -> None:
     assert policy.can_post_in_room(member, room)
 
 
-def test_roles_read_gives_the_memberships_as_the_orm_reads_them(plan: None) -> None:
-    # Arrange: a member in both groups with different roles, one in one group, one in none.
+def _both_one_none() -> tuple[Any, Any, Any]:
+    """A member in both groups with different roles, one in one group, one in none."""
     wg1, wg2 = WorkingGroup.objects.get(slug="wg1"), WorkingGroup.objects.get(slug="wg2")
     both, one, none = UserFactory(), UserFactory(), UserFactory()
     MembershipFactory(member=both, working_group=wg2, role=Role.OBSERVER)
     MembershipFactory(member=both, working_group=wg1, role=Role.VICE_CHAIR)
     MembershipFactory(member=one, working_group=wg2, role=Role.CHAIR)
+    return both, one, none
+
+
+def test_roles_read_gives_the_memberships_as_the_orm_reads_them(plan: None) -> None:
+    # Arrange
+    both, one, none = _both_one_none()
+    wg1, wg2 = WorkingGroup.objects.get(slug="wg1"), WorkingGroup.objects.get(slug="wg2")
 
     # Act
     found = [policy.roles_of(m) for m in (both, one, none)]
@@ -170,11 +177,7 @@ def test_roles_read_gives_the_memberships_as_the_orm_reads_them(plan: None) -> N
 def test_roles_subquery_gives_what_roles_of_reads(plan: None) -> None:
     # The one-value form a post reads with its checks (forums.services._post_checks), on this
     # run's database: the same pairs as roles_of for each member, NULL (none) for no membership.
-    wg1, wg2 = WorkingGroup.objects.get(slug="wg1"), WorkingGroup.objects.get(slug="wg2")
-    both, one, none = UserFactory(), UserFactory(), UserFactory()
-    MembershipFactory(member=both, working_group=wg2, role=Role.OBSERVER)
-    MembershipFactory(member=both, working_group=wg1, role=Role.VICE_CHAIR)
-    MembershipFactory(member=one, working_group=wg2, role=Role.CHAIR)
+    both, one, none = _both_one_none()
     subquery = policy.roles_subquery(connection.vendor)
     assert subquery is not None
 
