@@ -206,7 +206,7 @@ if DATABASE_URL:
         # Parameters bound by the server, and a statement a connection has run 5 times prepared
         # there (psycopg's protocol-level prepare; Django's default is neither): PostgreSQL
         # stops parsing and planning a post's statements, the gateway's hops and the pages'
-        # reads on every call, which halved its CPU per post (docs/performance.md, "Prepared
+        # reads on every call: a third less of its CPU per post (docs/performance.md, "Prepared
         # statements"). Behind PgBouncer's transaction pooling this needs PgBouncer 1.21 or
         # later with `max_prepared_statements` set; else turn it off (docs/deployment.md).
         default_db["OPTIONS"] |= {"server_side_binding": True, "prepare_threshold": 5}
