@@ -27,12 +27,14 @@ def redis_url() -> str:
 
 @pytest.fixture
 def redis_layer(settings: pytest.FixtureRequest, redis_url: str) -> str:
-    """Switch the channel layer to channels_redis (pub/sub) for this test, as in production."""
+    """Switch the channel layer to channels_redis (pub/sub) for this test, as in production:
+    through minga's bounded subclass, whose `publish_sync` carries the publishes of synchronous
+    code."""
     from channels.layers import channel_layers
 
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "minga.channels_redis_bounded.BoundedPubSubChannelLayer",
             "CONFIG": {"hosts": [redis_url]},
         }
     }

@@ -14,10 +14,14 @@ the database by `seq` (docs/operations.md, "Redis faults").
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
 from typing import Any
 
-from channels_redis.pubsub import RedisPubSubChannelLayer
+import redis
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
 from redis.exceptions import RedisError
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from minga.breaker import Breaker, for_server
 
@@ -36,6 +40,11 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
         hosts = self._kwargs.get("hosts") or [""]
         address = hosts[0].get("address", "") if isinstance(hosts[0], dict) else hosts[0]
         self.breaker = for_server(str(address), breaker_seconds) if address else Breaker()
+        # publish_sync's: channels_redis' own group names and choice of shard (a loop layer
+        # opens no connection until it is used), and a blocking client per shard.
+        self._names: RedisPubSubLoopLayer | None = None
+        self._clients: list[redis.Redis] = []
+        self._clients_lock = threading.Lock()
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if self.breaker.open:
@@ -49,3 +58,60 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
             # wait_for's timeout also cancels the wait for the shard's lock.
             self.breaker.trip()
             raise RedisUnavailableError(f"publish failed: {exc!r}") from exc
+
+    def publish_sync(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """`group_send` each `(group, message)` from synchronous code, in order, on this thread.
+
+        The same PUBLISH as `group_send` (channels_redis' group name, serializer and shard), over
+        a blocking connection of this process's pool for the shard (redis-py's pools are
+        thread-safe and start afresh in a forked child); several messages go in one pipelined
+        round trip per shard. The host's socket and connect timeouts bound the wait. Raises
+        RedisUnavailableError, and trips the breaker, as `group_send` does.
+        """
+        if not items:
+            return
+        if self.breaker.open:
+            raise RedisUnavailableError("Redis did not answer a moment ago; publish skipped")
+        names, clients = self._sync_clients()
+        by_shard: dict[int, list[tuple[str, bytes]]] = {}
+        for group, message in items:
+            channel = names._get_group_channel_name(group)
+            index = names._shards.index(names._get_shard(channel))
+            by_shard.setdefault(index, []).append((channel, self.serialize(message)))
+        try:
+            for index, messages in by_shard.items():
+                if len(messages) == 1:
+                    clients[index].publish(*messages[0])
+                    continue
+                with clients[index].pipeline(transaction=False) as pipe:
+                    for channel, data in messages:
+                        pipe.publish(channel, data)
+                    pipe.execute()
+        except (OSError, RedisError) as exc:
+            self.breaker.trip()
+            raise RedisUnavailableError(f"publish failed: {exc!r}") from exc
+
+    def _sync_clients(self) -> tuple[RedisPubSubLoopLayer, list[redis.Redis]]:
+        with self._clients_lock:
+            if self._names is None:
+                self._names = RedisPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+                self._clients = [
+                    redis.Redis(connection_pool=_pool(s.host)) for s in self._names._shards
+                ]
+            return self._names, self._clients
+
+
+def _pool(host: dict[str, Any]) -> redis.ConnectionPool:
+    """A blocking connection pool for a channels_redis host entry, as `channels_redis.utils.
+    create_pool` makes the asyncio one: an address (URL) with options, a Sentinel master, or
+    connection keyword arguments."""
+    options = dict(host)
+    if "address" in options:
+        return redis.ConnectionPool.from_url(options.pop("address"), **options)
+    master = options.pop("master_name", None)
+    if master is not None:
+        sentinels = Sentinel(
+            options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs", None)
+        )
+        return SentinelConnectionPool(master, sentinels, **options)
+    return redis.ConnectionPool(**options)
