@@ -5,9 +5,10 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from forums import rendering
 from forums.rendering import (
     candidate_handles,
     render,
@@ -223,3 +224,64 @@ def test_render_markdown_output_is_stable_and_inert(source: str) -> None:
 @given(HTMLISH)
 def test_sanitize_html_any_input_is_inert(source: str) -> None:
     assert active_parts(sanitize_html(source)) == []
+
+
+# --- A plain line skips Markdown's parse, and renders as Markdown would ---------------------------
+
+PLAIN_CHARACTERS = "abZéñçÃœßж09٣ ,.;:?!¿¡«»\u2019'\"()/%+=|$-"
+# And what opens Markdown constructs, or could: the property below must hold across both.
+MARKDOWN_CHARACTERS = PLAIN_CHARACTERS + "*_~`[]<>&\\@#\n\t\r\x00\xa0"
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=MARKDOWN_CHARACTERS, max_size=30))
+@example("a *b*")
+@example("a _b_ c")
+@example("a ~~b~~")
+@example("a `b`")
+@example("a [b](http://example.org)")
+@example("a ![b](c)")
+@example("1. a")
+@example("a &amp; b")
+@example("a <b>c</b>")
+@example("a\\*b*")
+@example("a\n\nb")
+@example("a\n===")
+@example("a  \nb")
+@example("a |b|\n|-|-|")
+@example("a b  ")
+@example("a\xa0")
+@example("Ana @ana")
+def test_render_any_line_is_what_markdown_renders(source: str) -> None:
+    assert render(source, handles={"ana": 7}) == rendering._render_markdown(source, {"ana": 7})
+
+
+@given(
+    st.builds(
+        lambda first, rest: first + rest,
+        st.sampled_from("aZéж¿¡«\"'("),
+        st.text(alphabet=PLAIN_CHARACTERS, max_size=40).filter(lambda t: not t.endswith(" ")),
+    )
+)
+def test_render_plain_line_takes_the_short_path_to_the_same_html(source: str) -> None:
+    assert rendering._PLAIN_LINE.fullmatch(source)
+    assert render(source) == rendering._render_markdown(source, None)
+
+
+def test_render_plain_line_needs_no_markdown_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rendering._MD, "parse", lambda *a, **k: pytest.fail("parsed"))
+
+    rendered = render('Reunión del GT1: "agenda" (v2) a las 10:30, ¿confirmado? Sí!')
+
+    assert rendered.html == '<p>Reunión del GT1: "agenda" (v2) a las 10:30, ¿confirmado? Sí!</p>\n'
+    assert rendered.mentioned_ids == ()
+
+
+def test_sanitize_html_is_the_same_from_several_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [f'<p onclick="x">{n}<script>alert({n})</script></p>' for n in range(200)]
+    with ThreadPoolExecutor(4) as pool:
+        cleaned = list(pool.map(sanitize_html, sources))
+
+    assert cleaned == [f"<p>{n}</p>" for n in range(200)]
