@@ -30,37 +30,20 @@ TREE = Path.cwd()
 sys.path[:0] = [str(TREE), str(TREE / "platform")]  # the working tree's packages, not the venv's
 
 from bench import minga_setup  # noqa: E402
-from bench.servers import Processes, start_redis  # noqa: E402
-
-
-def _postgres_cpu() -> float | None:
-    """CPU seconds of every local `postgres` process so far (the server's backends, WAL writer
-    and the rest); None where they cannot be read (another user's processes, a remote server)."""
-    import psutil
-
-    total, seen = 0.0, False
-    for proc in psutil.process_iter(["name"]):
-        if not (proc.info["name"] or "").startswith("postgres"):
-            continue
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total, seen = total + times.user + times.system, True
-    return total if seen else None
+from bench.servers import Processes, postgres_cpu, start_redis  # noqa: E402
 
 
 def _per_call(fn: Callable[[], None], calls: int) -> dict[str, int | None]:
     """CPU and wall microseconds per call of this process, and PostgreSQL's CPU per call (the
     whole local server's, so nothing else should use it meanwhile)."""
-    pg = _postgres_cpu()
+    pg = postgres_cpu()
     cpu, wall = time.process_time(), time.perf_counter()
     fn()
     out: dict[str, int | None] = {
         "cpu_us": round((time.process_time() - cpu) / calls * 1e6),
         "wall_us": round((time.perf_counter() - wall) / calls * 1e6),
     }
-    pg_after = _postgres_cpu()
+    pg_after = postgres_cpu()
     out["postgres_cpu_us"] = (
         None if pg is None or pg_after is None else round((pg_after - pg) / calls * 1e6)
     )

@@ -122,6 +122,8 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        if proc.stdout is not None:  # a poster's answers (pipes=True)
+            proc.stdout.close()
         self.procs = [(n, p) for n, p in self.procs if p is not proc]
 
     def pid_of(self, name: str) -> int | None:
@@ -171,3 +173,20 @@ def c0_argv(port: int, ping_interval: float | None = None) -> list[str]:
     """C0's server; with `ping_interval`, keepalive pings as daphne sends them (bench.c0_server)."""
     ping = [str(ping_interval)] if ping_interval else []
     return [sys.executable, "-m", "bench.c0_server", str(port), *ping]
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds of every local `postgres` process so far (the server's backends, WAL writer
+    and the rest); None where they cannot be read (another user's processes, a remote server)."""
+    import psutil
+
+    total, seen = 0.0, False
+    for proc in psutil.process_iter(["name"]):
+        if not (proc.info["name"] or "").startswith("postgres"):
+            continue
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total, seen = total + times.user + times.system, True
+    return total if seen else None

@@ -1,0 +1,151 @@
+"""The poster's CPU per post at a fixed rate, from one or more source trees in turn (a development
+tool: docs/performance.md, "A publish from synchronous code" and "A plain line's render").
+
+`python -m bench.poster_cost --trees A,B [--rate 15] [--rooms 10] [--seconds 10] [--rounds 3]`
+seeds a benchmark database (bench.minga_setup, with its own Redis), then in each round starts
+bench.minga_poster from each tree in turn (eight threads, as the full run's) and has it post
+`--rate` messages a second to each of `--rooms` rooms for `--seconds`, after a short warm-up
+order. It prints JSON: per tree, each round's CPU per post of the poster process (all its
+threads), the local PostgreSQL server's CPU per post, the posts' own p50/p99 (due to committed
+and published, ms) and failures. No websocket server runs: this is a post's write at a rate,
+from the same threads as H1's, where `bench.hops` makes one post at a time. The trees take turns
+within a round, so a drift of the machine's speed reaches each alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import minga_setup
+from bench.servers import Processes, postgres_cpu, start_redis
+
+MEMBERS = 40  # the posts' authors rotate over them
+WARM_UP_POSTS = 10  # per room, before each measured order: imports, templates, connections
+
+
+def tree_env(env: dict[str, str], tree: Path) -> dict[str, str]:
+    """`env` for a process that must import every package from `tree`: the venv's editable
+    install maps `minga` to the tree it was installed from, and `python -m` puts only the working
+    directory first on the path, not the tree's `platform/`."""
+    return {**env, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "platform")])}
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def measure(
+    trees: list[Path], *, rate: float, rooms: int, seconds: float, rounds: int, redis_port: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "rate_per_room": rate,
+        "rooms": rooms,
+        "seconds": seconds,
+        "trees": {str(tree): [] for tree in trees},
+    }
+    with Processes() as procs:
+        port, _redis = start_redis(procs, redis_port)
+        try:
+            data = minga_setup.prepare(MEMBERS, port)
+            names = data.rooms[:rooms]
+            for round_ in range(rounds):
+                for index, tree in enumerate(trees):
+                    poster = minga_setup.Poster(
+                        procs,
+                        dataclasses.replace(data, env=tree_env(data.env, tree)),
+                        f"poster-{index}-{round_}",
+                        str(tree),
+                    )
+                    poster.order(
+                        step=0,
+                        rate=WARM_UP_POSTS,
+                        count=WARM_UP_POSTS,
+                        rooms=names,
+                        senders=MEMBERS,
+                    )
+                    proc = psutil.Process(poster.pid)
+                    cpu, pg = _cpu(proc), postgres_cpu()
+                    answer = poster.order(
+                        step=round_ + 1,
+                        rate=rate,
+                        count=max(1, round(rate * seconds)),
+                        rooms=names,
+                        senders=MEMBERS,
+                    )
+                    cpu = _cpu(proc) - cpu
+                    pg_after = postgres_cpu()
+                    posted = max(1, answer["posted"])
+                    p50, p99 = answer["post_ms"]
+                    out["trees"][str(tree)].append(
+                        {
+                            "posted": answer["posted"],
+                            "failures": answer["failures"],
+                            "examples": answer["examples"],
+                            "poster_cpu_us_per_post": round(cpu / posted * 1e6),
+                            "postgres_cpu_us_per_post": (
+                                None
+                                if pg is None or pg_after is None
+                                else round((pg_after - pg) / posted * 1e6)
+                            ),
+                            "post_ms_p50": None if p50 is None else round(p50, 2),
+                            "post_ms_p99": None if p99 is None else round(p99, 2),
+                        }
+                    )
+                    procs.stop(poster.proc)
+        finally:
+            minga_setup.drop_database()
+    return out
+
+
+def _trees(value: str) -> list[Path]:
+    trees = [Path(part).resolve() for part in value.split(",") if part.strip()]
+    if not trees:
+        raise argparse.ArgumentTypeError("--trees takes source trees separated by commas")
+    for tree in trees:
+        if not (tree / "bench" / "minga_poster.py").is_file():
+            raise argparse.ArgumentTypeError(f"{tree} is not a Minga source tree (no bench/)")
+    return trees
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.poster_cost")
+    parser.add_argument(
+        "--trees", type=_trees, default=[Path.cwd()], help="source trees, comma-separated"
+    )
+    parser.add_argument("--rate", type=float, default=15.0, help="messages a second per room")
+    parser.add_argument("--rooms", type=int, default=10, help="rooms posted to (1 to 10)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each order")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the trees")
+    parser.add_argument("--redis-port", type=int, default=6395)
+    args = parser.parse_args(argv)
+    if not args.rate > 0:
+        parser.error("--rate must be above 0")
+    if not 1 <= args.rooms <= 10:
+        parser.error("--rooms must be between 1 and 10")
+    if not args.seconds > 0:
+        parser.error("--seconds must be above 0")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    out = measure(
+        args.trees,
+        rate=args.rate,
+        rooms=args.rooms,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        redis_port=args.redis_port,
+    )
+    print(json.dumps(out, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""bench.poster_cost: the poster's CPU per post at a fixed rate, from source trees in turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import poster_cost
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_short_run_posts_every_message_from_each_tree_and_prices_them() -> None:
+    out = poster_cost.measure(
+        [ROOT, ROOT], rate=4.0, rooms=2, seconds=1.0, rounds=1, redis_port=6396
+    )
+
+    assert list(out["trees"]) == [str(ROOT)]  # one tree named twice is one entry, run twice
+    runs = out["trees"][str(ROOT)]
+    assert [(r["posted"], r["failures"]) for r in runs] == [(8, 0), (8, 0)]
+    assert all(r["poster_cpu_us_per_post"] > 0 for r in runs)
+    assert all(r["post_ms_p99"] >= r["post_ms_p50"] > 0 for r in runs)
+
+
+def test_each_poster_imports_every_package_from_its_own_tree(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for package in ("bench", "platform/minga", "forums"):
+        (tmp_path / package).mkdir(parents=True)
+        (tmp_path / package / "__init__.py").write_text("")
+    env = poster_cost.tree_env({"PATH": "/usr/bin:/bin"}, tmp_path)
+
+    found = subprocess.run(
+        [sys.executable, "-c", "import minga, forums; print(minga.__file__, forums.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+    assert found == [
+        str(tmp_path / "platform" / "minga" / "__init__.py"),
+        str(tmp_path / "forums" / "__init__.py"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--trees", "/nonexistent"], "is not a Minga source tree"),
+        (["--trees", ","], "--trees takes source trees separated by commas"),
+        (["--rate", "0"], "--rate must be above 0"),
+        (["--rooms", "11"], "--rooms must be between 1 and 10"),
+        (["--seconds", "-1"], "--seconds must be above 0"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_with_what_is_wrong(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        poster_cost.main(argv)
+
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
