@@ -140,6 +140,37 @@ def test_publish_sync_takes_the_shard_channels_redis_takes(
     assert received == ["on the first"]
 
 
+@pytest.mark.redis
+def test_publish_sync_after_redis_restarted_reconnects_and_delivers(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's connection from before the restart is broken: the publish goes out on a new
+    one instead of failing and tripping the breaker."""
+    from minga import breaker
+    from minga.channels_redis_bounded import BoundedPubSubChannelLayer
+
+    from tests.reliability.faults import PrivateRedis
+
+    monkeypatch.setattr(breaker, "_by_server", {})
+    redis_server = PrivateRedis(tmp_path)
+    redis_server.start()
+    try:
+        layer = BoundedPubSubChannelLayer(hosts=[redis_server.url])
+        layer.publish_sync([("room.1", {"type": "bus.event", "text": "before"})])  # pooled
+        redis_server.kill()
+        redis_server.start()
+        listening = BoundedPubSubChannelLayer(hosts=[redis_server.url])
+        listener, received = _listen(listening, ["room.1"], 1)
+
+        layer.publish_sync([("room.1", {"type": "bus.event", "text": "after"})])
+        listener.join(10)
+
+        assert received == ["after"]
+        assert not layer.breaker.open
+    finally:
+        redis_server.stop()
+
+
 def test_publish_sync_trips_the_breaker_then_skips_redis_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
