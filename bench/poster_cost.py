@@ -15,9 +15,7 @@ within a round, so a drift of the machine's speed reaches each alike.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,13 +27,6 @@ from bench.servers import Processes, postgres_cpu, start_redis
 
 MEMBERS = 40  # the posts' authors rotate over them
 WARM_UP_POSTS = 10  # per room, before each measured order: imports, templates, connections
-
-
-def tree_env(env: dict[str, str], tree: Path) -> dict[str, str]:
-    """`env` for a process that must import every package from `tree`: the venv's editable
-    install maps `minga` to the tree it was installed from, and `python -m` puts only the working
-    directory first on the path, not the tree's `platform/`."""
-    return {**env, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "platform")])}
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -59,12 +50,8 @@ def measure(
             names = data.rooms[:rooms]
             for round_ in range(rounds):
                 for index, tree in enumerate(trees):
-                    poster = minga_setup.Poster(
-                        procs,
-                        dataclasses.replace(data, env=tree_env(data.env, tree)),
-                        f"poster-{index}-{round_}",
-                        str(tree),
-                    )
+                    # Processes.start puts the tree's platform/ first on the path: its own minga.
+                    poster = minga_setup.Poster(procs, data, f"poster-{index}-{round_}", str(tree))
                     poster.order(
                         step=0,
                         rate=WARM_UP_POSTS,
