@@ -163,7 +163,7 @@ def render(source: str, *, handles: Mapping[str, int] | None = None) -> Rendered
     """Render Markdown `source`; `handles` maps lowercased handles to member ids to mention.
 
     A plain line (`_PLAIN_LINE`: no Markdown and no `@`) is its own paragraph, still through
-    the allow-list, without Markdown's parse: 81 us of a post's CPU became about 15
+    the allow-list, without Markdown's parse: 81 us of a post's CPU became about 25
     (docs/performance.md, "A plain line's render"); the tests hold both paths to the same HTML.
     """
     if _PLAIN_LINE.fullmatch(source):

@@ -90,8 +90,10 @@ def _send_sync(layer: Any, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
 
     A layer that can publish on the calling thread does (minga.channels_redis_bounded's
     `publish_sync`, the production layer): handing the publish to an event loop and waiting for
-    it cost 370-430 us of CPU against 90 (docs/performance.md, "A publish from synchronous
-    code"). Any other layer gets `run_sync`, one `group_send` at a time."""
+    it cost 310-430 us of CPU against 90-110 (docs/performance.md, "A publish from synchronous
+    code, on the calling thread"). Any other layer gets `run_sync`, one `group_send` at a time.
+    Never call it on an event loop's thread: it blocks for Redis's answer (on-commit hooks run
+    in the thread of the synchronous code that committed)."""
     publish = getattr(layer, "publish_sync", None)
     if publish is not None:
         publish(envelopes)
