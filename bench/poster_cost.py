@@ -1,9 +1,10 @@
 """The poster's CPU per post at a fixed rate, from one or more source trees in turn (a development
 tool: docs/performance.md, "A publish from synchronous code" and "A plain line's render").
 
-`python -m bench.poster_cost --trees A,B [--rate 15] [--rooms 10] [--seconds 10] [--rounds 3]`
-seeds a benchmark database (bench.minga_setup, with its own Redis), then in each round starts
-bench.minga_poster from each tree in turn (eight threads, as the full run's) and has it post
+`python -m bench.poster_cost --trees A,B [--rate 15] [--rooms 10] [--seconds 10] [--rounds 3]
+[--threads 8]` seeds a benchmark database (bench.minga_setup, with its own Redis), then in each
+round starts bench.minga_poster from each tree in turn (with each of `--threads`; eight, as the
+full run's, by default) and has it post
 `--rate` messages a second to each of `--rooms` rooms for `--seconds`, after a short warm-up
 order. It prints JSON: per tree, each round's CPU per post of the poster process (all its
 threads), the local PostgreSQL server's CPU per post, the posts' own p50/p99 (due to committed
@@ -22,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bench import minga_setup
+from bench import minga_poster, minga_setup
 from bench.servers import Processes, postgres_cpu, start_redis
 
 MEMBERS = 40  # the posts' authors rotate over them
@@ -35,7 +36,14 @@ def _cpu(proc: psutil.Process) -> float:
 
 
 def measure(
-    trees: list[Path], *, rate: float, rooms: int, seconds: float, rounds: int, redis_port: int
+    trees: list[Path],
+    *,
+    rate: float,
+    rooms: int,
+    seconds: float,
+    rounds: int,
+    redis_port: int,
+    threads: tuple[int, ...] = (minga_poster.DEFAULT_THREADS,),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rate_per_room": rate,
@@ -48,10 +56,13 @@ def measure(
         try:
             data = minga_setup.prepare(MEMBERS, port)
             names = data.rooms[:rooms]
+            turns = [(tree, count) for tree in trees for count in threads]
             for round_ in range(rounds):
-                for index, tree in enumerate(trees):
+                for index, (tree, count) in enumerate(turns):
                     # Processes.start puts the tree's platform/ first on the path: its own minga.
-                    poster = minga_setup.Poster(procs, data, f"poster-{index}-{round_}", str(tree))
+                    poster = minga_setup.Poster(
+                        procs, data, f"poster-{index}-{round_}", str(tree), threads=count
+                    )
                     poster.order(
                         step=0,
                         rate=WARM_UP_POSTS,
@@ -74,6 +85,7 @@ def measure(
                     p50, p99 = answer["post_ms"]
                     out["trees"][str(tree)].append(
                         {
+                            "threads": count,
                             "posted": answer["posted"],
                             "failures": answer["failures"],
                             "examples": answer["examples"],
@@ -103,6 +115,18 @@ def _trees(value: str) -> list[Path]:
     return trees
 
 
+def _threads(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= n <= minga_poster.MAX_THREADS for n in counts):
+        raise argparse.ArgumentTypeError(
+            f"--threads takes thread counts from 1 to {minga_poster.MAX_THREADS}, comma-separated"
+        )
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.poster_cost")
     parser.add_argument(
@@ -112,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rooms", type=int, default=10, help="rooms posted to (1 to 10)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each order")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the trees")
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=(minga_poster.DEFAULT_THREADS,),
+        help="the poster's threads; several (1,8) run each tree with each in turn",
+    )
     parser.add_argument("--redis-port", type=int, default=6395)
     args = parser.parse_args(argv)
     if not args.rate > 0:
@@ -129,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         rounds=args.rounds,
         redis_port=args.redis_port,
+        threads=args.threads,
     )
     print(json.dumps(out, indent=1), flush=True)
     return 0

@@ -13,12 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_short_run_posts_every_message_from_each_tree_and_prices_them() -> None:
     out = poster_cost.measure(
-        [ROOT, ROOT], rate=4.0, rooms=2, seconds=1.0, rounds=1, redis_port=6396
+        [ROOT, ROOT], rate=4.0, rooms=2, seconds=1.0, rounds=1, redis_port=6396, threads=(1, 3)
     )
 
     assert list(out["trees"]) == [str(ROOT)]  # one tree named twice is one entry, run twice
     runs = out["trees"][str(ROOT)]
-    assert [(r["posted"], r["failures"]) for r in runs] == [(8, 0), (8, 0)]
+    assert [(r["threads"], r["posted"], r["failures"]) for r in runs] == [
+        (1, 8, 0),
+        (3, 8, 0),
+        (1, 8, 0),
+        (3, 8, 0),
+    ]
     assert all(r["poster_cpu_us_per_post"] > 0 for r in runs)
     assert all(r["post_ms_p99"] >= r["post_ms_p50"] > 0 for r in runs)
 
@@ -55,6 +60,8 @@ def test_a_poster_started_in_a_tree_imports_that_trees_packages(tmp_path: Path) 
         (["--rooms", "11"], "--rooms must be between 1 and 10"),
         (["--seconds", "-1"], "--seconds must be above 0"),
         (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--threads", "0"], "--threads takes thread counts from 1 to 64"),
+        (["--threads", "eight"], "--threads takes thread counts from 1 to 64"),
     ],
 )
 def test_bad_arguments_are_refused_with_what_is_wrong(
