@@ -1,16 +1,16 @@
 """The poster's CPU per post at a fixed rate, from one or more source trees in turn (a development
-tool: docs/performance.md, "A publish from synchronous code" and "A plain line's render").
+tool: docs/performance.md, "A publish from synchronous code, on the calling thread").
 
 `python -m bench.poster_cost --trees A,B [--rate 15] [--rooms 10] [--seconds 10] [--rounds 3]
-[--threads 8]` seeds a benchmark database (bench.minga_setup, with its own Redis), then in each
-round starts bench.minga_poster from each tree in turn (with each of `--threads`; eight, as the
-full run's, by default) and has it post
-`--rate` messages a second to each of `--rooms` rooms for `--seconds`, after a short warm-up
-order. It prints JSON: per tree, each round's CPU per post of the poster process (all its
-threads), the local PostgreSQL server's CPU per post, the posts' own p50/p99 (due to committed
-and published, ms) and failures. No websocket server runs: this is a post's write at a rate,
-from the same threads as H1's, where `bench.hops` makes one post at a time. The trees take turns
-within a round, so a drift of the machine's speed reaches each alike.
+[--threads 8]` seeds a benchmark database (bench.minga_setup, with its own Redis). In each round
+it starts bench.minga_poster from each tree in turn, with each of `--threads` (eight, as the
+full run's, by default), and has it post `--rate` messages a second to each of `--rooms` rooms
+for `--seconds`, after a short warm-up order. It prints JSON: per tree, each turn's threads,
+the poster process's CPU per post (all its threads), the local PostgreSQL server's CPU per
+post, the posts' own p50/p99 (due to committed and published, ms) and failures. No websocket
+server runs: this is a post's write at a rate, from the same threads as H1's, where
+`bench.hops` makes one post at a time. The trees take turns within a round, so a drift of the
+machine's speed reaches each alike.
 """
 
 from __future__ import annotations
@@ -51,58 +51,51 @@ def measure(
         "seconds": seconds,
         "trees": {str(tree): [] for tree in trees},
     }
+    turns = [(tree, count) for tree in trees for count in threads]
     with Processes() as procs:
         port, _redis = start_redis(procs, redis_port)
         try:
             data = minga_setup.prepare(MEMBERS, port)
-            names = data.rooms[:rooms]
-            turns = [(tree, count) for tree in trees for count in threads]
             for round_ in range(rounds):
                 for index, (tree, count) in enumerate(turns):
                     # Processes.start puts the tree's platform/ first on the path: its own minga.
                     poster = minga_setup.Poster(
                         procs, data, f"poster-{index}-{round_}", str(tree), threads=count
                     )
-                    poster.order(
-                        step=0,
-                        rate=WARM_UP_POSTS,
-                        count=WARM_UP_POSTS,
-                        rooms=names,
-                        senders=MEMBERS,
-                    )
-                    proc = psutil.Process(poster.pid)
-                    cpu, pg = _cpu(proc), postgres_cpu()
-                    answer = poster.order(
-                        step=round_ + 1,
-                        rate=rate,
-                        count=max(1, round(rate * seconds)),
-                        rooms=names,
-                        senders=MEMBERS,
-                    )
-                    cpu = _cpu(proc) - cpu
-                    pg_after = postgres_cpu()
-                    posted = max(1, answer["posted"])
-                    p50, p99 = answer["post_ms"]
-                    out["trees"][str(tree)].append(
-                        {
-                            "threads": count,
-                            "posted": answer["posted"],
-                            "failures": answer["failures"],
-                            "examples": answer["examples"],
-                            "poster_cpu_us_per_post": round(cpu / posted * 1e6),
-                            "postgres_cpu_us_per_post": (
-                                None
-                                if pg is None or pg_after is None
-                                else round((pg_after - pg) / posted * 1e6)
-                            ),
-                            "post_ms_p50": None if p50 is None else round(p50, 2),
-                            "post_ms_p99": None if p99 is None else round(p99, 2),
-                        }
-                    )
-                    procs.stop(poster.proc)
+                    try:
+                        record = _turn(poster, data.rooms[:rooms], rate, seconds, round_ + 1)
+                    finally:
+                        procs.stop(poster.proc)
+                    out["trees"][str(tree)].append({"threads": count, **record})
         finally:
             minga_setup.drop_database()
     return out
+
+
+def _turn(
+    poster: minga_setup.Poster, rooms: list[str], rate: float, seconds: float, step: int
+) -> dict[str, Any]:
+    """One poster's warm-up order, then its measured order: what it cost per post."""
+    poster.order(step=0, rate=WARM_UP_POSTS, count=WARM_UP_POSTS, rooms=rooms, senders=MEMBERS)
+    proc = psutil.Process(poster.pid)
+    cpu, pg = _cpu(proc), postgres_cpu()
+    answer = poster.order(
+        step=step, rate=rate, count=max(1, round(rate * seconds)), rooms=rooms, senders=MEMBERS
+    )
+    cpu, pg_after = _cpu(proc) - cpu, postgres_cpu()
+    posted = max(1, answer["posted"])
+    p50, p99 = answer["post_ms"]
+    return {
+        "posted": answer["posted"],
+        "failures": answer["failures"],
+        "examples": answer["examples"],
+        "poster_cpu_us_per_post": round(cpu / posted * 1e6),
+        "postgres_cpu_us_per_post": (
+            None if pg is None or pg_after is None else round((pg_after - pg) / posted * 1e6)
+        ),
+        "post_ms_p50": None if p50 is None else round(p50, 2),
+        "post_ms_p99": None if p99 is None else round(p99, 2),
+    }
 
 
 def _trees(value: str) -> list[Path]:

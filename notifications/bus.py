@@ -91,15 +91,23 @@ def _send_sync(layer: Any, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
     A layer that can publish on the calling thread does (minga.channels_redis_bounded's
     `publish_sync`, the production layer): handing the publish to an event loop and waiting for
     it cost 310-430 us of CPU against 90-110 (docs/performance.md, "A publish from synchronous
-    code, on the calling thread"). Any other layer gets `run_sync`, one `group_send` at a time.
+    code, on the calling thread"). It sends them all or raises. Any other layer gets one
+    `run_sync` hop for them all, where a failing send is logged and the others still go.
     Never call it on an event loop's thread: it blocks for Redis's answer (on-commit hooks run
     in the thread of the synchronous code that committed)."""
     publish = getattr(layer, "publish_sync", None)
     if publish is not None:
         publish(envelopes)
         return
-    for group, envelope in envelopes:
-        run_sync(layer, layer.group_send, group, envelope)
+
+    async def send_all() -> None:
+        for group, envelope in envelopes:
+            try:
+                await layer.group_send(group, envelope)
+            except Exception:
+                logger.warning("publish failed", extra={"group": group}, exc_info=True)
+
+    run_sync(layer, send_all)
 
 
 # How long synchronous code waits for a publish on the publisher loop (the bounded layer gives up
@@ -398,32 +406,20 @@ async def ping() -> None:
 def publish_many_on_commit(items: list[tuple[str, Mapping[str, Any]]]) -> None:
     """Send each `(group, frame)` once the transaction commits, in one callback.
 
-    For fan-out: one on-commit callback for a whole batch instead of one per recipient, and on
-    the production layer one pipelined round trip on the calling thread (`_send_sync`); on
-    another layer one event-loop hop, where a failing send is logged and does not stop the
-    others.
+    For fan-out: one on-commit callback for a whole batch instead of one per recipient, and
+    one round trip (`_send_sync`: pipelined on the production layer; one event-loop hop on
+    another, where a failing send is logged and does not stop the others).
     """
     envelopes = [(group, _envelope(group, frame)) for group, frame in items]
     if not envelopes:
         return
 
-    async def send_all() -> None:
+    def send() -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        for group, envelope in envelopes:
-            try:
-                await layer.group_send(group, envelope)
-            except Exception:
-                logger.warning("publish failed", extra={"group": group}, exc_info=True)
-
-    def send() -> None:
-        layer = get_channel_layer()
         try:
-            if getattr(layer, "publish_sync", None) is not None:
-                _send_sync(layer, envelopes)
-            else:
-                run_sync(layer, send_all)
+            _send_sync(layer, envelopes)
         except Exception:
             logger.warning("batch publish failed", exc_info=True)
 
