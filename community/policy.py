@@ -84,7 +84,7 @@ def roles_of(member: Any) -> dict[int, str]:
 def remember_roles(member: Any, roles: Iterable[tuple[int, str]]) -> None:
     """Cache `roles` ((working_group_id, role) pairs, read with the member in the same
     statement) on `member`, as roles_of would have read them: for a hot read that fetches the
-    member and its memberships at once (forums.selectors.member_with_organization)."""
+    member and its memberships at once (forums.selectors.member_and_thread)."""
     setattr(member, _ROLES_CACHE, dict(roles))
 
 

@@ -79,16 +79,6 @@ def _in_language[T](language: str | None, fn: Callable[..., T], *args: Any) -> T
         return fn(*args)
 
 
-def _fresh_member(member_id: int) -> User:
-    """The member as the database has them now, with their organization and the verified-email
-    check, in one query (selectors.member_with_organization); FrameError when no participant
-    now."""
-    member = selectors.member_with_organization(member_id)
-    if member is None or not policy.is_participant(member):
-        raise FrameError("forbidden")
-    return member
-
-
 def _open_room(member_id: int, slug: str) -> int:
     """The room's id if the member may read it. An unknown room and a forbidden one answer
     alike, so the socket does not tell which private rooms exist."""
@@ -99,14 +89,17 @@ def _open_room(member_id: int, slug: str) -> int:
     return int(room.pk)
 
 
-def _thread_in_room(member: User, thread_id: int, room_id: int) -> Any:
-    try:
-        thread = selectors.thread_for_member(thread_id=thread_id, member=member)
-    except (Http404, PermissionDenied):
-        raise FrameError("forbidden") from None
-    if thread.room_id != room_id:
+def _member_and_thread(member_id: int, thread_id: int, room_id: int) -> tuple[User, Thread]:
+    """The member as the database has them now, with their organization, the verified-email
+    check and their roles, and the thread, with its room, in one statement
+    (selectors.member_and_thread); FrameError "forbidden" when they are no participant now,
+    or the thread is missing, unreadable for them or in another room (alike)."""
+    member, thread = selectors.member_and_thread(member_id=member_id, thread_id=thread_id)
+    if member is None or not policy.is_participant(member):
         raise FrameError("forbidden")
-    return thread
+    if thread is None or thread.room_id != room_id:
+        raise FrameError("forbidden")
+    return member, thread
 
 
 def _presence_frame(
@@ -264,8 +257,7 @@ def _too_many_changes(changes_after: int | None, last_change: int) -> bool:
 
 def _post(member_id: int, room_id: int, data: dict[str, Any]) -> dict[str, Any]:
     """Post a `message.send` frame's message; the `ack` frame (the same for a repeat)."""
-    member = _fresh_member(member_id)
-    thread = _thread_in_room(member, data["thread"], room_id)
+    member, thread = _member_and_thread(member_id, data["thread"], room_id)
     client_id = data["client_id"]
     try:
         message, _created = services.message_post(
@@ -299,8 +291,7 @@ def _typing(member_id: int, room_id: int, thread_id: int) -> dict[str, Any] | No
     """The member's summary when a `typing` broadcast is due, None while throttled."""
     from django.core.cache import cache
 
-    member = _fresh_member(member_id)
-    thread = _thread_in_room(member, thread_id, room_id)
+    member, thread = _member_and_thread(member_id, thread_id, room_id)
     # Typing is for those who may post here now (observers, locked threads, muted: no).
     if not policy.can_post_in_room(member, thread.room) or (
         thread.locked and not policy.can_moderate_room(member, thread.room)
@@ -318,8 +309,7 @@ def _typing(member_id: int, room_id: int, thread_id: int) -> dict[str, Any] | No
 
 
 def _read(member_id: int, room_id: int, thread_id: int, message_id: int) -> None:
-    member = _fresh_member(member_id)
-    thread = _thread_in_room(member, thread_id, room_id)
+    member, thread = _member_and_thread(member_id, thread_id, room_id)
     try:
         services.read_mark(member=member, thread=thread, message_id=message_id)
     except (PermissionDenied, ValidationError, Http404) as exc:

@@ -93,35 +93,14 @@ def _room_and_member_read() -> tuple[str, rows.Columns[Room], rows.Columns[User]
     return sql, room, member
 
 
-@functools.cache
-def _member_read() -> tuple[str, rows.Columns[User], rows.Columns[Organization]]:
-    member, org = _whole(User, "u"), _whole(Organization, "o")
-    ms = rows.table(Membership)
-    group_id, user_id = rows.column(Membership, "working_group_id"), rows.column(User, "id")
-    sql = (
-        f"SELECT {member.sql}, {org.sql}, {verified_sql('u')}, "  # noqa: S608 - names from the models, values as parameters
-        f"ms.{group_id}, ms.{rows.column(Membership, 'role')} "
-        f"FROM {rows.table(User)} u LEFT JOIN {rows.table(Organization)} o "
-        f"ON o.{rows.column(Organization, 'id')} = u.{rows.column(User, 'organization_id')} "
-        f"LEFT JOIN {ms} ms ON ms.{rows.column(Membership, 'member_id')} = u.{user_id} "
-        f"WHERE u.{user_id} = %s ORDER BY ms.{group_id}"
-    )
-    return sql, member, org
-
-
-def member_with_organization(member_id: int) -> User | None:
-    """The member as the database has them now, whole, with their organization (as
-    `select_related("organization")` gives it), the verified-email check and their roles
-    (policy.roles_of) filled in; None for no such member. One statement written once
-    (minga.rows), a row per membership: the gateway reads the member afresh on every post,
-    typing and read mark, and the roles were a compiled query of their own on each
-    (docs/performance.md, "The roles read")."""
-    sql, member_columns, org_columns = _member_read()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [member_id])
-        found = cursor.fetchall()
-    if not found:
-        return None
+def _member_of(
+    found: Sequence[Sequence[Any]],
+    member_columns: rows.Columns[User],
+    org_columns: rows.Columns[Organization],
+) -> User:
+    """The member of `_member_and_thread_read`'s rows (one per membership, at least one),
+    whole, with their organization (as `select_related("organization")` gives it), the
+    verified-email check and their roles (policy.roles_of) filled in."""
     row, orgs_at = found[0], len(member_columns)
     rest_at = orgs_at + len(org_columns)  # then: verified, one membership's group and role
     member = member_columns.instance(row[:orgs_at])
@@ -155,23 +134,46 @@ def room_for_member_id(*, slug: str, member_id: int) -> Room:
 
 
 @functools.cache
-def _thread_read() -> tuple[str, list[rows.Columns[Any]]]:
+def _thread_part() -> tuple[str, list[rows.Columns[Any]]]:
+    """The thread `t` with its room `r`, the room's working group `w` and its author `a`, as
+    `select_related` gives them: the joined tables and each one's columns, shared by the
+    thread's read and the member-and-thread read."""
     thread, room, group, author = (
         _whole(Thread, "t"),
         _whole(Room, "r"),
         _whole(WorkingGroup, "w"),
         _whole(User, "a"),
     )
-    sql = (
-        f"SELECT {thread.sql}, {room.sql}, {group.sql}, {author.sql} "  # noqa: S608 - names from the models, values as parameters
-        f"FROM {rows.table(Thread)} t "
+    joins = (
+        f"{rows.table(Thread)} t "
         f"JOIN {rows.table(Room)} r ON r.{rows.column(Room, 'id')} = t.{rows.column(Thread, 'room_id')} "
         f"LEFT JOIN {rows.table(WorkingGroup)} w "
         f"ON w.{rows.column(WorkingGroup, 'id')} = r.{rows.column(Room, 'working_group_id')} "
-        f"JOIN {rows.table(User)} a ON a.{rows.column(User, 'id')} = t.{rows.column(Thread, 'author_id')} "
-        f"WHERE t.{rows.column(Thread, 'id')} = %s"
+        f"JOIN {rows.table(User)} a ON a.{rows.column(User, 'id')} = t.{rows.column(Thread, 'author_id')}"
     )
-    return sql, [thread, room, group, author]
+    return joins, [thread, room, group, author]
+
+
+@functools.cache
+def _thread_read() -> tuple[str, list[rows.Columns[Any]]]:
+    joins, columns = _thread_part()
+    select = ", ".join(part.sql for part in columns)
+    # Names from the models' _meta, values as parameters.
+    sql = f"SELECT {select} FROM {joins} WHERE t.{rows.column(Thread, 'id')} = %s"  # noqa: S608
+    return sql, columns
+
+
+def _thread_of(values: Sequence[Any], columns: list[rows.Columns[Any]]) -> Thread:
+    """The thread of `_thread_part`'s columns, with its room, group and author cached."""
+    thread_columns, room_columns, group_columns, author_columns = columns
+    parts = rows.split(values, columns)
+    thread = thread_columns.instance(parts[0])
+    room = room_columns.instance(parts[1])
+    group = None if parts[2][0] is None else group_columns.instance(parts[2])
+    Room._meta.get_field("working_group").set_cached_value(room, group)
+    Thread._meta.get_field("room").set_cached_value(thread, room)
+    Thread._meta.get_field("author").set_cached_value(thread, author_columns.instance(parts[3]))
+    return thread
 
 
 def thread_for_member(*, thread_id: int, member: Any) -> Thread:
@@ -180,25 +182,66 @@ def thread_for_member(*, thread_id: int, member: Any) -> Thread:
 
     The thread comes with its room, the room's working group and its author, as
     `select_related` would give them, from one statement written once (minga.rows): the
-    gateway reads it on every post and the thread page on every view, and compiling the
-    four-table queryset each time was most of the read's CPU (docs/performance.md, "The
-    thread page's reads")."""
-    sql, (thread_columns, room_columns, group_columns, author_columns) = _thread_read()
+    thread page reads it on every view, and compiling the four-table queryset each time was
+    most of the read's CPU (docs/performance.md, "The thread page's reads")."""
+    sql, columns = _thread_read()
     with connection.cursor() as cursor:
         cursor.execute(sql, [thread_id])
         row = cursor.fetchone()
     if row is None:
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
-    values = rows.split(row, [thread_columns, room_columns, group_columns, author_columns])
-    thread = thread_columns.instance(values[0])
-    room = room_columns.instance(values[1])
-    group = None if values[2][0] is None else group_columns.instance(values[2])
-    Room._meta.get_field("working_group").set_cached_value(room, group)
-    Thread._meta.get_field("room").set_cached_value(thread, room)
-    Thread._meta.get_field("author").set_cached_value(thread, author_columns.instance(values[3]))
-    if not policy.can_read_room(member, room):
+    thread = _thread_of(row, columns)
+    if not policy.can_read_room(member, thread.room):
         raise Http404(_("No thread %(id)s.") % {"id": thread_id})
     return thread
+
+
+@functools.cache
+def _member_and_thread_read() -> tuple[
+    str, rows.Columns[User], rows.Columns[Organization], list[rows.Columns[Any]]
+]:
+    """The member `u` with their organization `o`, one membership `ms` per row, and on each
+    row the thread of `_thread_part` (NULLs where there is none: its tables are joined in
+    parentheses, so no thread leaves the member's rows whole)."""
+    member, org = _whole(User, "u"), _whole(Organization, "o")
+    thread_joins, thread_columns = _thread_part()
+    ms, group_id = rows.table(Membership), rows.column(Membership, "working_group_id")
+    user_id = rows.column(User, "id")
+    sql = (
+        f"SELECT {member.sql}, {org.sql}, {verified_sql('u')}, "  # noqa: S608 - names from the models, values as parameters
+        f"ms.{group_id}, ms.{rows.column(Membership, 'role')}, "
+        f"{', '.join(part.sql for part in thread_columns)} "
+        f"FROM {rows.table(User)} u LEFT JOIN {rows.table(Organization)} o "
+        f"ON o.{rows.column(Organization, 'id')} = u.{rows.column(User, 'organization_id')} "
+        f"LEFT JOIN {ms} ms ON ms.{rows.column(Membership, 'member_id')} = u.{user_id} "
+        f"LEFT JOIN ({thread_joins}) ON t.{rows.column(Thread, 'id')} = %s "
+        f"WHERE u.{user_id} = %s ORDER BY ms.{group_id}"
+    )
+    return sql, member, org, thread_columns
+
+
+def member_and_thread(*, member_id: int, thread_id: int) -> tuple[User | None, Thread | None]:
+    """The member as the database has them now and the thread, in one statement written once
+    (minga.rows): the member whole, with their organization, the verified-email check and
+    their roles (policy.roles_of) filled in; the thread as `thread_for_member` gives it.
+    (None, None) for no such member; (member, None) for a thread that does not exist or that
+    they may not read, alike, as thread_for_member's 404. The gateway reads both afresh on
+    every post, typing and read mark: two statements were two round trips on the process's
+    one database thread (docs/performance.md, "The gateway's post: the member and the thread
+    in one statement"; before it, "The roles read")."""
+    sql, member_columns, org_columns, thread_columns = _member_and_thread_read()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [thread_id, member_id])
+        found = cursor.fetchall()
+    if not found:
+        return None, None
+    member = _member_of(found, member_columns, org_columns)
+    thread_at = len(member_columns) + len(org_columns) + 3  # verified, group, role
+    values = found[0][thread_at:]
+    if values[0] is None:
+        return member, None
+    thread = _thread_of(values, thread_columns)
+    return member, thread if policy.can_read_room(member, thread.room) else None
 
 
 def message_for_member(*, message_id: int, member: Any) -> Message:

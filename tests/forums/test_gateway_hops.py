@@ -44,9 +44,9 @@ from tests.factories import UserFactory
 from tests.forums.factories import ThreadFactory, member_in
 
 ORIGIN = (b"origin", b"http://localhost")
-# A post through the gateway's hop: the member (with roles), the thread, the room's seq, the
+# A post through the gateway's hop: the member (with roles) and the thread, the room's seq, the
 # thread's count with the checks, the message, and the savepoint around them.
-GATEWAY_POST_QUERIES = 7
+GATEWAY_POST_QUERIES = 6
 
 
 def me(user: User) -> dict[str, Any]:
@@ -73,22 +73,43 @@ def forget_room_ids() -> None:
 
 
 @pytest.mark.django_db
-def test_fresh_member_is_one_query(member: User) -> None:
-    with CaptureQueriesContext(connection) as queries:
-        fresh = consumers._fresh_member(member.pk)
+def test_member_and_thread_is_one_query(member: User) -> None:
+    room = Room.objects.get(slug="wg1-a")
+    thread = ThreadFactory(room=room, author=member)
 
-    # The member with their organization, the verified-email check as an annotation.
-    assert (len(queries), fresh.pk, fresh.is_verified) == (1, member.pk, True)
+    with CaptureQueriesContext(connection) as queries:
+        fresh, found = consumers._member_and_thread(member.pk, thread.pk, room.pk)
+        seen = (fresh.pk, fresh.is_verified, found.pk, found.room.slug, found.author.pk)
+
+    # The member with their organization, roles and the verified-email check, and the thread
+    # with its room, group and author: one statement, and nothing read after it.
+    assert (len(queries), seen) == (1, (member.pk, True, thread.pk, "wg1-a", member.pk))
 
 
 @pytest.mark.django_db
-def test_fresh_member_unverified_is_forbidden(plan: None) -> None:
+def test_member_and_thread_forbids_alike_whoever_or_wherever_is_wrong(member: User) -> None:
+    # Arrange: an unverified member, a thread of another room, and an id naming no thread.
     unverified = UserFactory(verified=False)
+    room = Room.objects.get(slug="wg1-a")
+    here = ThreadFactory(room=room, author=member).pk
+    elsewhere = ThreadFactory(room=Room.objects.get(slug="wg1-b"), author=member).pk
+    asks = {
+        "unverified": (unverified.pk, here),
+        "unknown member": (10**9, here),
+        "another room": (member.pk, elsewhere),
+        "no thread": (member.pk, 10**9),
+    }
 
-    with pytest.raises(consumers.FrameError) as raised:
-        consumers._fresh_member(unverified.pk)
+    # Act
+    codes = {}
+    for name, (member_id, thread_id) in asks.items():
+        with pytest.raises(consumers.FrameError) as raised:
+            consumers._member_and_thread(member_id, thread_id, room.pk)
+        codes[name] = raised.value.code
 
-    assert raised.value.code == "forbidden"
+    # Assert: one answer for each, and the right pair passes.
+    assert set(codes.values()) == {"forbidden"}
+    assert consumers._member_and_thread(member.pk, here, room.pk)[1].pk == here
 
 
 @pytest.mark.django_db
@@ -318,6 +339,15 @@ def _thread_by_queryset(*, thread_id: int, member: Any) -> Thread:
     return thread
 
 
+def _thread_with_the_member(*, thread_id: int, member: Any) -> Thread:
+    """The thread of `selectors.member_and_thread`, which reads the member too, as
+    thread_for_member answers: Http404 for none."""
+    _member, thread = selectors.member_and_thread(member_id=member.pk, thread_id=thread_id)
+    if thread is None:
+        raise Http404
+    return thread
+
+
 @pytest.mark.django_db
 def test_thread_for_member_answers_as_the_orm_read_with_the_same_related_rows(
     plan: None,
@@ -349,16 +379,18 @@ def test_thread_for_member_answers_as_the_orm_read_with_the_same_related_rows(
 
     by_queryset = answers(_thread_by_queryset)
     by_row = answers(selectors.thread_for_member)
+    by_pair = answers(_thread_with_the_member)
 
     # Assert: the same answers, and some of each.
     assert by_row == by_queryset
+    assert by_pair == by_queryset
     assert {value == "404" for value in by_row.values()} == {True, False}
 
 
 @pytest.mark.django_db
 def test_thread_for_member_is_one_query_with_its_room_group_and_author(member: User) -> None:
     pk = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=member).pk
-    reader = selectors.member_with_organization(member.pk)  # as the gateway has them
+    reader, _thread = selectors.member_and_thread(member_id=member.pk, thread_id=pk)
 
     with CaptureQueriesContext(connection) as queries:
         thread = selectors.thread_for_member(thread_id=pk, member=reader)
@@ -368,41 +400,53 @@ def test_thread_for_member_is_one_query_with_its_room_group_and_author(member: U
 
 
 @pytest.mark.django_db
-def test_member_with_organization_is_the_whole_member_in_one_query(plan: None) -> None:
-    with_org = UserFactory(name="Ana Lima")
+def test_member_and_thread_reads_the_whole_member_in_one_query(plan: None) -> None:
+    # Arrange: a member with an organization, one without and unverified, and a thread.
+    with_org = member_in("wg1", name="Ana Lima")
     without = UserFactory(name="Bea Souza", organization=None, verified=False)
+    thread = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=with_org).pk
 
+    # Act: each with the thread, and with no thread.
     with CaptureQueriesContext(connection) as queries:
-        found = [selectors.member_with_organization(m.pk) for m in (with_org, without)]
-        seen = [(m.organization and m.organization.name, m.is_verified) for m in found if m]
-        missing = selectors.member_with_organization(10**9)
+        found = [
+            selectors.member_and_thread(member_id=m.pk, thread_id=pk)[0]
+            for m in (with_org, without)
+            for pk in (thread, 10**9)
+        ]
+        missing = selectors.member_and_thread(member_id=10**9, thread_id=thread)
 
-    fields = [f.attname for f in User._meta.concrete_fields]
+    # Assert: one statement each; the member as the ORM reads them, either way.
+    seen = [(m.organization and m.organization.name, m.is_verified) for m in found if m]
     assert (len(queries), seen, missing) == (
-        3,
-        [(with_org.organization.name, True), (None, False)],
-        None,
+        5,
+        [(with_org.organization.name, True)] * 2 + [(None, False)] * 2,
+        (None, None),
     )
+    fields = [f.attname for f in User._meta.concrete_fields]
     assert [[getattr(m, f) for f in fields] for m in found if m] == [
-        [getattr(User.objects.get(pk=m.pk), f) for f in fields] for m in (with_org, without)
+        [getattr(User.objects.get(pk=m.pk), f) for f in fields]
+        for m in (with_org, with_org, without, without)
     ]
 
 
 @pytest.mark.django_db
-def test_member_with_organization_carries_the_roles_the_policy_would_read(plan: None) -> None:
-    # Arrange: a chair of wg1 who observes wg2, and a participant of no group.
+def test_member_and_thread_carries_the_roles_the_policy_would_read(plan: None) -> None:
+    # Arrange: a chair of wg1 who observes wg2 (two rows of memberships, the thread on each),
+    # and a participant of no group.
     chair = member_in("wg1", role=Role.CHAIR, name="Ana Lima")
     Membership.objects.create(
         member=chair, working_group=WorkingGroup.objects.get(slug="wg2"), role=Role.OBSERVER
     )
     loner = UserFactory(name="Bea Souza")
-    found = [selectors.member_with_organization(m.pk) for m in (chair, loner)]
+    thread = ThreadFactory(room=Room.objects.get(slug="wg1-a"), author=chair).pk
+    pairs = [selectors.member_and_thread(member_id=m.pk, thread_id=thread) for m in (chair, loner)]
 
     # Act: the policy's questions about them, after the read.
     with CaptureQueriesContext(connection) as queries:
-        roles = [policy.roles_of(m) for m in found]
+        roles = [policy.roles_of(m) for m, _thread in pairs]
 
-    # Assert: the policy's own read's answers, and no query asked for them.
+    # Assert: the policy's own read's answers, no query asked for them, and the thread with
+    # each (wg1-a is open to the network).
     assert (len(queries), roles) == (
         0,
         [policy.roles_of(User.objects.get(pk=m.pk)) for m in (chair, loner)],
@@ -412,6 +456,7 @@ def test_member_with_organization_carries_the_roles_the_policy_would_read(plan: 
         WorkingGroup.objects.get(slug="wg2").pk: Role.OBSERVER,
     }
     assert roles[1] == {}
+    assert [t and t.pk for _m, t in pairs] == [thread, thread]
 
 
 @pytest.mark.django_db
