@@ -143,3 +143,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Browser tests last: Playwright's sync API keeps an event loop on the main thread while its
     # session-scoped browser lives, and async tests collected after it would fail to start theirs.
     items.sort(key=lambda item: "browser" in item.keywords)
+
+
+# --- The reliability families' figure lines ---------------------------------------------------
+
+# tests/reliability/support.report appends each family's `FAMILY: figure` line here; the line
+# travels with its test's report (as a user property), so the run's end lists every figure
+# line in one `figures` section, also from xdist's workers, whose own output is not shown.
+FIGURES: list[str] = []
+_REPORTED: list[str] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    while FIGURES:
+        report.user_properties.append(("figure", FIGURES.pop(0)))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _REPORTED.extend(value for name, value in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _REPORTED:
+        terminalreporter.section("figures")
+        for line in _REPORTED:
+            terminalreporter.write_line(line)

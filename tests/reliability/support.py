@@ -16,6 +16,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from minga.pytest_plugin import FIGURES
 
 from community.models import User
 
@@ -29,9 +30,13 @@ _ACTIVE_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
 
 
 def report(capsys: pytest.CaptureFixture[str], family: str, figure: str) -> None:
-    """Print the family's one figure line past pytest's capture."""
+    """Print the family's one figure line past pytest's capture, and keep it for the run's
+    `figures` summary (minga.pytest_plugin), which shows it also where an xdist worker ran
+    the test and its output is not seen."""
+    line = f"{family}: {figure}"
+    FIGURES.append(line)
     with capsys.disabled():
-        print(f"\n{family}: {figure}")
+        print(f"\n{line}")
 
 
 class ActiveContentScanner(HTMLParser):
