@@ -248,6 +248,61 @@ def _replay_changes(
     return [dumps(_change_frame(row, slug, last_seq, changes_after)) for row in rows]
 
 
+def _missed_frames(rooms: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
+    """What the sockets of each room missed past its marks (seq, change), as bus messages to
+    deliver to the room's group: the messages committed since, in seq order, then the changes
+    to those they had, in change order, as a subscribe with `after` and `changes_after`
+    replays them; `resync` past RESYNC_GAP. The last of a room's carries its new marks. A
+    query for the rooms, then a fixed number per room that missed something."""
+    missed: list[dict[str, Any]] = []
+    current = Room.objects.filter(pk__in=list(rooms)).values_list(
+        "pk", "slug", "last_seq", "last_change"
+    )
+    for room_id, slug, last_seq, last_change in current:
+        seq, change = rooms[room_id]
+        if last_seq <= seq and last_change <= change:
+            continue
+        group, marks = bus.room_group(room_id), (last_seq, last_change)
+        if last_seq - seq > RESYNC_GAP or _too_many_changes(change, last_change):
+            frame = {
+                "type": "resync",
+                "room": slug,
+                "last_seq": last_seq,
+                "last_change": last_change,
+            }
+            texts = [dumps(frame)]
+        else:
+            texts, cursor = [], seq
+            while cursor < last_seq:
+                batch, cursor = _replay_batch(room_id, slug, cursor, last_seq)
+                texts.extend(batch)
+                if not batch:
+                    break
+            if change < last_change:
+                texts.extend(_replay_changes(room_id, slug, seq, change, marks))
+        frames = [{"group": group, "text": text} for text in texts]
+        if frames:
+            frames[-1].update(seq=last_seq, change=last_change)
+        missed.extend(frames)
+    return missed
+
+
+async def recover_rooms(lost_at: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The hub's recoverer (notifications.bus.recover_with): the frames each room group's
+    sockets missed while this process's subscriptions were lost, from the database."""
+    rooms = {}
+    for group, marks in lost_at.items():
+        room_id = bus.room_of(group)
+        if room_id is not None:
+            rooms[room_id] = marks
+    if not rooms:
+        return []
+    return await db_hop(_missed_frames)(rooms)
+
+
+bus.recover_with(recover_rooms)
+
+
 def _too_many_changes(changes_after: int | None, last_change: int) -> bool:
     """A change replay the client cannot get: from another database, or over RESYNC_GAP."""
     if changes_after is None:
@@ -608,6 +663,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             presence.get().changed(room_id, slug, joined=[self.member_id])
         self.replayed[slug] = (last_seq, time.monotonic() + DEDUPE_WINDOW_SECONDS)
         self.changes_replayed.pop(slug, None)
+        # What this socket has once the replay below is sent: the floor of a recovery's replay.
+        bus.mark(bus.room_group(room_id), last_seq, last_change)
         if after is None:
             return
         changes_after = frame.data.get("changes_after")

@@ -38,12 +38,25 @@ def user_group(user_id: int) -> str:
     return f"user.{int(user_id)}"
 
 
+def room_of(group: str) -> int | None:
+    """The room id of a `room_group` name; None for any other group."""
+    kind, _, number = group.partition(".")
+    return int(number) if kind == "room" and number.isdigit() else None
+
+
 def _envelope(group: str, frame: Mapping[str, Any]) -> dict[str, Any]:
     # Serialise now: the frame must be JSON-safe before it is queued (a datetime fails here,
     # in tests, and not later inside a socket). The text is sent as is to every recipient; the
-    # group tells each process's hub which of its sockets those are.
+    # group tells each process's hub which of its sockets those are. A room frame's marks go
+    # beside the text, so the hub knows how far its sockets got without decoding it (Hub.marks).
     text = json.dumps(frame, separators=(",", ":"))
-    return {"type": MESSAGE_TYPE, "group": group, "text": text}
+    envelope = {"type": MESSAGE_TYPE, "group": group, "text": text}
+    change = frame.get("change")
+    if isinstance(change, int):
+        envelope["change"] = change
+    if frame.get("type") == "message.created" and isinstance(frame.get("seq"), int):
+        envelope["seq"] = frame["seq"]
+    return envelope
 
 
 async def apublish(group: str, frame: Mapping[str, Any]) -> None:
@@ -249,6 +262,13 @@ class Hub:
 
     `join` returns once the process is subscribed to the group, so a frame published after it
     returns reaches the socket (the gateway reads a room's last seq only then).
+
+    What a lost subscription missed is replayed. Each group keeps its marks, the newest
+    `message.created` seq and change number the hub delivered or a subscribe read (`mark`).
+    When the layer reports its subscriptions lost (Redis went away), the hub keeps the marks
+    it had then; when they are back, it asks the recoverer (`recover_with`: the gateway's,
+    for rooms) for the frames committed past those marks and delivers them to the group's
+    sockets, as if live. Clients drop what they already have by `seq` and `change`.
     """
 
     def __init__(self, layer: Any) -> None:
@@ -260,6 +280,9 @@ class Hub:
         self.changing: dict[str, asyncio.Future[None]] = {}  # group -> its (un)subscribe, while on
         self.opening = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        self.marks: dict[str, tuple[int, int]] = {}  # group -> (seq, change) its sockets have
+        self.lost_at: dict[str, tuple[int, int]] | None = None  # the marks when Redis went
+        self.recovering: set[asyncio.Task[None]] = set()
 
     async def join(self, group: str, socket: Socket) -> None:
         while True:
@@ -288,6 +311,7 @@ class Hub:
         if sockets or self.channel is None:
             return
         del self.groups[group]
+        self.marks.pop(group, None)
         # A join meanwhile waits for this, then subscribes again (after it, on the same connection).
         done = self.changing[group] = asyncio.get_running_loop().create_future()
         try:
@@ -296,12 +320,20 @@ class Hub:
             del self.changing[group]
             done.set_result(None)
 
+    def mark(self, group: str, seq: int | None = None, change: int | None = None) -> None:
+        """Raise the group's marks to `seq` and `change` (either may be None)."""
+        old_seq, old_change = self.marks.get(group, (0, 0))
+        self.marks[group] = (max(old_seq, seq or 0), max(old_change, change or 0))
+
     async def deliver(self, message: Mapping[str, Any]) -> None:
         """Hand a bus message to every local socket of its group; one failing socket is logged."""
-        sockets = self.groups.get(message.get("group", ""))
+        group = message.get("group", "")
+        sockets = self.groups.get(group)
         text = message.get("text")
         if not sockets or not isinstance(text, str):
             return
+        if "seq" in message or "change" in message:
+            self.mark(group, message.get("seq"), message.get("change"))
         # Whether the gateway must act on the frame, asked once per frame, not once per socket.
         control = is_control(text)
         for socket in sockets.alive():
@@ -316,7 +348,32 @@ class Hub:
                 self.channel = await self.layer.new_channel(prefix="hub.")
                 loop = asyncio.get_running_loop()
                 self.tasks = [loop.create_task(self._receive()), loop.create_task(self._refresh())]
+                watch = getattr(self.layer, "watch_subscriptions", None)
+                if watch is not None:  # minga.channels_redis_bounded
+                    watch(self._lost, self._back)
             return self.channel
+
+    def _lost(self) -> None:
+        if self.lost_at is None:
+            self.lost_at = {group: self.marks.get(group, (0, 0)) for group in self.groups}
+
+    def _back(self) -> None:
+        lost_at, self.lost_at = self.lost_at, None
+        if lost_at and _recoverer is not None:
+            task = asyncio.get_running_loop().create_task(self._recover(_recoverer, lost_at))
+            self.recovering.add(task)
+            task.add_done_callback(self.recovering.discard)
+
+    async def _recover(self, recoverer: Recoverer, lost_at: dict[str, tuple[int, int]]) -> None:
+        """Deliver what the groups' sockets missed while the subscriptions were lost."""
+        try:
+            missed = await recoverer(lost_at)
+        except Exception:
+            logger.warning("recovery after Redis came back failed", exc_info=True)
+            return
+        for message in missed:
+            await self.deliver(message)
+        logger.info("recovered after Redis came back", extra={"frames": len(missed)})
 
     async def _receive(self) -> None:
         assert self.channel is not None  # noqa: S101 - set before this task starts
@@ -343,9 +400,13 @@ class Hub:
                     logger.warning("hub refresh failed", extra={"group": group}, exc_info=True)
 
     def stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.recovering]:
             task.cancel()
         self.groups.clear()
+        self.marks.clear()
+        unwatch = getattr(self.layer, "unwatch_subscriptions", None)
+        if unwatch is not None:
+            unwatch(self._lost)
 
     async def aclose(self) -> None:
         self.stop()
@@ -355,6 +416,27 @@ class Hub:
 
 HUB_RETRY_SECONDS = 0.5
 HUB_REFRESH_SECONDS = 3600.0
+
+# The frames committed past the marks each group had when the subscriptions were lost, as bus
+# messages ({"group", "text"} and the frame's marks), in the order to deliver them.
+Recoverer = Callable[[dict[str, tuple[int, int]]], Awaitable[list[dict[str, Any]]]]
+_recoverer: Recoverer | None = None
+
+
+def recover_with(recoverer: Recoverer) -> None:
+    """Set what the hubs ask, once their subscriptions are back after Redis went away, for the
+    frames their groups missed (the gateway's, for rooms: forums.consumers)."""
+    global _recoverer  # noqa: PLW0603 - one recoverer per process, set at import
+    _recoverer = recoverer
+
+
+def mark(group: str, seq: int, change: int) -> None:
+    """The group's sockets have every frame up to `seq` and `change` (a subscribe read them
+    after joining): the floor of what a recovery replays."""
+    local = _hubs.get(asyncio.get_running_loop())
+    if local is not None:
+        local.mark(group, seq, change)
+
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 

@@ -14,21 +14,41 @@ the database by `seq` (docs/operations.md, "Redis faults").
 a request's, a gateway hop's, a worker's), on the calling thread over a blocking connection of
 its own: handing it to an event loop and waiting cost 310-430 us of CPU against 90-110
 (docs/performance.md, "A publish from synchronous code, on the calling thread").
+
+The subscriptions come back sooner after Redis did, and say so. channels_redis' receive loop
+sleeps a second after every failed read, so a process stayed deaf for up to a second after
+Redis was back, and nothing told it which frames it had missed. Here the loop tries again
+after 50 ms, doubling to a second, and `watch_subscriptions` callbacks hear when a shard's
+subscriptions were lost and when they are back (the hub then replays what its sockets missed:
+notifications.bus.Hub, docs/realtime-protocol.md, "How it works").
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+    _wrap_close,
+)
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from minga.breaker import Breaker, for_server
+
+logger = logging.getLogger("minga.channels_redis_bounded")
+
+RECEIVE_RETRY_FIRST = 0.05  # seconds after a failed read before the next; doubles each time
+RECEIVE_RETRY_MAX = 1.0  # channels_redis' own wait, after every failure
+
+Watcher = tuple[asyncio.AbstractEventLoop, Callable[[], None], Callable[[], None]]
 
 
 class RedisUnavailableError(ConnectionError):
@@ -50,6 +70,38 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
         self._names: RedisPubSubLoopLayer | None = None
         self._clients: list[redis.Redis] = []
         self._clients_lock = threading.Lock()
+        self._watchers: list[Watcher] = []
+
+    def _get_layer(self) -> RedisPubSubLoopLayer:
+        """The base class's per-event-loop layer, with shards whose receive loop retries sooner
+        and reports (`_Shard`)."""
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = RedisPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            layer._shards = [_Shard(shard.host, layer) for shard in layer._shards]
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer
+
+    def watch_subscriptions(self, lost: Callable[[], None], back: Callable[[], None]) -> None:
+        """Call `lost()` when a shard of this event loop's layer fails to read its
+        subscriptions (Redis went away), and `back()` once it reads again after that (they were
+        subscribed again, on a new connection). Both run on the loop, in the shard's receive
+        task: they must not block."""
+        self._watchers.append((asyncio.get_running_loop(), lost, back))
+
+    def unwatch_subscriptions(self, lost: Callable[[], None]) -> None:
+        self._watchers = [w for w in self._watchers if w[1] != lost]
+
+    def _subscriptions(self, state: str) -> None:
+        loop = asyncio.get_running_loop()
+        for watched, lost, back in list(self._watchers):
+            if watched is loop:
+                try:
+                    (lost if state == "lost" else back)()
+                except Exception:
+                    logger.exception("subscription watcher failed")
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if self.breaker.open:
@@ -104,6 +156,47 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
                     redis.Redis(connection_pool=_pool(s.host)) for s in self._names._shards
                 ]
             return self._names, self._clients
+
+
+class _Shard(RedisSingleShardConnection):
+    """channels_redis' connection to one Redis shard, whose receive loop waits 50 ms after a
+    failed read, doubling to a second (channels_redis waits a second every time), and reports
+    losing and regaining its subscriptions to the layer's watchers."""
+
+    async def _do_receiving(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    if failures:
+                        # redis-py reconnected and subscribed again before this read.
+                        failures = 0
+                        logger.warning("Redis subscriptions are back")
+                        self._report("back")
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:
+                if not failures:
+                    logger.warning("Redis subscriptions lost: %r", exc)
+                    self._report("lost")
+                failures += 1
+                await asyncio.sleep(_retry_delay(failures))
+
+    def _report(self, state: str) -> None:
+        proxy = getattr(self.channel_layer, "channel_layer", None)
+        if isinstance(proxy, BoundedPubSubChannelLayer):
+            proxy._subscriptions(state)
+
+
+def _retry_delay(failures: int) -> float:
+    """Seconds to wait after the `failures`-th failed read in a row: 50 ms, doubling to 1 s."""
+    return min(RECEIVE_RETRY_FIRST * 2 ** (failures - 1), RECEIVE_RETRY_MAX)
 
 
 def _pool(host: dict[str, Any]) -> redis.ConnectionPool:
