@@ -287,14 +287,14 @@ def _missed_frames(rooms: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
     return missed
 
 
-async def recover_rooms(lost_at: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
-    """The hub's recoverer (notifications.bus.recover_with): the frames each room group's
-    sockets missed while this process's subscriptions were lost, from the database."""
+async def recover_rooms(lost_at: dict[str, bus.Marks]) -> list[dict[str, Any]]:
+    """The hub's recoverer for rooms (notifications.bus.recover_with): the frames each room
+    group's sockets missed while this process's subscriptions were lost, from the database."""
     rooms = {}
     for group, marks in lost_at.items():
         room_id = bus.room_of(group)
         if room_id is not None:
-            rooms[room_id] = marks
+            rooms[room_id] = (marks.seq, marks.change)
     if not rooms:
         return []
     return await db_hop(_missed_frames)(rooms)

@@ -11,5 +11,9 @@ class NotificationsConfig(AppConfig):
         from . import receivers
 
         receivers.connect()
+        # What a member's sockets missed while Redis was away, replayed once it is back.
+        from . import bus, recovery
+
+        bus.recover_with(recovery.recover_members)
         # Register the tasks and their beat schedule with the project's Celery app.
         from . import tasks  # noqa: F401

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer  # noqa: TID251 - the bus is the one allowed place
@@ -44,18 +45,39 @@ def room_of(group: str) -> int | None:
     return int(number) if kind == "room" and number.isdigit() else None
 
 
+def member_of(group: str) -> int | None:
+    """The member id of a `user_group` name; None for any other group."""
+    kind, _, number = group.partition(".")
+    return int(number) if kind == "user" and number.isdigit() else None
+
+
+class Marks(NamedTuple):
+    """How far a group's sockets on this process got: for a room, the newest `message.created`
+    seq and change number; for a member, the newest `notification` id (`seq`). `since`: when
+    the process joined the group (epoch seconds), before which its sockets had nothing."""
+
+    seq: int
+    change: int
+    since: float
+
+
 def _envelope(group: str, frame: Mapping[str, Any]) -> dict[str, Any]:
     # Serialise now: the frame must be JSON-safe before it is queued (a datetime fails here,
     # in tests, and not later inside a socket). The text is sent as is to every recipient; the
-    # group tells each process's hub which of its sockets those are. A room frame's marks go
-    # beside the text, so the hub knows how far its sockets got without decoding it (Hub.marks).
+    # group tells each process's hub which of its sockets those are. A frame's marks go beside
+    # the text, so the hub knows how far its sockets got without decoding it (Hub.marks).
     text = json.dumps(frame, separators=(",", ":"))
     envelope = {"type": MESSAGE_TYPE, "group": group, "text": text}
     change = frame.get("change")
     if isinstance(change, int):
         envelope["change"] = change
-    if frame.get("type") == "message.created" and isinstance(frame.get("seq"), int):
+    kind = frame.get("type")
+    if kind == "message.created" and isinstance(frame.get("seq"), int):
         envelope["seq"] = frame["seq"]
+    elif kind == "notification" and isinstance(frame.get("notification"), Mapping):
+        number = frame["notification"].get("id")
+        if isinstance(number, int):
+            envelope["seq"] = number
     return envelope
 
 
@@ -263,12 +285,13 @@ class Hub:
     `join` returns once the process is subscribed to the group, so a frame published after it
     returns reaches the socket (the gateway reads a room's last seq only then).
 
-    What a lost subscription missed is replayed. Each group keeps its marks, the newest
-    `message.created` seq and change number the hub delivered or a subscribe read (`mark`).
-    When the layer reports its subscriptions lost (Redis went away), the hub keeps the marks
-    it had then; when they are back, it asks the recoverer (`recover_with`: the gateway's,
-    for rooms) for the frames committed past those marks and delivers them to the group's
-    sockets, as if live. Clients drop what they already have by `seq` and `change`.
+    What a lost subscription missed is replayed. Each group keeps its marks (`Marks`: for a
+    room the newest `message.created` seq and change number the hub delivered or a subscribe
+    read, for a member the newest notification's id, and when the hub joined the group). When
+    the layer reports its subscriptions lost (Redis went away), the hub keeps the marks it had
+    then; when they are back, it asks the recoverers (`recover_with`: the gateway's for rooms,
+    the inbox's for members) for the frames committed past those marks and delivers them to
+    the groups' sockets, as if live. Clients drop what they already have by `seq` and `change`.
     """
 
     def __init__(self, layer: Any) -> None:
@@ -281,8 +304,12 @@ class Hub:
         self.opening = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.marks: dict[str, tuple[int, int]] = {}  # group -> (seq, change) its sockets have
-        self.lost_at: dict[str, tuple[int, int]] | None = None  # the marks when Redis went
+        self.since: dict[str, float] = {}  # group -> when this hub joined it (epoch seconds)
+        self.lost_at: dict[str, Marks] | None = None  # the marks when Redis went
         self.recovering: set[asyncio.Task[None]] = set()
+        # While a recovery replays, the live frames arriving meanwhile wait here, so each
+        # socket gets the replayed frames first and the newer ones after, in order.
+        self.held: list[Mapping[str, Any]] | None = None
 
     async def join(self, group: str, socket: Socket) -> None:
         while True:
@@ -298,6 +325,7 @@ class Hub:
             try:
                 await self.layer.group_add(group, await self._channel())
                 self.groups[group] = Sockets(socket)
+                self.since[group] = time.time()
             finally:
                 del self.changing[group]
                 done.set_result(None)
@@ -312,6 +340,7 @@ class Hub:
             return
         del self.groups[group]
         self.marks.pop(group, None)
+        self.since.pop(group, None)
         # A join meanwhile waits for this, then subscribes again (after it, on the same connection).
         done = self.changing[group] = asyncio.get_running_loop().create_future()
         try:
@@ -355,25 +384,48 @@ class Hub:
 
     def _lost(self) -> None:
         if self.lost_at is None:
-            self.lost_at = {group: self.marks.get(group, (0, 0)) for group in self.groups}
+            now = time.time()
+            self.lost_at = {
+                group: Marks(*self.marks.get(group, (0, 0)), self.since.get(group, now))
+                for group in self.groups
+            }
 
     def _back(self) -> None:
         lost_at, self.lost_at = self.lost_at, None
-        if lost_at and _recoverer is not None:
-            task = asyncio.get_running_loop().create_task(self._recover(_recoverer, lost_at))
+        if lost_at and _recoverers:
+            if self.held is None:
+                self.held = []
+            task = asyncio.get_running_loop().create_task(self._recover(list(_recoverers), lost_at))
             self.recovering.add(task)
             task.add_done_callback(self.recovering.discard)
 
-    async def _recover(self, recoverer: Recoverer, lost_at: dict[str, tuple[int, int]]) -> None:
-        """Deliver what the groups' sockets missed while the subscriptions were lost."""
+    async def _recover(self, recoverers: list[Recoverer], lost_at: dict[str, Marks]) -> None:
+        """Deliver what the groups' sockets missed while the subscriptions were lost, then the
+        live frames that arrived meanwhile (RECOVERY_SECONDS at most, then those anyway)."""
+        delivered = 0
         try:
-            missed = await recoverer(lost_at)
-        except Exception:
-            logger.warning("recovery after Redis came back failed", exc_info=True)
-            return
-        for message in missed:
-            await self.deliver(message)
-        logger.info("recovered after Redis came back", extra={"frames": len(missed)})
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                for recoverer in recoverers:
+                    try:
+                        missed = await recoverer(lost_at)
+                    except Exception:
+                        logger.warning("recovery after Redis came back failed", exc_info=True)
+                        continue
+                    for message in missed:
+                        await self.deliver(message)
+                    delivered += len(missed)
+            logger.info("recovered after Redis came back", extra={"frames": delivered})
+        except TimeoutError:
+            logger.warning(
+                "recovery after Redis came back took too long", extra={"frames": delivered}
+            )
+        finally:
+            # The last recovery running lets the held frames go (a second loss may have
+            # started another meanwhile).
+            if self.recovering <= {asyncio.current_task()}:
+                held, self.held = self.held or [], None
+                for message in held:
+                    await self.deliver(message)
 
     async def _receive(self) -> None:
         assert self.channel is not None  # noqa: S101 - set before this task starts
@@ -385,6 +437,9 @@ class Hub:
             except Exception:
                 logger.warning("hub receive failed", exc_info=True)
                 await asyncio.sleep(HUB_RETRY_SECONDS)
+                continue
+            if self.held is not None:
+                self.held.append(message)
                 continue
             await self.deliver(message)
 
@@ -404,6 +459,8 @@ class Hub:
             task.cancel()
         self.groups.clear()
         self.marks.clear()
+        self.since.clear()
+        self.held = None
         unwatch = getattr(self.layer, "unwatch_subscriptions", None)
         if unwatch is not None:
             unwatch(self._lost)
@@ -415,19 +472,21 @@ class Hub:
 
 
 HUB_RETRY_SECONDS = 0.5
+RECOVERY_SECONDS = 10.0  # a recovery's bound; the live frames it holds go out after it anyway
 HUB_REFRESH_SECONDS = 3600.0
 
 # The frames committed past the marks each group had when the subscriptions were lost, as bus
-# messages ({"group", "text"} and the frame's marks), in the order to deliver them.
-Recoverer = Callable[[dict[str, tuple[int, int]]], Awaitable[list[dict[str, Any]]]]
-_recoverer: Recoverer | None = None
+# messages ({"group", "text"} and the frame's marks), in the order to deliver them; each
+# recoverer answers for its own kind of group and leaves the others.
+Recoverer = Callable[[dict[str, Marks]], Awaitable[list[dict[str, Any]]]]
+_recoverers: list[Recoverer] = []
 
 
 def recover_with(recoverer: Recoverer) -> None:
-    """Set what the hubs ask, once their subscriptions are back after Redis went away, for the
-    frames their groups missed (the gateway's, for rooms: forums.consumers)."""
-    global _recoverer  # noqa: PLW0603 - one recoverer per process, set at import
-    _recoverer = recoverer
+    """Add what the hubs ask, once their subscriptions are back after Redis went away, for the
+    frames their groups missed (rooms: forums.consumers; members: notifications.recovery)."""
+    if recoverer not in _recoverers:
+        _recoverers.append(recoverer)
 
 
 def mark(group: str, seq: int, change: int) -> None:

@@ -17,8 +17,10 @@ its own: handing it to an event loop and waiting cost 310-430 us of CPU against 
 
 The subscriptions come back sooner after Redis did, and say so. channels_redis' receive loop
 sleeps a second after every failed read, so a process stayed deaf for up to a second after
-Redis was back, and nothing told it which frames it had missed. Here the loop tries again
-after 50 ms, doubling to a second, and `watch_subscriptions` callbacks hear when a shard's
+Redis was back, and nothing told it which frames it had missed; a Redis paused, or a network
+that drops packets without closing the connection, failed no read at all. Here the loop tries
+again after 50 ms, doubling to a second, PINGs its connection every 2 s and counts it lost
+when 2 s pass without the answer, and `watch_subscriptions` callbacks hear when a shard's
 subscriptions were lost and when they are back (the hub then replays what its sockets missed:
 notifications.bus.Hub, docs/realtime-protocol.md, "How it works").
 """
@@ -26,6 +28,7 @@ notifications.bus.Hub, docs/realtime-protocol.md, "How it works").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -47,6 +50,8 @@ logger = logging.getLogger("minga.channels_redis_bounded")
 
 RECEIVE_RETRY_FIRST = 0.05  # seconds after a failed read before the next; doubles each time
 RECEIVE_RETRY_MAX = 1.0  # channels_redis' own wait, after every failure
+LIVENESS_PING_SECONDS = 2.0  # a PING on each subscribed connection this often
+LIVENESS_PONG_SECONDS = 2.0  # unanswered this long: the connection is counted lost
 
 Watcher = tuple[asyncio.AbstractEventLoop, Callable[[], None], Callable[[], None]]
 
@@ -159,34 +164,67 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
 
 
 class _Shard(RedisSingleShardConnection):
-    """channels_redis' connection to one Redis shard, whose receive loop waits 50 ms after a
-    failed read, doubling to a second (channels_redis waits a second every time), and reports
-    losing and regaining its subscriptions to the layer's watchers."""
+    """channels_redis' connection to one Redis shard, with a receive loop that
+
+    - waits 50 ms after a failed read, doubling to a second (channels_redis waits a second
+      every time);
+    - sends a PING on the subscribed connection every LIVENESS_PING_SECONDS and counts the
+      connection lost when no answer came within LIVENESS_PONG_SECONDS: a Redis that is paused,
+      or a network that drops packets without closing the connection, fails no read, and the
+      process would stay deaf without knowing it (until TCP gave up, hours later);
+    - reports losing its subscriptions to the layer's watchers, and their return once Redis
+      answered a PING sent after them on the new connection (so the SUBSCRIBEs were handled).
+    """
 
     async def _do_receiving(self) -> None:
-        failures = 0
+        clock = asyncio.get_running_loop().time
+        failures, lost = 0, False
+        ping_due, pinged = clock() + LIVENESS_PING_SECONDS, None  # pinged: the unanswered one
         while True:
             try:
-                if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
-                    if failures:
-                        # redis-py reconnected and subscribed again before this read.
-                        failures = 0
+                if not (self._pubsub and self._pubsub.subscribed):
+                    await asyncio.sleep(0.1)
+                    continue
+                now = clock()
+                if pinged is None and (lost or now >= ping_due):
+                    await self._pubsub.ping()  # connects (and subscribes again) when it must
+                    pinged = now
+                elif pinged is not None and now - pinged > LIVENESS_PONG_SECONDS:
+                    raise ConnectionError(f"no answer to a PING in {LIVENESS_PONG_SECONDS} s")
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=0.1
+                )
+                failures = 0
+                if message is not None and message.get("type") == "pong":
+                    pinged, ping_due = None, clock() + LIVENESS_PING_SECONDS
+                    if lost:
+                        lost = False
                         logger.warning("Redis subscriptions are back")
                         self._report("back")
-                    self._receive_message(message)
-                else:
-                    await asyncio.sleep(0.1)
+                    continue
+                self._receive_message(message)
             except (asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
-                if not failures:
+                if not lost:
+                    lost = True
                     logger.warning("Redis subscriptions lost: %r", exc)
                     self._report("lost")
+                pinged = None
                 failures += 1
+                await self._drop_connection()
                 await asyncio.sleep(_retry_delay(failures))
+
+    async def _drop_connection(self) -> None:
+        """Close the subscribed connection (a failed read closed it already; a silent one is
+        still open): the next command opens a new one and subscribes again on it."""
+        connection = self._pubsub.connection if self._pubsub is not None else None
+        if connection is not None:
+            # Closing a broken connection may fail, or wait on a peer that does not answer (with
+            # no connect timeout configured): the reconnect decides.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(RECEIVE_RETRY_MAX):
+                    await connection.disconnect()
 
     def _report(self, state: str) -> None:
         proxy = getattr(self.channel_layer, "channel_layer", None)
