@@ -90,10 +90,10 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
         return layer
 
     def watch_subscriptions(self, lost: Callable[[], None], back: Callable[[], None]) -> None:
-        """Call `lost()` when a shard of this event loop's layer fails to read its
-        subscriptions (Redis went away), and `back()` once it reads again after that (they were
-        subscribed again, on a new connection). Both run on the loop, in the shard's receive
-        task: they must not block."""
+        """Call `lost()` when a shard of this event loop's layer loses its subscriptions (a
+        failed read, or a connection that went silent: `_Shard`), and `back()` once Redis
+        answered a PING sent after they were made again on a new connection. Both run on the
+        loop, in the shard's receive task: they must not block."""
         self._watchers.append((asyncio.get_running_loop(), lost, back))
 
     def unwatch_subscriptions(self, lost: Callable[[], None]) -> None:
@@ -169,9 +169,11 @@ class _Shard(RedisSingleShardConnection):
     - waits 50 ms after a failed read, doubling to a second (channels_redis waits a second
       every time);
     - sends a PING on the subscribed connection every LIVENESS_PING_SECONDS and counts the
-      connection lost when no answer came within LIVENESS_PONG_SECONDS: a Redis that is paused,
-      or a network that drops packets without closing the connection, fails no read, and the
-      process would stay deaf without knowing it (until TCP gave up, hours later);
+      connection lost when nothing at all came within LIVENESS_PONG_SECONDS of it (frames
+      arriving prove it alive while the answer waits behind them in a busy process): a Redis
+      that is paused, or a network that drops packets without closing the connection, fails no
+      read, and the process would stay deaf without knowing it (until TCP gave up, hours
+      later);
     - reports losing its subscriptions to the layer's watchers, and their return once Redis
       answered a PING sent after them on the new connection (so the SUBSCRIBEs were handled).
     """
@@ -180,6 +182,7 @@ class _Shard(RedisSingleShardConnection):
         clock = asyncio.get_running_loop().time
         failures, lost = 0, False
         ping_due, pinged = clock() + LIVENESS_PING_SECONDS, None  # pinged: the unanswered one
+        heard = 0.0  # when the last message came
         while True:
             try:
                 if not (self._pubsub and self._pubsub.subscribed):
@@ -189,12 +192,16 @@ class _Shard(RedisSingleShardConnection):
                 if pinged is None and (lost or now >= ping_due):
                     await self._pubsub.ping()  # connects (and subscribes again) when it must
                     pinged = now
-                elif pinged is not None and now - pinged > LIVENESS_PONG_SECONDS:
-                    raise ConnectionError(f"no answer to a PING in {LIVENESS_PONG_SECONDS} s")
+                elif pinged is not None and now - max(pinged, heard) > LIVENESS_PONG_SECONDS:
+                    raise ConnectionError(
+                        f"nothing from Redis {LIVENESS_PONG_SECONDS} s after a PING"
+                    )
                 message = await self._pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=0.1
                 )
                 failures = 0
+                if message is not None:
+                    heard = clock()
                 if message is not None and message.get("type") == "pong":
                     pinged, ping_due = None, clock() + LIVENESS_PING_SECONDS
                     if lost:

@@ -142,9 +142,10 @@ class FlakyPubSub:
     subscribed = True
     connection = None
 
-    def __init__(self, failures: int = 0, *, silent: bool = False) -> None:
+    def __init__(self, failures: int = 0, *, silent: bool = False, chatty: bool = False) -> None:
         self.failures = failures
         self.silent = silent
+        self.chatty = chatty  # a frame on every read: a busy process
         self.pings = 0
         self.unanswered = 0
 
@@ -161,6 +162,8 @@ class FlakyPubSub:
         if self.unanswered:
             self.unanswered -= 1
             return {"type": "pong", "channel": None, "data": b""}
+        if self.chatty:
+            return {"type": "message", "channel": b"elsewhere", "data": b""}
         return None
 
 
@@ -225,6 +228,26 @@ async def test_a_connection_that_answers_no_ping_is_counted_lost_and_back_when_i
 
     # Assert: lost once, PINGed again while lost, back only once a PING was answered.
     assert (stayed, pubsub.pings > pings_while_lost) == (["lost"], True)
+
+
+async def test_frames_arriving_keep_a_connection_alive_while_its_answer_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: a busy connection whose PING answer never comes within the wait (it queues
+    # behind the frames), checked every 10 ms with 50 ms to answer.
+    pubsub = FlakyPubSub(silent=True, chatty=True)
+    shard, events = _shard(monkeypatch, pubsub)
+    monkeypatch.setattr(channels_redis_bounded, "LIVENESS_PING_SECONDS", 0.01)
+    monkeypatch.setattr(channels_redis_bounded, "LIVENESS_PONG_SECONDS", 0.05)
+
+    # Act
+    task = asyncio.ensure_future(shard._do_receiving())
+    await _until(lambda: pubsub.pings >= 1)
+    await asyncio.sleep(0.3)
+    task.cancel()
+
+    # Assert: never counted lost while frames came.
+    assert events == []
 
 
 def test_the_retry_waits_50_ms_doubling_to_a_second() -> None:
