@@ -20,7 +20,7 @@ sleeps a second after every failed read, so a process stayed deaf for up to a se
 Redis was back, and nothing told it which frames it had missed; a Redis paused, or a network
 that drops packets without closing the connection, failed no read at all. Here the loop tries
 again after 50 ms, doubling to a second, PINGs its connection every 2 s and counts it lost
-when 2 s pass without the answer, and `watch_subscriptions` callbacks hear when a shard's
+when 2 s pass without the answer or any frame, and `watch_subscriptions` callbacks hear when a shard's
 subscriptions were lost and when they are back (the hub then replays what its sockets missed:
 notifications.bus.Hub, docs/realtime-protocol.md, "How it works").
 """
