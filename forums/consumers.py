@@ -301,6 +301,7 @@ async def recover_rooms(lost_at: dict[str, bus.Marks]) -> list[dict[str, Any]]:
 
 
 bus.recover_with(recover_rooms)
+bus.recover_with(presence.recover)  # this process's entries, again, at once
 
 
 def _too_many_changes(changes_after: int | None, last_change: int) -> bool:

@@ -57,6 +57,8 @@ logger = logging.getLogger("forums.presence")
 
 TTL_SECONDS = 60.0
 HEARTBEAT_SECONDS = 20.0
+REBEAT_AFTER_SECONDS = 1.2  # a beat after Redis came back, again: past the breaker's second
+REBEATS = 4  # at most, before the heartbeat's own turn
 # At most one presence announcement per room per this many seconds, from all processes.
 COALESCE_SECONDS = 1.0
 # Rooms with more members online than this get `presence` deltas (joined, left, count) instead
@@ -534,6 +536,8 @@ class Presence:
     announcers: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     # This process's name on the turns it takes (only read by people looking at Redis).
     holder: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # A beat out of turn, once Redis came back (`recover`).
+    rebeat: asyncio.Task[None] | None = None
 
     async def join(
         self, room_id: int, slug: str, member_id: int, socket: str
@@ -643,6 +647,24 @@ class Presence:
         while self.announcers:
             await asyncio.gather(*list(self.announcers.values()), return_exceptions=True)
 
+    def beat_soon(self) -> None:
+        """Beat now, out of turn, and again after the breaker's second while that fails, up to
+        REBEATS times (Redis came back, maybe empty: `recover`)."""
+        if self.rebeat is None or self.rebeat.done():
+            self.rebeat = asyncio.get_running_loop().create_task(self._beat_until_it_takes())
+
+    async def _beat_until_it_takes(self) -> None:
+        for attempt in range(1, REBEATS + 1):
+            try:
+                await self.beat()
+                return
+            except Exception:
+                # The breaker, still open from the outage's last failure, or a pooled
+                # connection from before the restart (dropped by its failure).
+                logger.warning("presence beat after Redis came back failed", exc_info=True)
+                if attempt < REBEATS:
+                    await asyncio.sleep(REBEAT_AFTER_SECONDS)
+
     def _ensure_heartbeat(self) -> None:
         if self.heartbeat is None or self.heartbeat.done():
             self.heartbeat = asyncio.get_running_loop().create_task(self._run())
@@ -657,6 +679,11 @@ class Presence:
                 logger.warning("presence heartbeat failed", exc_info=True)
 
     async def aclose(self) -> None:
+        if self.rebeat is not None:
+            self.rebeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.rebeat
+            self.rebeat = None
         if self.heartbeat is not None:
             self.heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -686,6 +713,18 @@ def get() -> Presence:
         presence = _by_loop[loop] = Presence(store)
         loops.close_with(loop, lambda: _forget(loop))
     return presence
+
+
+async def recover(lost_at: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hub's recoverer for presence (notifications.bus.recover_with): Redis came back,
+    maybe empty of every entry, so this process writes its sockets' entries again now, not at
+    its next heartbeat (up to HEARTBEAT_SECONDS later), and a subscribe meanwhile sees who is
+    online. In a task of its own (`beat_soon`): the hub holds the live frames until its
+    recoverers answer, and the first beat may meet the breaker. No frames of its own."""
+    presence = _by_loop.get(asyncio.get_running_loop())
+    if presence is not None and presence.local:
+        presence.beat_soon()
+    return []
 
 
 async def _forget(loop: asyncio.AbstractEventLoop) -> None:

@@ -10,6 +10,7 @@ what the database holds past them (forums.consumers.recover_rooms).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from minga.asgi import application
 from minga.channels_redis_bounded import _Shard
 
 from community.models import User
-from forums import consumers, services
+from forums import consumers, presence, services
 from forums.models import Room, Thread
 from notifications import bus
 from tests.forums.factories import ThreadFactory, member_in
@@ -329,6 +330,9 @@ async def test_a_message_committed_while_redis_was_away_reaches_the_socket_once_
         # Assert: the socket gets the message and the mention's notification, without asking,
         # once the subscriptions are back; or neither, without the recovery.
         got = await _next_frames(ws, 8 if recovery else 3, seq=second, notified=True)
+        # And the member is online in Redis again (killed: emptied), without waiting for the
+        # heartbeat (20 s).
+        back_online = await _online_within(thread.room_id, member.pk, 6)
     finally:
         await ws.disconnect()
         redis_server.resume()  # a paused server cannot act on the stop's SIGTERM
@@ -336,6 +340,29 @@ async def test_a_message_committed_while_redis_was_away_reaches_the_socket_once_
         channel_layers.backends.clear()
 
     assert got == ((second, "mention") if recovery else (None, None))
+    assert back_online is (recovery or fault == "pause")
+
+
+async def _online_within(room_id: int, member_id: int, seconds: float) -> bool:
+    """Whether Redis lists the member among the room's online ids within `seconds`, read by
+    a client of the test's own (the store's pool is the process's, and its calls would trip
+    the breaker the process shares)."""
+    import redis.asyncio as aioredis
+
+    store = presence.get().store
+    assert isinstance(store, presence.RedisStore)
+    ids_key = store.keys(room_id)[2]
+    client = aioredis.from_url(presence.redis_url() or "", socket_timeout=1)
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(OSError, aioredis.RedisError):
+                if await client.zscore(ids_key, member_id) is not None:
+                    return True
+            await asyncio.sleep(0.1)
+        return False
+    finally:
+        await client.aclose()
 
 
 def _arrange() -> tuple[User, User, Thread, list[tuple[bytes, bytes]]]:
@@ -364,10 +391,10 @@ async def _next_frames(
     return seen, kind
 
 
-def test_the_recoverers_are_the_gateways_and_the_inboxs() -> None:
+def test_the_recoverers_are_the_gateways_presences_and_the_inboxs() -> None:
     from notifications import recovery
 
     # Each registered once (apps.py at start-up, the gateway at its import), in either order.
     assert sorted(bus._recoverers, key=id) == sorted(
-        [consumers.recover_rooms, recovery.recover_members], key=id
+        [consumers.recover_rooms, presence.recover, recovery.recover_members], key=id
     )
