@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import minga_setup
 from bench.__main__ import FULL, SMOKE, _stop_servers, start_servers
-from bench.servers import Processes, start_redis
+from bench.servers import Processes, source_trees, start_redis
 
 MEMBERS = 100  # seeded members; H6's 50 clients are the first of them
 
@@ -59,20 +59,10 @@ def measure(
     return out
 
 
-def _trees(value: str) -> list[Path]:
-    trees = [Path(part).resolve() for part in value.split(",") if part.strip()]
-    if not trees:
-        raise argparse.ArgumentTypeError("--trees takes source trees separated by commas")
-    for tree in trees:
-        if not (tree / "platform" / "minga" / "asgi.py").is_file():
-            raise argparse.ArgumentTypeError(f"{tree} is not a Minga source tree")
-    return trees
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outage")
     parser.add_argument(
-        "--trees", type=_trees, default=[Path.cwd()], help="source trees, comma-separated"
+        "--trees", type=source_trees, default=[Path.cwd()], help="source trees, comma-separated"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the trees")
     parser.add_argument("--redis-port", type=int, default=6397)

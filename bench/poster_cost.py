@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from bench import minga_poster, minga_setup
-from bench.servers import Processes, postgres_cpu, start_redis
+from bench.servers import Processes, postgres_cpu, source_trees, start_redis
 
 MEMBERS = 40  # the posts' authors rotate over them
 WARM_UP_POSTS = 10  # per room, before each measured order: imports, templates, connections
@@ -98,16 +98,6 @@ def _turn(
     }
 
 
-def _trees(value: str) -> list[Path]:
-    trees = [Path(part).resolve() for part in value.split(",") if part.strip()]
-    if not trees:
-        raise argparse.ArgumentTypeError("--trees takes source trees separated by commas")
-    for tree in trees:
-        if not (tree / "bench" / "minga_poster.py").is_file():
-            raise argparse.ArgumentTypeError(f"{tree} is not a Minga source tree (no bench/)")
-    return trees
-
-
 def _threads(value: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in value.split(",") if part.strip())
@@ -123,7 +113,7 @@ def _threads(value: str) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.poster_cost")
     parser.add_argument(
-        "--trees", type=_trees, default=[Path.cwd()], help="source trees, comma-separated"
+        "--trees", type=source_trees, default=[Path.cwd()], help="source trees, comma-separated"
     )
     parser.add_argument("--rate", type=float, default=15.0, help="messages a second per room")
     parser.add_argument("--rooms", type=int, default=10, help="rooms posted to (1 to 10)")

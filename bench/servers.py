@@ -7,6 +7,7 @@ Output goes to log files under bench/results/logs/run-<pid>/, never to a pipe no
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -190,3 +191,18 @@ def postgres_cpu() -> float | None:
             continue
         total, seen = total + times.user + times.system, True
     return total if seen else None
+
+
+def source_trees(value: str) -> list[Path]:
+    """`--trees` of the A/B tools (bench.poster_cost, bench.outage): source trees separated by
+    commas, each a Minga checkout with the poster and the ASGI application they start from it."""
+    trees = [Path(part).resolve() for part in value.split(",") if part.strip()]
+    if not trees:
+        raise argparse.ArgumentTypeError("--trees takes source trees separated by commas")
+    for tree in trees:
+        wanted = (tree / "bench" / "minga_poster.py", tree / "platform" / "minga" / "asgi.py")
+        if not all(path.is_file() for path in wanted):
+            raise argparse.ArgumentTypeError(
+                f"{tree} is not a Minga source tree (no bench/ or platform/minga/)"
+            )
+    return trees

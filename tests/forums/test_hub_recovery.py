@@ -29,11 +29,9 @@ from forums import consumers, presence, services
 from forums.models import Room, Thread
 from notifications import bus
 from tests.forums.factories import ThreadFactory, member_in
+from tests.forums.test_gateway import _session_headers
 from tests.forums.test_hub import Collector, CountingLayer, _frame, _until
 from tests.reliability.faults import PrivateRedis
-
-ORIGIN = (b"origin", b"http://localhost")
-
 
 # --- The hub's marks and its recovery ----------------------------------------------------------
 
@@ -259,15 +257,6 @@ def test_the_retry_waits_50_ms_doubling_to_a_second() -> None:
 
 
 # --- Through the gateway, on a Redis killed and restarted, or paused and resumed -------------
-
-
-def _session_headers(user: User) -> list[tuple[bytes, bytes]]:
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"].value
-    return [ORIGIN, (b"cookie", f"sessionid={cookie}".encode())]
 
 
 def _post(member: User, thread: Thread, body: str) -> int:
