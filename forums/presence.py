@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
-from minga import breaker, loops
+from minga import breaker, loops, redis_retry
 
 logger = logging.getLogger("forums.presence")
 
@@ -397,6 +397,8 @@ class RedisStore:
             timeout=REDIS_TIMEOUT_SECONDS,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            # A connection a restarted Redis closed is made again once, not counted a failure.
+            retry=redis_retry.for_asyncio(),
             decode_responses=True,
         )
         self.redis = aioredis.Redis.from_pool(pool)  # owned: closed with the client
@@ -659,8 +661,8 @@ class Presence:
                 await self.beat()
                 return
             except Exception:
-                # The breaker, still open from the outage's last failure, or a pooled
-                # connection from before the restart (dropped by its failure).
+                # The breaker, still open from the outage's last failure (a pooled connection
+                # a restart closed is made again by the pool's retry: minga.redis_retry).
                 logger.warning("presence beat after Redis came back failed", exc_info=True)
                 if attempt < REBEATS:
                     await asyncio.sleep(REBEAT_AFTER_SECONDS)

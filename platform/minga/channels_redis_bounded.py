@@ -41,6 +41,7 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
     _wrap_close,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -221,6 +222,16 @@ class _Shard(RedisSingleShardConnection):
                 failures += 1
                 await self._drop_connection()
                 await asyncio.sleep(_retry_delay(failures))
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """channels_redis' publish, sent once more on a new connection when a restarted Redis
+        had closed the pooled one (minga.redis_retry). By hand: the pool is shared with the
+        subscribed connection, which must not carry redis-py's retry (it would subscribe again
+        silently, and the loss would go unreported)."""
+        try:
+            await super().publish(channel, message)
+        except RedisConnectionError:
+            await super().publish(channel, message)
 
     async def _drop_connection(self) -> None:
         """Close the subscribed connection (a failed read closed it already; a silent one is
