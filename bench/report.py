@@ -6,6 +6,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from bench import stats
+
 SYSTEMS = ("minga", "b0", "b1", "c0", "minga-x")
 
 
@@ -283,6 +285,20 @@ def _h5_p99(results: dict[str, Any], system: str, phase: str, page: str) -> floa
     return value.get("p99_ms") if isinstance(value, dict) else None
 
 
+def _h5_interval(results: dict[str, Any], system: str, page: str) -> str:
+    """The bootstrap interval of a side's p99 under load over its p99 idle (bench.stats), as
+    text after the ratio; nothing for results without every request's time (before stop 29)."""
+    side = (results.get("h5") or {}).get(system)
+    times = [
+        (side.get(phase, {}).get(page) or {}).get("times_ms") if isinstance(side, dict) else None
+        for phase in ("load", "idle")
+    ]
+    if not all(times):
+        return ""
+    low, high = stats.ratio_interval(*times)  # type: ignore[arg-type]
+    return f" ({stats.LEVEL:.0%} interval {low:.2f}-{high:.2f})"
+
+
 def _h1_under(side: Any) -> dict[str, Any] | None:
     """The H1 step run while a side's pages were probed, when it was recorded."""
     h1 = side.get("h1") if isinstance(side, dict) else None
@@ -314,7 +330,7 @@ def _h5_floor(results: dict[str, Any], page: str) -> tuple[float | None, float |
         load,
         (
             f"; floor (C0's column: this page while C0 carried the load) {ratio:.2f} x idle"
-            f"{failed}{reach}"
+            f"{_h5_interval(results, 'c0', page)}{failed}{reach}"
         ),
     )
 
@@ -362,9 +378,8 @@ def _h5_rows(results: dict[str, Any]) -> list[Row]:
                     if isinstance(frames, int)
                     else f"H5 {label}{apart} p99 under H1",
                     {"minga": load, "b0": b0_load, "b1": None, "c0": floor_load},
-                    f"{_fmt_ratio(vs_idle, 'x idle')}; {_fmt_ratio(vs_b0, 'x B0')}"
-                    + _h1_meanwhile(h1)
-                    + floor,
+                    f"{_fmt_ratio(vs_idle, 'x idle')}{_h5_interval(results, side, page)}; "
+                    f"{_fmt_ratio(vs_b0, 'x B0')}" + _h1_meanwhile(h1) + floor,
                     "<= 1.5 x idle; <= 1/3 of B0's",
                     # A page is not fast "while H1 runs" if H1's own step failed meanwhile.
                     None

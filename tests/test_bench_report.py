@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import report, stats
 
 
 @pytest.mark.parametrize("content", [None, "{not json"])
@@ -254,6 +254,29 @@ def test_h5s_floor_is_minga_s_page_while_c0_carries_the_load_in_c0s_column() -> 
     del results["h5"]["c0"]
     month = next(row for row in report.rows(results) if "month page p99 under" in row.metric)
     assert (month.values["c0"], "floor" in month.ratio) == (None, False)
+
+
+def test_h5s_ratios_carry_their_bootstrap_interval_when_every_time_was_kept() -> None:
+    """Each time (since stop 29): the ratio of the p99s, and how far it moves within the run."""
+    idle_times = [10.0] * 198 + [19.0, 20.0]  # p99 20 ms (the second slowest of 200)
+    load_times = [10.0] * 196 + [28.0, 29.0, 30.0, 31.0]  # p99 30 ms
+    minga, c0 = _pages(idle=20.0, load=30.0), _pages(idle=20.0, load=30.0)
+    for side in (minga, c0):
+        for phase, times in (("idle", idle_times), ("load", load_times)):
+            side[phase]["month"]["times_ms"] = times  # type: ignore[index]
+    results = _h5(45_000, minga=minga, c0=c0, b0=_b0_room(idle=10.0, load=600.0))
+
+    month = next(row for row in report.rows(results) if "month page p99 under" in row.metric)
+    thread = next(row for row in report.rows(results) if "thread page p99 under" in row.metric)
+
+    low, high = stats.ratio_interval(load_times, idle_times)
+    assert low < 1.5 < high
+    interval = f"1.50 x idle (90% interval {low:.2f}-{high:.2f})"
+    assert month.ratio.startswith(interval + "; 0.05 x B0")
+    assert month.ratio.endswith(f"carried the load) {interval}")
+    # Without the times (the thread page here, or results from before), the ratio alone.
+    assert thread.ratio.startswith("1.50 x idle; 0.05 x B0")
+    assert "interval" not in thread.ratio
 
 
 def _h4(t_rows: float, raw_real: float | None) -> dict[str, object]:
