@@ -302,7 +302,6 @@ class Hub:
         self.groups: dict[str, Sockets] = {}
         self.changing: dict[str, asyncio.Future[None]] = {}  # group -> its (un)subscribe, while on
         self.opening = asyncio.Lock()
-        self.delivering = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.marks: dict[str, tuple[int, int]] = {}  # group -> (seq, change) its sockets have
         self.since: dict[str, float] = {}  # group -> when this hub joined it (epoch seconds)
@@ -366,16 +365,11 @@ class Hub:
             self.mark(group, message.get("seq"), message.get("change"))
         # Whether the gateway must act on the frame, asked once per frame, not once per socket.
         control = is_control(text)
-        # One frame at a time, whoever delivers it (the live frames, a recovery's replay): a
-        # frame's sockets are written in chunks, with the event loop's other work between them.
-        async with self.delivering:
-            for index, socket in enumerate(sockets.alive()):
-                if index and not index % DELIVER_CHUNK:
-                    await asyncio.sleep(0)
-                try:
-                    await socket.relay(text, control)
-                except Exception:
-                    logger.warning("relay to a socket failed", exc_info=True)
+        for socket in sockets.alive():
+            try:
+                await socket.relay(text, control)
+            except Exception:
+                logger.warning("relay to a socket failed", exc_info=True)
 
     async def _channel(self) -> str:
         async with self.opening:
@@ -428,11 +422,10 @@ class Hub:
         finally:
             # The last recovery running lets the held frames go (a second loss may have
             # started another meanwhile).
-            # Frames arriving while these go out join the list (`_receive`), in order.
             if self.recovering <= {asyncio.current_task()}:
-                while self.held:
-                    await self.deliver(self.held.pop(0))
-                self.held = None
+                held, self.held = self.held or [], None
+                for message in held:
+                    await self.deliver(message)
 
     async def _receive(self) -> None:
         assert self.channel is not None  # noqa: S101 - set before this task starts
@@ -479,12 +472,6 @@ class Hub:
 
 
 HUB_RETRY_SECONDS = 0.5
-# Sockets written per step of the event loop when a frame goes to a group's local sockets. A
-# room's frame to 500 sockets of a process was one step of 15-25 ms on a slow machine, and every
-# other ready callback (a page's hop back from its thread, a client's frame, a ping) waited for
-# all of it; in chunks, each waits for one chunk at most (docs/performance.md, "H5: a room's
-# frame written in chunks").
-DELIVER_CHUNK = 64
 RECOVERY_SECONDS = 10.0  # a recovery's bound; the live frames it holds go out after it anyway
 HUB_REFRESH_SECONDS = 3600.0
 

@@ -150,53 +150,6 @@ async def test_a_failing_socket_does_not_stop_the_others() -> None:
     await hub.aclose()
 
 
-async def test_a_frame_to_many_sockets_lets_the_event_loop_run_between_chunks() -> None:
-    """A page's hop back from its thread (any ready callback) waits for one chunk of a room's
-    frame, not for all of its sockets."""
-    hub = bus.Hub(CountingLayer())
-    sockets = [Collector() for _ in range(3 * bus.DELIVER_CHUNK)]
-    for socket in sockets:
-        await hub.join("room.1", socket)
-    written_when_it_ran: list[int] = []
-    loop = asyncio.get_running_loop()
-
-    loop.call_soon(lambda: written_when_it_ran.append(sum(len(s.got) for s in sockets)))
-    await hub.deliver(bus._envelope("room.1", _frame(1)))
-
-    assert written_when_it_ran == [bus.DELIVER_CHUNK]
-    assert all(len(socket.got) == 1 for socket in sockets)
-    await hub.aclose()
-
-
-class FirstRelayWaits(Collector):
-    """A socket whose first relay waits a few turns of the event loop before it is done."""
-
-    calls = 0
-
-    async def relay(self, text: str, control: bool | None = None) -> None:
-        self.calls += 1
-        if self.calls == 1:
-            for _ in range(3):
-                await asyncio.sleep(0)
-        await super().relay(text, control)
-
-
-async def test_two_frames_delivered_at_once_reach_every_socket_in_the_order_they_came() -> None:
-    """A recovery's replay and a live frame, say: the first frame goes out to every socket
-    before the second starts, even when a socket's relay waits, so no socket sees them
-    swapped."""
-    hub = bus.Hub(CountingLayer())
-    sockets = [FirstRelayWaits(), *(Collector() for _ in range(2 * bus.DELIVER_CHUNK))]
-    for socket in sockets:
-        await hub.join("room.1", socket)
-    first, second = bus._envelope("room.1", _frame(1)), bus._envelope("room.1", _frame(2))
-
-    await asyncio.gather(hub.deliver(first), hub.deliver(second))
-
-    assert {tuple(socket.got) for socket in sockets} == {(first["text"], second["text"])}
-    await hub.aclose()
-
-
 async def test_frames_of_other_groups_and_without_a_group_reach_no_one() -> None:
     layer = CountingLayer()
     hub = bus.Hub(layer)

@@ -104,49 +104,6 @@ async def test_live_frames_wait_for_the_replay_so_each_socket_gets_them_in_order
     await hub.aclose()
 
 
-async def test_live_frames_arriving_while_the_held_ones_go_out_follow_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Arrange: a group big enough that each frame goes out in several chunks, three live
-    # frames held during a recovery, and a fourth live frame that arrives while they go out.
-    monkeypatch.setattr(bus, "DELIVER_CHUNK", 2)
-    layer = CountingLayer()
-    hub = bus.Hub(layer)
-
-    class PublishesTheFourth(Collector):
-        async def relay(self, text: str, control: bool | None = None) -> None:
-            if not self.got:  # the first held frame: the fourth is published now
-                fourth = bus._envelope("room.1", _frame(4))
-                asyncio.get_running_loop().create_task(layer.group_send("room.1", fourth))
-            await super().relay(text, control)
-
-    sockets = [PublishesTheFourth(), *(Collector() for _ in range(4))]
-    for socket in sockets:
-        await hub.join("room.1", socket)
-    gate = asyncio.Event()
-
-    async def recoverer(lost_at: dict[str, bus.Marks]) -> list[dict[str, Any]]:
-        await gate.wait()
-        return []
-
-    monkeypatch.setattr(bus, "_recoverers", [recoverer])
-    hub._lost()
-    hub._back()
-    for seq in (1, 2, 3):
-        await layer.group_send("room.1", bus._envelope("room.1", _frame(seq)))
-    await _until(lambda: hub.held is not None and len(hub.held) == 3)
-
-    # Act: the held frames go out; the fourth is published as the first of them does.
-    gate.set()
-    await _until(lambda: all(len(socket.got) == 4 for socket in sockets))
-
-    # Assert
-    for socket in sockets:
-        assert [json.loads(text)["seq"] for text in socket.got] == [1, 2, 3, 4]
-    assert hub.held is None
-    await hub.aclose()
-
-
 async def test_back_without_a_loss_recovers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     hub = bus.Hub(CountingLayer())
     await hub.join("room.1", Collector())
