@@ -1,7 +1,7 @@
 """H5's probe, in a process of its own so the load generator's event loop never delays it:
 `python -m bench.h5_probe --ports P1,P2 --pages '{"name": "/path/"}' [--cookie C] --rps R
---seconds S` prints JSON: per page, requests, errors, p50/p99/max and every time in ms. Standard library only,
-so it starts fast.
+--seconds S` prints JSON: per page, requests, errors, p50/p99/max and every time in ms.
+Standard library only, so it starts fast.
 """
 
 from __future__ import annotations
