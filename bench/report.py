@@ -289,13 +289,14 @@ def _h5_interval(results: dict[str, Any], system: str, page: str) -> str:
     """The bootstrap interval of a side's p99 under load over its p99 idle (bench.stats), as
     text after the ratio; nothing for results without every request's time (before stop 29)."""
     side = (results.get("h5") or {}).get(system)
-    times = [
-        (side.get(phase, {}).get(page) or {}).get("times_ms") if isinstance(side, dict) else None
-        for phase in ("load", "idle")
-    ]
-    if not all(times):
+    if not isinstance(side, dict):
         return ""
-    low, high = stats.ratio_interval(*times)  # type: ignore[arg-type]
+    load, idle = (
+        (side.get(phase, {}).get(page) or {}).get("times_ms") for phase in ("load", "idle")
+    )
+    if not (isinstance(load, list) and load and isinstance(idle, list) and idle):
+        return ""
+    low, high = stats.ratio_interval(load, idle)
     return f" ({stats.LEVEL:.0%} interval {low:.2f}-{high:.2f})"
 
 
