@@ -1,7 +1,7 @@
 """H5's probe, in a process of its own so the load generator's event loop never delays it:
 `python -m bench.h5_probe --ports P1,P2 --pages '{"name": "/path/"}' [--cookie C] --rps R
 --seconds S` prints JSON: per page, requests, errors, p50/p99/max and every time in ms.
-Standard library only, so it starts fast.
+Standard library only (and bench.stats, which is too), so it starts fast.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import http.client
 import json
 import time
 from typing import Any
+
+from bench import stats
 
 
 def get(port: int, path: str, cookie: str, timeout: float) -> tuple[int, float]:
@@ -26,10 +28,8 @@ def get(port: int, path: str, cookie: str, timeout: float) -> tuple[int, float]:
 
 
 def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+    """`q` of the times in seconds, in ms: the rank bench.stats reads when it bounds a ratio."""
+    return round(stats.quantile(values, q) * 1000, 2) if values else None
 
 
 def probe(
