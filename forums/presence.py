@@ -57,7 +57,9 @@ logger = logging.getLogger("forums.presence")
 
 TTL_SECONDS = 60.0
 HEARTBEAT_SECONDS = 20.0
-REBEAT_AFTER_SECONDS = 1.2  # a beat after Redis came back, again: past the breaker's second
+REBEAT_AFTER_SECONDS = (
+    1.2  # a beat after Redis came back that failed, again: past a breaker's second
+)
 REBEATS = 4  # at most, before the heartbeat's own turn
 # At most one presence announcement per room per this many seconds, from all processes.
 COALESCE_SECONDS = 1.0
@@ -650,7 +652,7 @@ class Presence:
             await asyncio.gather(*list(self.announcers.values()), return_exceptions=True)
 
     def beat_soon(self) -> None:
-        """Beat now, out of turn, and again after the breaker's second while that fails, up to
+        """Beat now, out of turn, and again after a breaker's second while that fails, up to
         REBEATS times (Redis came back, maybe empty: `recover`)."""
         if self.rebeat is None or self.rebeat.done():
             self.rebeat = asyncio.get_running_loop().create_task(self._beat_until_it_takes())
@@ -661,8 +663,10 @@ class Presence:
                 await self.beat()
                 return
             except Exception:
-                # The breaker, still open from the outage's last failure (a pooled connection
-                # a restart closed is made again by the pool's retry: minga.redis_retry).
+                # Redis failed again: the subscriptions' return closed the breaker the outage
+                # had tripped (minga.channels_redis_bounded), and a pooled connection a restart
+                # closed is made again by the pool's retry (minga.redis_retry), so the first
+                # beat takes unless Redis went away anew (or is not the layer's first shard).
                 logger.warning("presence beat after Redis came back failed", exc_info=True)
                 if attempt < REBEATS:
                     await asyncio.sleep(REBEAT_AFTER_SECONDS)

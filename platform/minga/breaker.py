@@ -26,6 +26,11 @@ class Breaker:
     def trip(self) -> None:
         self.failed_until = time.monotonic() + self.seconds
 
+    def close(self) -> None:
+        """The server answered again (a PING after a reconnect): call it from now on, without
+        waiting out the second the last failure began."""
+        self.failed_until = 0.0
+
 
 _by_server: dict[str, Breaker] = {}
 

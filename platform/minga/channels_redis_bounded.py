@@ -94,13 +94,21 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
         """Call `lost()` when a shard of this event loop's layer loses its subscriptions (a
         failed read, or a connection that went silent: `_Shard`), and `back()` once Redis
         answered a PING sent after they were made again on a new connection. Both run on the
-        loop, in the shard's receive task: they must not block."""
+        loop, in the shard's receive task: they must not block. When the first shard is back,
+        the layer's breaker is closed before `back()` runs (`_subscriptions`)."""
         self._watchers.append((asyncio.get_running_loop(), lost, back))
 
     def unwatch_subscriptions(self, lost: Callable[[], None]) -> None:
         self._watchers = [w for w in self._watchers if w[1] != lost]
 
-    def _subscriptions(self, state: str) -> None:
+    def _subscriptions(self, state: str, first_shard: bool = False) -> None:
+        """Tell this loop's watchers that a shard lost its subscriptions or has them back. Back
+        on the first shard, whose Redis the breaker stands for (`__init__`), that Redis answered
+        a PING: the breaker, shared by every client of it in this process and maybe still open
+        for up to a second from the outage's last failure, closes first, so the watchers'
+        recovery (presence's beat) and the next post's publish are not dropped in that second."""
+        if state == "back" and first_shard:
+            self.breaker.close()
         loop = asyncio.get_running_loop()
         for watched, lost, back in list(self._watchers):
             if watched is loop:
@@ -247,7 +255,8 @@ class _Shard(RedisSingleShardConnection):
     def _report(self, state: str) -> None:
         proxy = getattr(self.channel_layer, "channel_layer", None)
         if isinstance(proxy, BoundedPubSubChannelLayer):
-            proxy._subscriptions(state)
+            shards = getattr(self.channel_layer, "_shards", None) or [None]
+            proxy._subscriptions(state, first_shard=shards[0] is self)
 
 
 def _retry_delay(failures: int) -> float:

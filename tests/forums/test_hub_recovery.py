@@ -204,6 +204,52 @@ async def test_the_receive_loop_retries_sooner_and_reports_lost_then_back_once(
     assert shard._pubsub.pings >= 1
 
 
+async def test_back_closes_the_breaker_the_outage_tripped_before_the_watchers_hear_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: a shard whose reads fail twice; while its subscriptions are lost a publish fails
+    # and trips the breaker this Redis shares (as the outage's last failure does).
+    shard, _events = _shard(monkeypatch, FlakyPubSub(failures=2))
+    monkeypatch.setattr(channels_redis_bounded, "_retry_delay", lambda count: 0.0)
+    layer = shard.channel_layer.channel_layer
+    heard: list[tuple[str, bool]] = []
+
+    def lost() -> None:
+        layer.breaker.trip()
+        heard.append(("lost", layer.breaker.open))
+
+    layer.watch_subscriptions(lost, lambda: heard.append(("back", layer.breaker.open)))
+
+    # Act
+    task = asyncio.ensure_future(shard._do_receiving())
+    await _until(lambda: len(heard) == 2)
+    task.cancel()
+
+    # Assert: open while lost, closed by the time the recovery runs, well within the second
+    # the trip began (the shard's retries wait nothing here).
+    assert heard == [("lost", True), ("back", False)]
+    assert not layer.breaker.open
+
+
+async def test_back_on_another_shard_leaves_the_breaker_of_the_first_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: two shards; the breaker stands for the first one's Redis, and is open.
+    from minga.channels_redis_bounded import BoundedPubSubChannelLayer
+
+    monkeypatch.setattr(breaker, "_by_server", {})
+    layer = BoundedPubSubChannelLayer(hosts=["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"])
+    layer.breaker.trip()
+
+    # Act: the second shard is back; then the first.
+    layer._subscriptions("back", first_shard=False)
+    after_second = layer.breaker.open
+    layer._subscriptions("back", first_shard=True)
+
+    # Assert
+    assert (after_second, layer.breaker.open) == (True, False)
+
+
 async def test_a_connection_that_answers_no_ping_is_counted_lost_and_back_when_it_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -273,11 +319,12 @@ def _post(member: User, thread: Thread, body: str) -> int:
     [("kill", True), ("pause", True), ("kill", False)],
     ids=["killed", "paused", "killed-without-recovery"],
 )
-async def test_a_message_committed_while_redis_was_away_reaches_the_socket_once_it_is_back(
+async def test_a_message_committed_while_redis_was_away_reaches_the_socket_once_it_is_back(  # noqa: PLR0917 - fixtures
     plan: None,
     settings: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     case: tuple[str, bool],
 ) -> None:
     fault, recovery = case
@@ -330,6 +377,8 @@ async def test_a_message_committed_while_redis_was_away_reaches_the_socket_once_
 
     assert got == ((second, "mention") if recovery else (None, None))
     assert back_online is (recovery or fault == "pause")
+    # The first beat took: the subscriptions' return closed the breaker the outage had tripped.
+    assert "presence beat after Redis came back failed" not in caplog.text
 
 
 async def _online_within(room_id: int, member_id: int, seconds: float) -> bool:
