@@ -28,6 +28,8 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from bench import stats
+
 MARK = "bench|"
 PRESENCE = '{"type":"presence",'  # Minga's frames are compact JSON (forums.frames.dumps)
 PAYLOAD_BYTES = 200
@@ -585,10 +587,8 @@ def _round(ms: float | None) -> float | None:
 
 
 def _quantile(values: list[int], q: float) -> float | None:
-    if not values:
-        return None
-    index = min(len(values) - 1, int(q * len(values)))
-    return round(values[index] / 1e6, 2)
+    """`q` of the times in nanoseconds, in ms (bench.stats' rank)."""
+    return round(stats.quantile(values, q) / 1e6, 2) if values else None
 
 
 # --- Scenarios ----------------------------------------------------------------------------

@@ -27,12 +27,15 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from bench import stats
+
 DEFAULT_THREADS = 8
 MAX_THREADS = 64
 
 
 def _quantile(values: list[float], q: float) -> float | None:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+    """`q` of the values (bench.stats' rank), None for none."""
+    return stats.quantile(values, q) if values else None
 
 
 def main(argv: list[str] | None = None) -> None:
