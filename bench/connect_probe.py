@@ -26,9 +26,9 @@ from typing import Any
 
 from bench import loadgen, minga_setup
 from bench.__main__ import _stop_servers, start_servers
-from bench.servers import ROOT, Processes, start_redis
+from bench.servers import MINGA_PING_INTERVAL, ROOT, Processes, start_redis
 
-# daphne's default: a ping to every websocket every 20 s (docs/deployment.md).
+# daphne's default: a ping to every websocket silent for 20 s (bench/b0 keeps it).
 DAPHNE_PING_INTERVAL = 20.0
 _protos: dict[str, loadgen.Proto] = {"b0": loadgen.TutorialProto(), "c0": loadgen.C0Proto()}
 # The servers each system starts (bench.__main__.start_servers's kinds).
@@ -201,6 +201,8 @@ def _checked(
         parser.error("--only takes minga, b0, c0, c0-ping and base; --members a multiple of 10")
     if rates and set(systems) & {"b0", "c0", "c0-ping"}:
         parser.error("--rates posts through Minga's services: not with b0, c0 or c0-ping")
+    if args.ping_interval < 1:
+        parser.error("--ping-interval takes a whole number of seconds, 1 or more")
     return rates, systems
 
 
@@ -218,8 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-seconds",
         type=float,
         default=3.0,
-        help="how long the held clients stay idle while the servers' CPU is read (21 covers a "
-        "whole keepalive cycle: daphne pings every 20 s)",
+        help="how long the held clients stay idle while the servers' CPU is read (31 covers a "
+        f"whole keepalive cycle: Minga's daphne pings a silent socket every "
+        f"{MINGA_PING_INTERVAL} s, the peers' every {DAPHNE_PING_INTERVAL:g} s)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=int,
+        default=MINGA_PING_INTERVAL,
+        help=f"seconds of silence before Minga's daphne (and base's) pings a socket (default "
+        f"{MINGA_PING_INTERVAL}, as deployed; {DAPHNE_PING_INTERVAL:g} is daphne's own default)",
     )
     parser.add_argument(
         "--profile",
@@ -272,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 env = _server_env(data.env, tree)
                 kind = _KINDS.get(system, "minga")  # base runs Minga from the baseline tree
                 ping = DAPHNE_PING_INTERVAL if system == "c0-ping" else None
-                ports, pids = start_servers(procs, kind, port, env, tree, c0_ping=ping)
+                ports, pids = start_servers(
+                    procs, kind, port, env, tree, c0_ping=ping, minga_ping=args.ping_interval
+                )
                 poster = None
                 try:
                     meter = loadgen.Meter(pids, redis.pid)

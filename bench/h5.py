@@ -55,7 +55,7 @@ from websockets.exceptions import WebSocketException
 
 from bench import loadgen, minga_setup
 from bench.h5_probe import get as _get
-from bench.servers import ROOT, BenchError, Processes, daphne_argv, free_ports
+from bench.servers import ROOT, BenchError, Processes, free_ports, minga_daphne_argv
 
 LOGIN_PASSWORD = "bench-password-not-secret"  # noqa: S105 - bench/minga_seed.py's seed password
 LOGIN_EMAIL = "bench0@example.org"
@@ -396,7 +396,7 @@ def _start_page_process(procs: Processes, env: dict[str, str], nice: int) -> int
     `Nice=` would set it). Started under nice(1) so every thread it makes inherits it; a
     niceness the system refuses (below 0 needs root) is an error, not a silent 0."""
     (port,) = free_ports(1, 8141)
-    argv = daphne_argv("minga.asgi:application", port)
+    argv = minga_daphne_argv(port)
     proc = procs.start("minga-pages", ["nice", "-n", str(nice), *argv] if nice else argv, env)
     procs.wait_port(proc, "minga-pages", port, timeout=60)
     if nice and psutil.Process(proc.pid).nice() != nice:

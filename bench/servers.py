@@ -166,8 +166,19 @@ def redis_argv(port: int) -> list[str]:
     ]
 
 
-def daphne_argv(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+# Minga's keepalive, as the Procfile and docs/deployment.md start daphne: a ping to a socket
+# that sent nothing for this many seconds. Above the browser client's own ping (25 s,
+# frontend/static/minga/realtime.js), so daphne pings only silent sockets (ADR 0019).
+MINGA_PING_INTERVAL = 30
+
+
+def daphne_argv(app: str, port: int, *options: str) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, app]
+
+
+def minga_daphne_argv(port: int, ping_interval: int = MINGA_PING_INTERVAL) -> list[str]:
+    """Minga's daphne as deployed; the peers (bench/b0) keep daphne's defaults (20 s)."""
+    return daphne_argv("minga.asgi:application", port, "--ping-interval", str(ping_interval))
 
 
 def c0_argv(port: int, ping_interval: float | None = None) -> list[str]:

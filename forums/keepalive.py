@@ -1,9 +1,10 @@
 """daphne's keepalive through a short path of its own, in place of autobahn's general frame code.
 
-daphne pings every open websocket that sent nothing for `ping_interval` (20 s; its timeout sweep,
+daphne pings every open websocket that sent nothing for `ping_interval` (30 s as deployed, ADR
+0019; 20 s is daphne's default, which the peers in bench/ keep; its timeout sweep,
 `forums.sweeps`) and closes one whose pong has not come within `ping_timeout` (30 s, autobahn's
-auto-ping timer). At 10,000 idle sockets that is 500 pings sent and 500 pongs read a second, and
-a py-spy profile of the idle gateway put about half of its samples there: the ping through
+auto-ping timer). At 10,000 silent sockets and 20 s that was 500 pings sent and 500 pongs read a
+second, and a py-spy profile of the idle gateway put about half of its samples there: the ping through
 autobahn's `_sendAutoPing`, `sendPing`, `sendFrame` and the write, the pong through autobahn's
 frame parser (`consumeData`, `processData` twice, a masker object, `onFrameBegin`,
 `onFrameData`, `onFrameEnd`) (docs/performance.md, "H3 idle: the keepalive's own path").

@@ -10,7 +10,7 @@ from bench import connect_probe, servers
 
 
 def _systems(only: str, baseline: str | None = None) -> list[str]:
-    args = argparse.Namespace(only=only, baseline=baseline, rates="", members=500)
+    args = argparse.Namespace(only=only, baseline=baseline, rates="", members=500, ping_interval=30)
     return connect_probe._checked(argparse.ArgumentParser(), args)[1]
 
 
@@ -41,6 +41,23 @@ def test_c0_with_and_without_daphnes_keepalive_are_systems_but_take_no_posts(
         connect_probe.main(["--only", "c0-ping,minga", "--rates", "5"])
 
     assert "--rates posts through Minga's services: not with b0, c0" in capsys.readouterr().err
+
+
+def test_mingas_daphne_pings_as_deployed_and_the_peers_keep_daphnes_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # ADR 0019: Minga's interval, before the application; B0's argv has none (daphne's 20 s).
+    assert servers.minga_daphne_argv(8131)[-3:] == [
+        "--ping-interval",
+        str(servers.MINGA_PING_INTERVAL),
+        "minga.asgi:application",
+    ]
+    assert servers.minga_daphne_argv(8131, 20)[-2] == "20"
+    assert "--ping-interval" not in servers.daphne_argv("bench.b0.asgi:application", 8111)
+    with pytest.raises(SystemExit):
+        connect_probe.main(["--only", "minga", "--ping-interval", "0"])
+
+    assert "--ping-interval takes a whole number of seconds" in capsys.readouterr().err
 
 
 def test_c0s_server_pings_only_when_asked_as_daphne_does() -> None:

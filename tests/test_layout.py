@@ -1,5 +1,6 @@
 """The repository's shape: things that break imports or deployments if they drift."""
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +64,19 @@ def test_no_dependency_installs_forbidden_top_level_modules() -> None:
             continue
         top = (dist.read_text("top_level.txt") or "").split()
         assert not forbidden & set(top), dist.metadata["Name"]
+
+
+def test_daphne_pings_only_sockets_silent_past_the_browsers_own_ping() -> None:
+    # ADR 0019: every way Minga's daphne is started carries one keepalive interval, above the
+    # browser client's own ping, so a live browser is never pinged by the server as well.
+    from bench.servers import MINGA_PING_INTERVAL
+
+    (web,) = re.findall(r"^web: .*$", (ROOT / "Procfile").read_text(), flags=re.MULTILINE)
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    (exec_start,) = re.findall(r"^ExecStart=\S+/daphne .*$", deployment, flags=re.MULTILINE)
+    client = (ROOT / "frontend" / "static" / "minga" / "realtime.js").read_text()
+    (browser_ping,) = re.findall(r"pingSeconds = (\d+)", client)
+
+    intervals = re.findall(r"--ping-interval (\d+)", f"{web}\n{exec_start}")
+    assert intervals == [str(MINGA_PING_INTERVAL)] * 2
+    assert int(browser_ping) < MINGA_PING_INTERVAL

@@ -140,3 +140,31 @@ def test_idle_sockets_are_pinged_and_a_peer_that_never_answers_is_dropped(
     assert silent.pings, logs
     assert silent.dropped_at is not None, logs
     assert silent.dropped_at - opened <= PING_INTERVAL + 2 + PING_TIMEOUT + 3
+
+
+def test_a_peer_that_pings_within_the_interval_is_never_pinged_by_daphne(
+    token: str, tmp_path: Path
+) -> None:
+    # ADR 0019, scaled down: the browser sends its own `ping` every 25 s under daphne's 30 s;
+    # here one peer does so every second under 3 s, and another sends nothing.
+    interval = 3
+    options = ("--ping-interval", str(interval), "--ping-timeout", str(PING_TIMEOUT))
+    database = connection.settings_dict["NAME"]
+    with cluster(database, tmp_path, processes=1, options=options) as (_redis, [server]):
+        browser = Peer(server, token, answers=True)
+        silent = Peer(server, token, answers=True)
+        try:
+            for _second in range(10):
+                browser.app_ping()
+                watch([browser, silent], 1.0)
+        finally:
+            browser.close()
+            silent.close()
+        logs = log_tail([server])
+
+    # The browser's frames restart daphne's count each time: no ping, and its pongs came.
+    assert browser.pings == [], logs
+    assert browser.texts.count('{"type":"pong"}') >= 9, (browser.texts, logs)
+    # The silent peer was pinged every interval (daphne looks every 2 s), and stayed.
+    assert len(silent.pings) >= 2, logs
+    assert silent.dropped_at is None, logs
