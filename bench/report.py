@@ -520,6 +520,35 @@ def as_json(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _tail_lines(results: dict[str, Any]) -> list[str]:
+    """Where the one-room p99 of each system's first ramp step and of H2's fixed loads was made:
+    the p99 of the step's first tenth of frames against the rest's (results from before stop 30
+    do not have them: no lines)."""
+    lines = []
+    for system in (*SYSTEMS, "c0-again"):
+        sc = results["systems"].get(system, {}).get("h1_1room")
+        if not isinstance(sc, dict) or not sc.get("steps"):
+            continue
+        steps = [(sc["steps"][0], "first step"), *((f, "fixed") for f in sc.get("fixed", []))]
+        parts = [
+            f"{label} {step['rate_per_room'] * step['clients']:,.0f}/s {step['p99_ms']} "
+            f"({step['p99_head_ms']} / {step['p99_rest_ms']})"
+            for step, label in steps
+            if step.get("p99_head_ms") is not None
+        ]
+        if parts:
+            lines.append(f"- {system}: {'; '.join(parts)}")
+    if not lines:
+        return []
+    return [
+        "",
+        "One room: where the p99 was made (offered frames/s, p99 ms, and in brackets the p99 of "
+        "the step's first tenth of frames / of the rest):",
+        "",
+        *lines,
+    ]
+
+
 def _h4_lines(results: dict[str, Any]) -> list[str]:
     h4 = results.get("h4")
     if not isinstance(h4, dict):
@@ -688,6 +717,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"ack p50 {s0['ack_p50_ms']} ms)"
                 )
             lines.append(text)
+    lines += _tail_lines(results)
     lines += _h4_lines(results)
     lines += _h5_lines(results)
     if results.get("peer_losses"):

@@ -121,3 +121,19 @@ def test_the_search_ramps_up_halves_down_when_the_first_rate_fails_and_bisects(
     steps = asyncio.run(loadgen.search(run, [5, 10, 20, 40], refine=2))
 
     assert [step["rate_per_room"] for step in steps] == rates
+
+
+def test_a_steps_latency_tells_a_tail_at_its_start_from_one_all_along() -> None:
+    ms = 1_000_000  # the latencies are in ns
+    # A tenth of the frames slow at the step's start, then fast ones; and the same frames with
+    # the slow ones spread through the rest of the step.
+    at_start = [300 * ms] * 10 + [50 * ms] * 90
+    spread = [50 * ms] * 10 + [300 * ms if i % 9 == 0 else 50 * ms for i in range(90)]
+
+    started, along = loadgen._latency(at_start), loadgen._latency(spread)
+
+    assert (started["p99_ms"], started["p99_head_ms"], started["p99_rest_ms"]) == (300, 300, 50)
+    assert (along["p99_ms"], along["p99_head_ms"], along["p99_rest_ms"]) == (300, 50, 300)
+    assert loadgen._latency([]) == dict.fromkeys(
+        ("p50_ms", "p99_ms", "p999_ms", "p99_head_ms", "p99_rest_ms")
+    )

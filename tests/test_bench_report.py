@@ -343,3 +343,31 @@ def test_the_details_name_the_failure_that_bounds_the_best_pass_and_the_h5_floor
     assert "; lowest failure above it at 35,000/s offered: lost 0, p99 1200.0 ms" in text
     assert "- b0 h1_1room: no passing step; lowest failure at 2,500/s offered" in text
     assert "- c0 (the floor: Minga's pages while C0 carried the load): month idle 1.0/20.0" in text
+
+
+def test_the_one_room_tails_name_where_the_first_step_and_the_fixed_loads_made_their_p99() -> None:
+    def step(rate: float, p99: float, head: float | None, rest: float | None) -> dict[str, Any]:
+        return {
+            "rate_per_room": rate,
+            "clients": 1000,
+            "p99_ms": p99,
+            "p99_head_ms": head,
+            "p99_rest_ms": rest,
+        }
+
+    results: dict[str, Any] = {
+        "systems": {
+            "minga": {
+                "h1_1room": {
+                    "steps": [step(5.0, 312.8, 900.0, 80.0), step(10.0, 77.0, 70.0, 77.0)],
+                    "fixed": [step(9.12, 73.8, 60.0, 74.0)],
+                }
+            },
+            "b0": {"h1_1room": {"steps": [step(5.0, 400.0, None, None)]}},  # before stop 30
+        }
+    }
+
+    assert report._tail_lines(results)[-1:] == [
+        "- minga: first step 5,000/s 312.8 (900.0 / 80.0); fixed 9,120/s 73.8 (60.0 / 74.0)"
+    ]
+    assert report._tail_lines({"systems": {"b0": results["systems"]["b0"]}}) == []
