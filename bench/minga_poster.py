@@ -31,6 +31,8 @@ from bench import stats
 
 DEFAULT_THREADS = 8
 MAX_THREADS = 64
+WARM_ROUNDS = 6  # psycopg prepares a statement after a connection's fifth run of it
+WARM_AUTHORS = 32  # the load generator's senders per room
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -79,6 +81,18 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             close_old_connections()
 
+    # Before the first order, WARM_ROUNDS posts per thread, `threads` at a time: the database
+    # pool grows to its working size and each connection prepares the post's statements, as
+    # C0d's poster opens its connections before its first order. Without it the first H1 step's
+    # p99 was these first posts' (docs/performance.md, "The poster's first posts"). Step 0:
+    # the load generator counts no step 0, and nobody is subscribed yet.
+    warm_room, authors = sorted(threads)[0], members[:WARM_AUTHORS]
+
+    def warm(index: int) -> float:
+        author = authors[index % len(authors)]
+        return post(warm_room, payload(0, 0, index), author, time.perf_counter())
+
+    list(pool.map(warm, range(WARM_ROUNDS * args.threads)))  # a failed post raises here
     for line in sys.stdin:
         order = json.loads(line)
         rate, count, rooms = float(order["rate"]), int(order["count"]), list(order["rooms"])
