@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     # Before the first order, WARM_ROUNDS posts per thread, `threads` at a time: the database
     # pool grows to its working size and each connection prepares the post's statements, as
     # C0d's poster opens its connections before its first order. Without it the first H1 step's
-    # p99 was these first posts' (docs/performance.md, "The poster's first posts"). Step 0:
-    # the load generator counts no step 0, and nobody is subscribed yet.
+    # p99 was these first posts' (docs/performance.md, "The poster's first posts"). Their
+    # payload is step 0's, which no step counts (the load generator's clients may be
+    # connecting meanwhile; the first order is read once these are done).
     warm_room, authors = sorted(threads)[0], members[:WARM_AUTHORS]
 
     def warm(index: int) -> float:

@@ -57,9 +57,7 @@ logger = logging.getLogger("forums.presence")
 
 TTL_SECONDS = 60.0
 HEARTBEAT_SECONDS = 20.0
-REBEAT_AFTER_SECONDS = (
-    1.2  # a beat after Redis came back that failed, again: past a breaker's second
-)
+REBEAT_AFTER_SECONDS = 1.2  # a failed beat after Redis came back, again: past a breaker's second
 REBEATS = 4  # at most, before the heartbeat's own turn
 # At most one presence announcement per room per this many seconds, from all processes.
 COALESCE_SECONDS = 1.0
