@@ -25,6 +25,14 @@ class ForumsConfig(AppConfig):
         post_delete.connect(
             _access_changed, sender=Membership, dispatch_uid="forums.access_deleted"
         )
+        # What a room's sockets missed while their process's Redis subscriptions were lost,
+        # replayed once they are back, and this process's presence entries written again.
+        from notifications import bus
+
+        from . import presence, replay
+
+        bus.recover_with(replay.recover_rooms)
+        bus.recover_with(presence.recover)
 
 
 # Receivers that tell the gateway (forums.consumers) to close or re-check a member's sockets.

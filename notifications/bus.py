@@ -289,7 +289,7 @@ class Hub:
     room the newest `message.created` seq and change number the hub delivered or a subscribe
     read, for a member the newest notification's id, and when the hub joined the group). When
     the layer reports its subscriptions lost (Redis went away), the hub keeps the marks it had
-    then; when they are back, it asks the recoverers (`recover_with`: the gateway's for rooms,
+    then; when they are back, it asks the recoverers (`recover_with`: forums.replay's for rooms,
     the inbox's for members) for the frames committed past those marks and delivers them to
     the groups' sockets, as if live. Clients drop what they already have by `seq` and `change`.
     """
@@ -484,7 +484,7 @@ _recoverers: list[Recoverer] = []
 
 def recover_with(recoverer: Recoverer) -> None:
     """Add what the hubs ask, once their subscriptions are back after Redis went away, for the
-    frames their groups missed (rooms: forums.consumers; members: notifications.recovery)."""
+    frames their groups missed (rooms: forums.replay; members: notifications.recovery)."""
     if recoverer not in _recoverers:
         _recoverers.append(recoverer)
 

@@ -18,7 +18,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 
 from community.models import User
-from forums import consumers, moderation, services
+from forums import moderation, replay, services
+from forums.frames import RESYNC_GAP
 from forums.models import Attachment, ContentChange, Message, Room, Thread
 from notifications import bus
 from tests.forums.factories import *  # noqa: F403 - fixtures
@@ -253,7 +254,7 @@ async def test_change_gap_over_limit_sends_resync(
     chair: User,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumers, "RESYNC_GAP", 2)
+    monkeypatch.setattr(replay, "RESYNC_GAP", 2)
     await database_sync_to_async(every_kind_of_change)(thread, member, colleague, chair)
     async with socket(member) as ws:
         await resubscribe(ws, after=6, changes_after=4)
@@ -345,7 +346,7 @@ def test_change_replay_query_count_constant(
 
     # messages + their reactions, mentions and attachments; threads (with author, room).
     with django_assert_num_queries(5):
-        texts = consumers._replay_changes(
+        texts = replay.replay_changes(
             room.pk, "wg1-a", room.last_seq, 0, (room.last_seq, room.last_change)
         )
 
@@ -433,3 +434,26 @@ async def test_message_send_with_someone_elses_attachment_stores_nothing(
     await database_sync_to_async(theirs.refresh_from_db)()
     assert (frame["type"], frame["code"], theirs.message_id) == ("error", "invalid", None)
     assert await database_sync_to_async(Message.objects.count)() == 0
+
+
+LAST_SEQ, LAST_CHANGE = RESYNC_GAP + 10, RESYNC_GAP + 7  # a room's marks
+
+
+@pytest.mark.parametrize(
+    ("after", "changes_after", "beyond"),
+    [
+        (LAST_SEQ, None, False),  # up to date, no change replay asked
+        (LAST_SEQ - RESYNC_GAP, None, False),  # exactly RESYNC_GAP messages behind: replayed
+        (LAST_SEQ - RESYNC_GAP - 1, None, True),  # one more: resync
+        (LAST_SEQ + 1, None, True),  # ahead of the room: another database
+        (LAST_SEQ, LAST_CHANGE, False),
+        (LAST_SEQ, LAST_CHANGE - RESYNC_GAP, False),
+        (LAST_SEQ, LAST_CHANGE - RESYNC_GAP - 1, True),
+        (LAST_SEQ, LAST_CHANGE + 1, True),  # a change ahead of the room's
+    ],
+)
+def test_beyond_replay_is_what_a_subscribe_and_the_recovery_answer_with_resync(
+    after: int, changes_after: int | None, beyond: bool
+) -> None:
+    # Both paths (forums.consumers' subscribe, forums.replay.missed_frames) decide by it.
+    assert replay.beyond_replay(after, LAST_SEQ, changes_after, LAST_CHANGE) is beyond

@@ -25,7 +25,7 @@ from minga.asgi import application
 from community import policy
 from community.models import Membership, Role, User
 from community.services import api_token_create, api_token_revoke
-from forums import consumers
+from forums import consumers, replay
 from forums.models import Message, Room, Thread
 from notifications import bus
 from tests.factories import UserFactory
@@ -444,21 +444,21 @@ async def test_subscribe_replay_marks_first_message_of_a_thread(
 async def test_subscribe_replay_spans_several_batches(
     member: User, thread: Thread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumers, "REPLAY_BATCH", 2)
+    monkeypatch.setattr(replay, "REPLAY_BATCH", 2)
     made = await make_messages(thread, 5)
     async with socket(member) as ws:
         await subscribe(ws, after=0)
-        replay = [await recv(ws) for _ in range(5)]
+        replayed = [await recv(ws) for _ in range(5)]
         await recv(ws)  # own presence
 
-        assert [f["seq"] for f in replay] == [m.seq for m in made]
+        assert [f["seq"] for f in replayed] == [m.seq for m in made]
         assert await ws.receive_nothing(timeout=0.2) is True
 
 
 async def test_subscribe_gap_over_limit_sends_resync(
     member: User, thread: Thread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumers, "RESYNC_GAP", 2)
+    monkeypatch.setattr(replay, "RESYNC_GAP", 2)
     await make_messages(thread, 4)
     async with socket(member) as ws:
         await subscribe(ws, after=1)

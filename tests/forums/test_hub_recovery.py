@@ -4,7 +4,7 @@ A frame published while Redis is down is lost to every subscriber, and a process
 come back only once Redis does: a message committed meanwhile in a quiet room reached nobody
 until the next one showed the gap. The hub keeps how far each group's sockets got (its marks),
 and when the layer reports its subscriptions back (minga.channels_redis_bounded), it delivers
-what the database holds past them (forums.consumers.recover_rooms).
+what the database holds past them (forums.replay.recover_rooms).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from minga.asgi import application
 from minga.channels_redis_bounded import _Shard
 
 from community.models import User
-from forums import consumers, presence, services
+from forums import presence, services
 from forums.models import Room, Thread
 from notifications import bus
 from tests.forums.factories import ThreadFactory, member_in
@@ -429,10 +429,11 @@ async def _next_frames(
     return seen, kind
 
 
-def test_the_recoverers_are_the_gateways_presences_and_the_inboxs() -> None:
+def test_the_recoverers_are_the_rooms_presences_and_the_inboxs() -> None:
+    from forums import replay
     from notifications import recovery
 
-    # Each registered once (apps.py at start-up, the gateway at its import), in either order.
+    # Each registered once, by the apps' ready() at start-up, in either order.
     assert sorted(bus._recoverers, key=id) == sorted(
-        [consumers.recover_rooms, presence.recover, recovery.recover_members], key=id
+        [replay.recover_rooms, presence.recover, recovery.recover_members], key=id
     )
