@@ -171,6 +171,69 @@ def test_redis_url_selects_channels_redis_celery_and_the_cache() -> None:
     assert found["eager"] is False
 
 
+@pytest.mark.parametrize(
+    ("redis_url", "broker"),
+    [
+        ("unix:///run/redis/redis.sock", "redis+socket:///run/redis/redis.sock?virtual_host=0"),
+        ("unix:///run/redis.sock?db=2", "redis+socket:///run/redis.sock?virtual_host=2"),
+        (
+            "unix://:s%40cret@/run/redis.sock?db=1",
+            "redis+socket://:s%40cret@/run/redis.sock?virtual_host=1",
+        ),
+        (
+            "unix:///run/redis.sock?password=pw&health_check_interval=5",
+            "redis+socket://:pw@/run/redis.sock?health_check_interval=5&virtual_host=0",
+        ),
+        ("redis://cache.internal:6379/2", "redis://cache.internal:6379/2"),
+        ("rediss://cache.internal:6380/0", "rediss://cache.internal:6380/0"),
+    ],
+)
+def test_celery_gets_the_redis_url_in_kombus_words(redis_url: str, broker: str) -> None:
+    from minga.settings import celery_broker_url
+
+    assert celery_broker_url(redis_url) == broker
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "message"),
+    [("unix://", "names no socket"), ("unix:///run/redis.sock?db=two", "db must be a number")],
+)
+def test_a_bad_unix_redis_url_is_refused_with_a_reason(redis_url: str, message: str) -> None:
+    result = run_settings({"REDIS_URL": redis_url})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+BROKER_ROUND_TRIP = """
+import django
+django.setup()
+from minga.celery import app
+with app.connection_for_write() as conn:
+    queue = conn.SimpleQueue("minga-settings-test")
+    queue.put({"over": "the socket"})
+    message = queue.get(timeout=5)
+    message.ack()
+    queue.close()
+    print(conn.as_uri(), message.payload["over"])
+"""
+
+
+@pytest.mark.redis
+def test_a_unix_socket_redis_url_carries_the_brokers_messages(tmp_path: Path) -> None:
+    from tests.reliability.faults import PrivateRedis
+
+    redis = PrivateRedis(tmp_path, unix_socket=True)
+    redis.start()
+    try:
+        result = run_settings({"REDIS_URL": redis.url}, code=BROKER_ROUND_TRIP)
+    finally:
+        redis.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"redis+socket://{redis.socket}", "the", "socket"]
+
+
 def test_email_url_selects_smtp_with_starttls() -> None:
     found = probe({"EMAIL_URL": "smtp+tls://mailer:s%40cret@smtp.example.org:2525"})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -43,6 +43,27 @@ def env_int(name: str, default: int) -> int:
 
 def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Celery's name for the Redis of REDIS_URL. Kombu reads `redis://` and `rediss://` as
+    redis-py does, but knows no `unix://`: a unix socket is `redis+socket://PATH` there, its
+    database number `virtual_host`, and any other option stays in the query."""
+    parts = urlsplit(redis_url)
+    if parts.scheme != "unix":
+        return redis_url
+    if not parts.path:
+        raise ImproperlyConfigured("REDIS_URL names no socket: unix:///path/to/redis.sock?db=0.")
+    query = dict(parse_qsl(parts.query))
+    db = query.pop("db", "0")
+    if not db.isdigit():
+        raise ImproperlyConfigured(f"REDIS_URL's db must be a number, not {db!r}.")
+    password = query.pop("password", None) or unquote(parts.password or "")
+    user = query.pop("username", None) or unquote(parts.username or "")
+    auth = ""
+    if user or password:
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    return f"redis+socket://{auth}{parts.path}?" + urlencode({**query, "virtual_host": db})
 
 
 def mailer_from_url(url: str) -> dict[str, object]:
@@ -303,7 +324,7 @@ SESSION_ENGINE = "minga.sessions"  # Django's db sessions, read by a written sta
 
 # --- Celery -----------------------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL) if REDIS_URL else "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded default: tasks run in-process
 # One prefix namespaces a deployment in a shared Redis: channel-layer groups and the task queue.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("REDIS_PREFIX", "minga")

@@ -24,13 +24,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from websockets.asyncio.client import ClientConnection, connect
@@ -89,16 +90,23 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 15) -> N
 class PrivateRedis:
     """A throwaway redis-server of the test's own: killed, paused and restarted at will."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, *, unix_socket: bool = False) -> None:
         self.port = free_port()
         if self.port == SHARED_REDIS_PORT:  # pragma: no cover - the kernel never hands it out
             raise AssertionError("never the shared Redis")
         self.logs = logs
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # Also on a unix socket, which `url` then names. Under a short directory of its own: a
+        # socket's path is limited to 107 bytes, and pytest's tmp_path can be longer.
+        self.socket = (
+            Path(tempfile.mkdtemp(prefix="minga-redis-")) / "redis.sock" if unix_socket else None
+        )
 
     @property
     def url(self) -> str:
+        if self.socket is not None:
+            return f"unix://{self.socket}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
@@ -116,6 +124,11 @@ class PrivateRedis:
                     "",
                     "--appendonly",
                     "no",
+                    *(
+                        ("--unixsocket", str(self.socket), "--unixsocketperm", "700")
+                        if self.socket is not None
+                        else ()
+                    ),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -139,6 +152,10 @@ class PrivateRedis:
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)
+        if self.socket is not None:
+            self.socket.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.socket.parent.rmdir()
 
 
 @dataclass
@@ -197,10 +214,33 @@ class Daphne:
         return int(line.split()[1])
 
 
-def server_env(database_name: str, redis_url: str, **extra: str) -> dict[str, str]:
+def postgres_socket_dir() -> str | None:
+    """The directory of the test PostgreSQL's unix socket, if it listens on one here."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW unix_socket_directories")
+        (directories,) = cursor.fetchone()
+        cursor.execute("SHOW port")
+        (port,) = cursor.fetchone()
+    for directory in (d.strip() for d in directories.split(",")):
+        if directory and Path(directory, f".s.PGSQL.{port}").exists():
+            return directory
+    return None
+
+
+def server_env(
+    database_name: str, redis_url: str, *, postgres_socket: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The daphne processes' environment: the test's database (over the unix socket in the
+    directory `postgres_socket`, if given) and `redis_url`."""
     from minga.pytest_plugin import POSTGRES_URL
 
-    db_url = urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{database_name}"))
+    parts = urlsplit(POSTGRES_URL)._replace(path=f"/{database_name}")
+    if postgres_socket is not None:
+        user = f"{parts.username}@" if parts.username else ""
+        parts = parts._replace(netloc=user + quote(postgres_socket, safe=""))
+    db_url = urlunsplit(parts)
     return {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -218,15 +258,17 @@ def cluster(
     logs: Path,
     processes: int = 2,
     options: tuple[str, ...] = (),
+    postgres_socket: str | None = None,
     **extra_env: str,
 ) -> Iterator[tuple[PrivateRedis, list[Daphne]]]:
     """A private Redis and `processes` daphne processes (with daphne `options`) on the test's
-    database."""
-    redis = PrivateRedis(logs)
+    database. With `postgres_socket` (its directory), the processes reach PostgreSQL and Redis
+    over unix sockets."""
+    redis = PrivateRedis(logs, unix_socket=postgres_socket is not None)
     servers: list[Daphne] = []
     try:
         redis.start()
-        env = server_env(database_name, redis.url, **extra_env)
+        env = server_env(database_name, redis.url, postgres_socket=postgres_socket, **extra_env)
         for _ in range(processes):
             port = free_port()
             log = logs / f"daphne-{port}.log"

@@ -55,6 +55,7 @@ from tests.reliability.faults import (
     http_post,
     log_tail,
     percentile,
+    postgres_socket_dir,
     server_env,
     wait_until,
 )
@@ -230,14 +231,27 @@ class RedisFault:
 
 
 async def redis_fault(
-    site: Site, *, mode: str, listeners: int, posters: int, outage: float, settle: float
+    site: Site,
+    *,
+    mode: str,
+    listeners: int,
+    posters: int,
+    outage: float,
+    settle: float,
+    postgres_socket: str | None = None,
+    transports: dict[str, int] | None = None,
 ) -> RedisFault:
     """Posters post over HTTP to both processes while `listeners` sockets listen; after
     `settle` seconds Redis is killed and restarted empty (`mode="kill"`) or paused and resumed
-    (`"pause"`) `outage` seconds later; then a probe and one catch-up per socket."""
-    with cluster(site.database, site.logs) as (redis, servers):
+    (`"pause"`) `outage` seconds later; then a probe and one catch-up per socket. With
+    `postgres_socket`, the processes reach PostgreSQL and Redis over unix sockets, and
+    `transports` gets how their connections came in once the listeners are in (`_transports`)."""
+    cluster_of = cluster(site.database, site.logs, postgres_socket=postgres_socket)
+    with cluster_of as (redis, servers):
         await warm_up(site, servers)  # Django's first request loads a lot
         members = await _listeners(site, servers, listeners)
+        if transports is not None:
+            transports.update(await asyncio.to_thread(_transports, redis, site.database))
         first_seen = {m.name: m.last_seq for m in members}
         stop = asyncio.Event()
         posts: list[Sample] = []
@@ -292,6 +306,61 @@ async def test_redis_paused_posts_answer_within_the_timeouts_and_every_socket_re
 
     report(capsys, "REDIS-PAUSE", result.figure())
     check_redis_fault(result, paused=True)
+
+
+def _transports(redis: PrivateRedis, database: str) -> dict[str, int]:
+    """How the servers' connections came in: Redis clients over its unix socket and over TCP
+    (this call's own excluded), and PostgreSQL backends of `database` over a unix socket (no
+    client port) and over TCP (the test's own connection among them)."""
+    import redis as redis_py
+
+    client = redis_py.Redis(unix_socket_path=str(redis.socket))
+    try:
+        clients = [c for c in client.client_list() if c["id"] != str(client.client_id())]
+    finally:
+        client.close()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE client_port = -1), count(*) FILTER (WHERE client_port"
+            " > 0) FROM pg_stat_activity WHERE datname = %s",
+            [database],
+        )
+        unix_backends, tcp_backends = cursor.fetchone()
+    return {
+        "redis_unix": sum(c["addr"].startswith("/") for c in clients),
+        "redis_tcp": sum(not c["addr"].startswith("/") for c in clients),
+        "postgres_unix": unix_backends,
+        "postgres_tcp": tcp_backends,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_over_unix_sockets_redis_killed_and_restarted_every_socket_recovers(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The single-host deployment of docs/deployment.md: REDIS_URL unix://..., DATABASE_URL with
+    # the socket's directory as its host. Every Redis client of the processes (channel layer,
+    # cache, presence, broker) and their database pool go through the sockets, and recover.
+    directory = await database_sync_to_async(postgres_socket_dir)()
+    if directory is None:
+        pytest.skip("this PostgreSQL listens on no unix socket")
+    transports: dict[str, int] = {}
+    result = await redis_fault(
+        site,
+        mode="kill",
+        listeners=6,
+        posters=3,
+        outage=1.5,
+        settle=1.5,
+        postgres_socket=directory,
+        transports=transports,
+    )
+
+    report(capsys, "REDIS-RESTART-UNIX", f"{result.figure()}; connections {transports}")
+    assert transports["redis_tcp"] == 0, transports
+    assert transports["redis_unix"] >= 2, transports  # each process's subscriber at least
+    assert transports["postgres_unix"] >= 2, transports  # each process's pool at least
+    check_redis_fault(result)
 
 
 # --- daphne restart ---------------------------------------------------------------------------
