@@ -482,6 +482,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         help="H5 again with C0 carrying the H1 load beside Minga's pages: H5's floor (default: yes)",
     )
     parser.add_argument(
+        "--transport",
+        choices=minga_setup.TRANSPORTS,
+        default="unix",
+        help="how Minga's processes reach Redis and PostgreSQL: their unix sockets (default; "
+        "TCP where either has none) or TCP on 127.0.0.1",
+    )
+    parser.add_argument(
         "--c0-again",
         action=argparse.BooleanOptionalAction,
         help="read C0's H1 again after the other systems (default: yes)",
@@ -570,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
         # Smoke: seed Minga's database while the peers run (their timings do not matter there).
         seeding = ThreadPoolExecutor(1) if wants_minga else None
         seeded = (
-            seeding.submit(minga_setup.prepare, minga_members, redis_port)
+            seeding.submit(minga_setup.prepare, minga_members, redis_port, args.transport)
             if seeding is not None and args.smoke
             else None
         )
@@ -583,8 +590,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - the 
                 minga = (
                     seeded.result(timeout=900)
                     if seeded is not None
-                    else minga_setup.prepare(minga_members, redis_port)
+                    else minga_setup.prepare(minga_members, redis_port, args.transport)
                 )
+                results["minga_transport"] = minga.transport
+                log(f"minga: Redis and PostgreSQL over {minga.transport}")
             return minga
 
         try:

@@ -199,14 +199,21 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also cProfile the posts into this file and the sends into FILE.send",
     )
+    parser.add_argument(
+        "--transport",
+        choices=minga_setup.TRANSPORTS,
+        default="unix",
+        help="reach Redis and PostgreSQL over their unix sockets (default) or TCP",
+    )
     args = parser.parse_args(argv)
     if args.calls < 50:
         parser.error("--calls must be at least 50 (a room of 50 is measured)")
     with Processes() as procs:
         port, _redis = start_redis(procs, args.redis_port)
         try:
-            data = minga_setup.prepare(args.calls, port)
-            print(json.dumps(measure(data, args.calls, args.profile), indent=1), flush=True)
+            data = minga_setup.prepare(args.calls, port, args.transport)
+            out = {"transport": data.transport, **measure(data, args.calls, args.profile)}
+            print(json.dumps(out, indent=1), flush=True)
         finally:
             minga_setup.drop_database()
     return 0

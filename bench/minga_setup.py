@@ -3,7 +3,9 @@
 The database `minga_bench_<pid>` is created (dropped first if a killed run left it), migrated with
 `manage.py migrate`, seeded by bench/minga_seed.py, and dropped at the end of the run. Minga is
 served exactly as in production (`daphne minga.asgi:application`, DEBUG=0) with REDIS_URL on the
-benchmark's private Redis.
+benchmark's private Redis. Minga reaches Redis and PostgreSQL over their unix sockets, as
+docs/deployment.md's one host does ("Redis and PostgreSQL over unix sockets"); `transport="tcp"`
+over 127.0.0.1, for the A/B.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psutil
 import psycopg
@@ -30,11 +34,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bench import minga_poster
-from bench.servers import ROOT, BenchError, Processes, redis_argv
+from bench.servers import ROOT, BenchError, Processes, redis_argv, redis_socket
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEED_PROCESSES = 4
 DB_NAME = f"minga_bench_{os.getpid()}"  # one per run: two runs at once never share it
+TRANSPORTS = ("unix", "tcp")  # how Minga's processes reach Redis and PostgreSQL
 
 
 @dataclass
@@ -44,15 +49,46 @@ class MingaData:
     threads: dict[str, int]
     rooms: list[str] = field(default_factory=list)
     hold_room: str = ""
+    transport: str = "tcp"  # what `env` names: "unix" (both servers' sockets) or "tcp"
 
 
 def _admin() -> psycopg.Connection[Any]:
     return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10)
 
 
-def _db_url() -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{DB_NAME}".replace("postgresql://", "postgres://", 1)
+def _db_url(socket_dir: str | None = None) -> str:
+    """This run's database, over TCP as PG_ADMIN_URL names the server, or over the unix socket
+    in `socket_dir` (the URL's host, percent-encoded: libpq and dj_database_url both read it)."""
+    parts = urlsplit(PG_ADMIN_URL.replace("postgresql://", "postgres://", 1))
+    if socket_dir is not None:
+        user = f"{parts.username}@" if parts.username else ""
+        parts = parts._replace(netloc=user + quote(socket_dir, safe=""))
+    return urlunsplit(parts._replace(path=f"/{DB_NAME}"))
+
+
+def _postgres_socket_dir() -> str | None:
+    """The directory of the server's unix socket, if it listens on one on this machine."""
+    with _admin() as conn:
+        directories = conn.execute("SHOW unix_socket_directories").fetchone()
+        port = conn.execute("SHOW port").fetchone()
+    for directory in str(directories[0] if directories else "").split(","):
+        if directory.strip() and Path(directory.strip(), f".s.PGSQL.{port[0]}").exists():
+            return directory.strip()
+    return None
+
+
+def minga_urls(redis_port: int, transport: str) -> tuple[dict[str, str], str]:
+    """DATABASE_URL and REDIS_URL for Minga's processes, and the transport they name: "unix"
+    asks for both servers' unix sockets, and is "tcp" where either has none here."""
+    if transport not in TRANSPORTS:
+        raise BenchError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+    tcp = {"DATABASE_URL": _db_url(), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    if transport == "tcp":
+        return tcp, "tcp"
+    socket_dir, redis_path = _postgres_socket_dir(), redis_socket(redis_port)
+    if socket_dir is None or not redis_path.exists():
+        return tcp, "tcp"
+    return {"DATABASE_URL": _db_url(socket_dir), "REDIS_URL": f"unix://{redis_path}?db=0"}, "unix"
 
 
 def raw_insert_ceiling(rows: int) -> dict[str, Any]:
@@ -107,25 +143,26 @@ def _drop_stale(conn: psycopg.Connection[Any]) -> None:
             )
 
 
-def prepare(members: int, redis_port: int) -> MingaData:
-    """Create, migrate and seed this run's database; BenchError when any of it fails."""
+def prepare(members: int, redis_port: int, transport: str = "unix") -> MingaData:
+    """Create, migrate and seed this run's database; BenchError when any of it fails. Minga's
+    processes reach Redis and PostgreSQL by `transport` (`minga_urls`)."""
     try:
-        return _prepare(members, redis_port)
+        return _prepare(members, redis_port, transport)
     except (psycopg.Error, subprocess.SubprocessError, ValueError, KeyError) as error:
         raise BenchError(f"preparing Minga's database failed: {error}") from error
 
 
-def _prepare(members: int, redis_port: int) -> MingaData:
+def _prepare(members: int, redis_port: int, transport: str) -> MingaData:
     with _admin() as conn:
         _drop_stale(conn)
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+    urls, transport = minga_urls(redis_port, transport)
     env = {
         "DJANGO_SETTINGS_MODULE": "bench.minga_settings",
-        "DATABASE_URL": _db_url(),
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        **urls,
         "DEBUG": "0",
         "HTTPS": "0",
         "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
@@ -154,7 +191,14 @@ def _prepare(members: int, redis_port: int) -> MingaData:
             f"the seed made {len(rooms)} wg1 rooms and {len(tokens)} tokens; "
             f"the benchmark needs 11 and {members}"
         )
-    return MingaData(env=env, tokens=tokens, threads=threads, rooms=rooms[:10], hold_room=rooms[10])
+    return MingaData(
+        env=env,
+        tokens=tokens,
+        threads=threads,
+        rooms=rooms[:10],
+        hold_room=rooms[10],
+        transport=transport,
+    )
 
 
 def sessions(data: MingaData, count: int) -> list[str]:

@@ -654,6 +654,19 @@ def steal_between(results: dict[str, Any]) -> list[tuple[str, float]]:
     return out
 
 
+def transport_line(results: dict[str, Any]) -> str | None:
+    """How Minga's processes reached Redis and PostgreSQL, where the run recorded it (runs
+    before stop 31 did not: TCP)."""
+    transport = results.get("minga_transport")
+    if transport is None:
+        return None
+    how = {"unix": "over their unix sockets", "tcp": "over TCP on 127.0.0.1"}.get(transport)
+    return (
+        f"Minga's processes reached Redis and PostgreSQL {how or transport}; the peers reach "
+        "Redis over TCP, as the tutorial does."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The section docs/performance.md keeps: the table, the machine, the load, the details."""
     m = results["machine"]
@@ -667,6 +680,7 @@ def markdown(results: dict[str, Any]) -> str:
         "shared the two cores with other work, whose CPU share during each window is in the "
         "JSON (`others_cpu_pct`, in % of one core).",
         "",
+        *([line, ""] if (line := transport_line(results)) else []),
         *([line, ""] if (line := speed_line(results)) else []),
         table(results),
         "",

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -147,6 +148,12 @@ def start_redis(procs: Processes, first_port: int) -> tuple[int, subprocess.Pope
     return port, redis
 
 
+def redis_socket(port: int) -> Path:
+    """The unix socket the private Redis on `port` also listens on (Minga's transport, unless
+    `--transport tcp`; the peers connect to the port, as the tutorial does)."""
+    return Path(tempfile.gettempdir()) / f"minga-bench-redis-{port}.sock"
+
+
 def redis_argv(port: int) -> list[str]:
     """A private, throwaway Redis: never the shared one on 6379."""
     if port == 6379:
@@ -157,6 +164,10 @@ def redis_argv(port: int) -> list[str]:
         str(port),
         "--bind",
         "127.0.0.1",
+        "--unixsocket",
+        str(redis_socket(port)),
+        "--unixsocketperm",
+        "700",
         "--save",
         "",
         "--appendonly",

@@ -371,3 +371,11 @@ def test_the_one_room_tails_name_where_the_first_step_and_the_fixed_loads_made_t
         "- minga: first step 5,000/s 312.8 (900.0 / 80.0); fixed 9,120/s 73.8 (60.0 / 74.0)"
     ]
     assert report._tail_lines({"systems": {"b0": results["systems"]["b0"]}}) == []
+
+
+def test_the_transport_line_says_how_minga_reached_its_servers() -> None:
+    assert report.transport_line({}) is None  # a file from before stop 31
+    assert str(report.transport_line({"minga_transport": "unix"})).startswith(
+        "Minga's processes reached Redis and PostgreSQL over their unix sockets;"
+    )
+    assert "over TCP on 127.0.0.1" in str(report.transport_line({"minga_transport": "tcp"}))

@@ -53,6 +53,8 @@ def test_bench_smoke_runs_every_benchmark_without_loss(tmp_path: Path) -> None:
         steps = results["systems"][system]["h1_1room"]["steps"]
         assert [(s["lost"], s["post_failures"]) for s in steps] == [(0, 0)] * len(steps)
     assert results["systems"]["minga"]["h6"]["lost"] == 0
+    # Minga over its servers' unix sockets (the default), H6's restarted Redis included.
+    assert results["minga_transport"] == "unix"
     # The machine's speed and CPU clock, read before each phase and at the end (bench.report
     # prints them).
     speeds, clock = results["speed_ms"], results["cpu_clock"]
