@@ -65,3 +65,40 @@ def _section(output: str, title: str) -> list[str]:
             break
         section.append(line)
     return section
+
+
+@pytest.mark.parametrize(
+    ("url", "default_port", "address"),
+    [
+        ("redis://127.0.0.1:6379/0", 6379, ("127.0.0.1", 6379)),
+        ("redis://cache.internal/0", 6379, ("cache.internal", 6379)),
+        ("unix:///run/redis/redis.sock?db=0", 6379, "/run/redis/redis.sock"),
+        ("postgres://postgres@127.0.0.1:5433/test", 5432, ("127.0.0.1", 5433)),
+        (
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test",
+            5432,
+            "/var/run/postgresql/.s.PGSQL.5432",
+        ),
+        ("postgres://u:p@%2Fsrv%2FPG:5433/test", 5432, "/srv/PG/.s.PGSQL.5433"),
+    ],
+)
+def test_a_service_is_looked_for_where_its_url_says(
+    url: str, default_port: int, address: tuple[str, int] | str
+) -> None:
+    from minga.pytest_plugin import _address
+
+    assert _address(url, default_port) == address
+
+
+def test_a_unix_socket_that_answers_is_up_and_a_missing_one_is_not(tmp_path: Path) -> None:
+    import socket
+
+    from minga.pytest_plugin import _answers
+
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        assert _answers(f"unix://{path}", 6379) is True
+    path.unlink()
+    assert _answers(f"unix://{path}", 6379) is False

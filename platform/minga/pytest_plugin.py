@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -34,15 +34,31 @@ for _name in (
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _answers(url: str, default_port: int) -> bool:
+def _address(url: str, default_port: int) -> tuple[str, int] | str:
+    """Where `url`'s server listens: (host, port), or the path of its unix socket (a Redis
+    `unix:///path` URL; a PostgreSQL URL whose host is the socket's directory, percent-encoded)."""
     parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host, _, port = parts.netloc.rpartition("@")[2].partition(":")
+    host = unquote(host)
+    if host.startswith("/"):
+        return f"{host}/.s.PGSQL.{port or default_port}"
+    return (parts.hostname or "127.0.0.1", parts.port or default_port)
+
+
+def _answers(url: str, default_port: int) -> bool:
+    address = _address(url, default_port)
     try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
-        ):
-            return True
+        if isinstance(address, str):
+            with socket.socket(socket.AF_UNIX) as unix:
+                unix.settimeout(1)
+                unix.connect(address)
+        else:
+            socket.create_connection(address, 1).close()
     except OSError:
         return False
+    return True
 
 
 POSTGRES_URL = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/test"

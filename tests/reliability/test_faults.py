@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from aiosmtpd.controller import Controller
 from celery import Celery
 from channels.db import database_sync_to_async
@@ -251,7 +252,10 @@ async def redis_fault(
         await warm_up(site, servers)  # Django's first request loads a lot
         members = await _listeners(site, servers, listeners)
         if transports is not None:
-            transports.update(await asyncio.to_thread(_transports, redis, site.database))
+            transports.update(await database_sync_to_async(_transports)(redis, site.database))
+            transports["healthz_ok"] = sum(
+                await asyncio.gather(*(asyncio.to_thread(_healthy, s) for s in servers))
+            )
         first_seen = {m.name: m.last_seq for m in members}
         stop = asyncio.Event()
         posts: list[Sample] = []
@@ -308,6 +312,15 @@ async def test_redis_paused_posts_answer_within_the_timeouts_and_every_socket_re
     check_redis_fault(result, paused=True)
 
 
+def _healthy(server: Daphne) -> bool:
+    """/healthz answers 200 with the database and the channel layer both ok."""
+    answer = requests.get(f"{server.origin}/healthz", timeout=10)
+    return answer.status_code == 200 and answer.json()["checks"] == {
+        "database": "ok",
+        "channel_layer": "ok",
+    }
+
+
 def _transports(redis: PrivateRedis, database: str) -> dict[str, int]:
     """How the servers' connections came in: Redis clients over its unix socket and over TCP
     (this call's own excluded), and PostgreSQL backends of `database` over a unix socket (no
@@ -360,6 +373,7 @@ async def test_over_unix_sockets_redis_killed_and_restarted_every_socket_recover
     assert transports["redis_tcp"] == 0, transports
     assert transports["redis_unix"] >= 2, transports  # each process's subscriber at least
     assert transports["postgres_unix"] >= 2, transports  # each process's pool at least
+    assert transports["healthz_ok"] == 2, transports
     check_redis_fault(result)
 
 
