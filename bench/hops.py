@@ -60,6 +60,33 @@ def _profiled(fn: Callable[[], None], out: Path) -> None:
     profiler.dump_stats(out)
 
 
+def seeded_posts() -> tuple[list[Any], list[Any], Callable[[int, int], None]]:
+    """The seeded database's benchmark threads (one per room, 10) and its first 20 members, and
+    `post(count, offset)`: `count` messages through `message_post`, rotating over both, each
+    author's roles read afresh as a request's are; `offset` keeps the bodies of calls apart.
+    Django must be set up."""
+    from bench.loadgen import payload
+    from community import policy
+    from community.models import User
+    from forums.models import Thread
+    from forums.services import message_post
+
+    threads = list(Thread.objects.select_related("room").filter(title="Benchmark"))[:10]
+    members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))[:20]
+
+    def post(count: int, offset: int) -> None:
+        for i in range(count):
+            policy.forget_roles(members[i % len(members)])
+            message_post(
+                thread=threads[i % len(threads)],
+                author=members[i % len(members)],
+                body=payload(1, i % len(threads), offset + i),
+                client_id=uuid.uuid4(),
+            )
+
+    return threads, members, post
+
+
 def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None) -> dict[str, Any]:
     os.environ.update(data.env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.minga_settings")
@@ -69,11 +96,8 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
     from minga.realtime import token_identity
 
     from bench.loadgen import payload
-    from community import policy
-    from community.models import User
     from forums import consumers
-    from forums.models import Room, Thread
-    from forums.services import message_post
+    from forums.models import Room
 
     tokens = data.tokens[:calls]
     room = Room.objects.get(slug=data.hold_room)
@@ -97,19 +121,7 @@ def measure(data: minga_setup.MingaData, calls: int, profile: Path | None = None
             ],
             len(ids),
         )
-    threads = list(Thread.objects.select_related("room").filter(title="Benchmark"))[:10]
-    members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))[:20]
-
-    def post(count: int, offset: int) -> None:
-        for i in range(count):
-            policy.forget_roles(members[i % len(members)])  # read per post, as a request's are
-            message_post(
-                thread=threads[i % len(threads)],
-                author=members[i % len(members)],
-                body=payload(1, i % len(threads), offset + i),
-                client_id=uuid.uuid4(),
-            )
-
+    threads, members, post = seeded_posts()
     post(30, 10**6)  # warm: the first posts load templates and caches
     out["message_post"] = _per_call(lambda: post(calls, 0), calls)
     if profile is not None:  # the same posts again, under cProfile (`python -m pstats FILE`)

@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ TREE = Path.cwd()
 sys.path[:0] = [str(TREE), str(TREE / "platform")]  # the working tree's packages, not the venv's
 
 from bench import minga_setup  # noqa: E402
+from bench.hops import seeded_posts  # noqa: E402
 from bench.servers import Processes, postgres_cpu, start_redis  # noqa: E402
 
 WARM_POSTS = 30
@@ -46,26 +46,8 @@ def _child(posts: int, redis_pid: int) -> dict[str, Any]:
     import django
 
     django.setup()
-    from bench.loadgen import payload
-    from community import policy
-    from community.models import User
-    from forums.models import Thread
-    from forums.services import message_post
-
-    threads = list(Thread.objects.select_related("room").filter(title="Benchmark"))[:10]
-    members = list(User.objects.filter(email__endswith="@example.org").order_by("pk"))[:20]
+    _threads, _members, post = seeded_posts()
     redis = psutil.Process(redis_pid)
-
-    def post(count: int, offset: int) -> None:
-        for i in range(count):
-            policy.forget_roles(members[i % len(members)])  # read per post, as a request's are
-            message_post(
-                thread=threads[i % len(threads)],
-                author=members[i % len(members)],
-                body=payload(1, i % len(threads), offset + i),
-                client_id=uuid.uuid4(),
-            )
-
     post(WARM_POSTS, 10**8 + os.getpid() * 10**3)
     pg, rd = postgres_cpu(), sum(redis.cpu_times()[:2])
     cpu, wall = time.process_time(), time.perf_counter()
