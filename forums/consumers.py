@@ -60,8 +60,29 @@ logger = logging.getLogger("forums.gateway")
 
 # How long after a subscribe live `message.created` frames are checked against the replay. A
 # frame committed before the replay read the room reaches the group within milliseconds; this
-# bound only keeps the check (one json.loads per frame) from running for the socket's lifetime.
+# bound only keeps the check (a decode per frame, `_decoded`) from running for the socket's
+# lifetime.
 DEDUPE_WINDOW_SECONDS = 10.0
+
+_last_decoded: tuple[str | None, dict[str, Any]] = (None, {})
+
+
+def _decoded(text: str) -> dict[str, Any]:
+    """A bus frame decoded, once per frame for the process: the hub hands the same text object
+    to every socket of the group, and a join wave (every client of a room resubscribing after a
+    restart) puts each of them in its dedupe window at once, where each used to decode every
+    frame for itself. A one-entry cache, as `transport.frame_bytes`: one event loop per
+    process. The dict is shared: read it, never change it. Not an object: an empty dict."""
+    global _last_decoded  # noqa: PLW0603 - a one-entry cache, one event loop per process
+    last_text, last_frame = _last_decoded
+    if text is last_text:
+        return last_frame
+    frame = json.loads(text)
+    if not isinstance(frame, dict):
+        frame = {}
+    _last_decoded = (text, frame)
+    return frame
+
 
 # Acks this socket gave, by client_id: a repeat is answered with the same ack from here, without
 # a database hop (the contract: the same client_id gets the same ack; the service gives it too,
@@ -711,6 +732,22 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     # --- Bus frames ---------------------------------------------------------------------------
 
+    def relay_at_once(self, text: str, control: bool) -> bool:
+        """The hub's fast path for a frame of one of this socket's groups: handled here and now,
+        with no coroutine made for this socket (a room frame goes to every socket of the room:
+        docs/performance.md, "The relay's own Python"). True when it is done with: written to
+        the socket, or dropped as `relay` would drop it. False: the hub awaits `relay`, which
+        keeps the order behind a backlog or the client frame in hand, acts on a control frame,
+        and sends through ASGI where there is no direct write (or it declined)."""
+        if self.closing or self.member_id is None:
+            return True
+        if control or self.backlog or self.turn.locked():
+            return False
+        write = self.write_direct
+        if write is None:
+            return False
+        return self._drops(text) or write(text)
+
     async def relay(self, text: str, control: bool | None = None) -> None:
         """A frame of one of this socket's groups, from the hub: pre-serialised, sent as is.
 
@@ -757,11 +794,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         # Substring tests first: a frame is only decoded when it may be one we act upon.
         if control and await self._control(text):
             return
-        if self.forbidden_rooms and self._of_forbidden_room(text):
-            return
-        if self.replayed and '"message.created"' in text and self._replayed_already(text):
-            return
-        if self.changes_replayed and '"change":' in text and self._change_replayed(text):
+        if self._drops(text):
             return
         if self.write_direct is None or not self.write_direct(text):
             try:
@@ -773,7 +806,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _control(self, text: str) -> bool:
         """Act on a control frame; True when it was one (it is never relayed)."""
-        frame = json.loads(text)
+        frame = _decoded(text)
         kind = frame.get("type")
         if kind == "session.revoked":
             credential = frame.get("credential")
@@ -789,10 +822,20 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return True
         return False
 
+    def _drops(self, text: str) -> bool:
+        """Whether this socket drops a frame it is not to act upon: a frame of a room taken
+        away, or one its replay carried already. Substring tests first: a frame is decoded only
+        when it may be one it drops, and then once per process (`_decoded`)."""
+        if self.forbidden_rooms and self._of_forbidden_room(text):
+            return True
+        if self.replayed and '"message.created"' in text and self._replayed_already(text):
+            return True
+        return bool(self.changes_replayed and '"change":' in text and self._change_replayed(text))
+
     def _of_forbidden_room(self, text: str) -> bool:
         """A room frame of a room the access re-check took away (queued before the group was
         left); a member's own frames (notifications) pass."""
-        frame = json.loads(text)
+        frame = _decoded(text)
         return frame.get("room") in self.forbidden_rooms and frame.get("type") != "notification"
 
     def _replayed_already(self, text: str) -> bool:
@@ -801,7 +844,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             del self.replayed[slug]
         if not self.replayed:
             return False
-        frame = json.loads(text)
+        frame = _decoded(text)
         if frame.get("type") != "message.created":
             return False
         room = frame.get("room")
@@ -816,7 +859,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             del self.changes_replayed[slug]
         if not self.changes_replayed:
             return False
-        frame = json.loads(text)
+        frame = _decoded(text)
         room = frame.get("room")
         seen = self.changes_replayed.get(room) if isinstance(room, str) else None
         change = frame.get("change")

@@ -228,6 +228,11 @@ def is_control(text: str) -> bool:
 class Socket(Protocol):
     """What the hub delivers to: a websocket of this process (forums.consumers.GatewayConsumer)."""
 
+    def relay_at_once(self, text: str, control: bool) -> bool:
+        """Take the frame now, without awaiting anything, where the socket can: True when it
+        is done with it; False, and the hub awaits `relay`."""
+        ...
+
     async def relay(self, text: str, control: bool | None = None) -> None: ...
 
 
@@ -367,7 +372,9 @@ class Hub:
         control = is_control(text)
         for socket in sockets.alive():
             try:
-                await socket.relay(text, control)
+                # Most sockets take the frame at once; only the others cost a coroutine.
+                if not socket.relay_at_once(text, control):
+                    await socket.relay(text, control)
             except Exception:
                 logger.warning("relay to a socket failed", exc_info=True)
 

@@ -8,6 +8,7 @@ order behind the client frame in hand.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -45,6 +46,9 @@ class Collector:
     def __init__(self, fail: bool = False) -> None:
         self.got: list[str] = []
         self.fail = fail
+
+    def relay_at_once(self, text: str, control: bool) -> bool:
+        return False  # every frame through `relay`
 
     async def relay(self, text: str, control: bool | None = None) -> None:
         if self.fail:
@@ -229,6 +233,95 @@ async def test_the_hub_asks_whether_a_frame_is_control_once_not_once_per_socket(
     # Assert: every socket sent it, and the frame was scanned once (a big room's presence list
     # is kilobytes, scanned for every socket before).
     assert ([sent for _gateway, sent in gateways], asked) == ([[text]] * 3, [text])
+    await hub.aclose()
+
+
+def direct_gateway() -> tuple[GatewayConsumer, list[str]]:
+    """A bare gateway with daphne's direct write (forums.transport), recorded."""
+    gateway, _sent = bare_gateway()
+    written: list[str] = []
+
+    def write(text: str) -> bool:
+        written.append(text)
+        return True
+
+    gateway.write_direct = write
+    return gateway, written
+
+
+async def test_the_hub_writes_to_idle_sockets_without_a_coroutine_per_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: three idle gateways with a direct write, and `relay` (the coroutine) forbidden.
+    hub = bus.Hub(CountingLayer())
+    gateways = [direct_gateway() for _ in range(3)]
+    for gateway, _written in gateways:
+        await hub.join("room.1", gateway)
+
+    async def no_relay(self: GatewayConsumer, text: str, control: bool | None = None) -> None:
+        raise AssertionError("an idle socket took the coroutine path")
+
+    monkeypatch.setattr(GatewayConsumer, "relay", no_relay)
+    text = '{"type":"message.created","room":"wg1-a","seq":1}'
+
+    # Act
+    await hub.deliver({"group": "room.1", "text": text})
+
+    # Assert
+    assert [written for _gateway, written in gateways] == [[text]] * 3
+    await hub.aclose()
+
+
+async def test_the_hub_leaves_a_busy_or_declining_socket_to_relay_in_order() -> None:
+    # Arrange: one gateway answering a client frame, one whose direct write declines (a socket
+    # not open yet, or compressed), one closing.
+    hub = bus.Hub(CountingLayer())
+    busy, busy_written = direct_gateway()
+    declining, declining_sent = bare_gateway()
+    declining.write_direct = lambda text: False
+    closing, closing_written = direct_gateway()
+    closing.closing = True
+    for gateway in (busy, declining, closing):
+        await hub.join("room.1", gateway)
+    texts = [f'{{"type":"typing","room":"wg1-a","n":{n}}}' for n in range(2)]
+
+    # Act
+    async with busy.turn:
+        await hub.deliver({"group": "room.1", "text": texts[0]})
+        assert busy_written == []  # waits behind the client frame in hand
+    await hub.deliver({"group": "room.1", "text": texts[1]})  # behind the backlog
+    assert busy.drainer is not None
+    await busy.drainer
+
+    # Assert
+    assert (busy_written, declining_sent, closing_written) == (texts, texts, [])
+    await hub.aclose()
+
+
+async def test_a_join_wave_decodes_each_frame_once_for_every_socket_in_its_dedupe_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arrange: three gateways just subscribed to wg1-a, whose replay carried up to seq 5.
+    import json
+
+    from forums import consumers
+
+    hub = bus.Hub(CountingLayer())
+    gateways = [direct_gateway() for _ in range(3)]
+    for gateway, _written in gateways:
+        gateway.replayed = {"wg1-a": (5, time.monotonic() + consumers.DEDUPE_WINDOW_SECONDS)}
+        await hub.join("room.1", gateway)
+    decoded = record_calls(monkeypatch, json, "loads")
+    replayed = '{"type":"message.created","room":"wg1-a","seq":5}'
+    newer = '{"type":"message.created","room":"wg1-a","seq":6}'
+
+    # Act
+    await hub.deliver({"group": "room.1", "text": replayed})
+    await hub.deliver({"group": "room.1", "text": newer})
+
+    # Assert: the replayed frame dropped by all, the newer one written to all, each decoded once
+    assert [written for _gateway, written in gateways] == [[newer]] * 3
+    assert decoded == [replayed, newer]
     await hub.aclose()
 
 

@@ -280,6 +280,9 @@ async def test_the_websocket_route_serves_its_one_path_under_the_root_path(
 
 
 class _Socket:
+    def relay_at_once(self, text: str, control: bool) -> bool:
+        return True
+
     async def relay(self, text: str, control: bool | None = None) -> None:
         pass
 
