@@ -735,10 +735,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     def relay_at_once(self, text: str, control: bool) -> bool:
         """The hub's fast path for a frame of one of this socket's groups: handled here and now,
         with no coroutine made for this socket (a room frame goes to every socket of the room:
-        docs/performance.md, "The relay's own Python"). True when it is done with: written to
-        the socket, or dropped as `relay` would drop it. False: the hub awaits `relay`, which
-        keeps the order behind a backlog or the client frame in hand, acts on a control frame,
-        and sends through ASGI where there is no direct write (or it declined)."""
+        docs/performance.md, "The relay's own Python"). True when the frame is done with:
+        written to the socket, or dropped as `relay` would drop it. False: the hub awaits
+        `relay`, which keeps the order behind a backlog or the client frame in hand, acts on a
+        control frame, and sends through ASGI where there is no direct write (or it declined)."""
         if self.closing or self.member_id is None:
             return True
         if control or self.backlog or self.turn.locked():
