@@ -40,6 +40,18 @@ def bare_gateway() -> tuple[GatewayConsumer, list[str]]:
     return gateway, sent
 
 
+async def hub_of(
+    make: Any, count: int = 3
+) -> tuple[bus.Hub, list[tuple[GatewayConsumer, list[str]]]]:
+    """A hub over a counting layer, and `count` gateways made by `make` (with what each sent
+    or wrote), all joined to group room.1."""
+    hub = bus.Hub(CountingLayer())
+    gateways = [make() for _ in range(count)]
+    for gateway, _sent in gateways:
+        await hub.join("room.1", gateway)
+    return hub, gateways
+
+
 class Collector:
     """A socket for the hub: records what it was handed."""
 
@@ -220,10 +232,7 @@ async def test_the_hub_asks_whether_a_frame_is_control_once_not_once_per_socket(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Arrange: three idle gateways in one group, and the question counted.
-    hub = bus.Hub(CountingLayer())
-    gateways = [bare_gateway() for _ in range(3)]
-    for gateway, _sent in gateways:
-        await hub.join("room.1", gateway)
+    hub, gateways = await hub_of(bare_gateway)
     asked = record_calls(monkeypatch, bus, "is_control")
     text = '{"type":"message.created","room":"wg1-a","seq":1}'
 
@@ -253,10 +262,7 @@ async def test_the_hub_writes_to_idle_sockets_without_a_coroutine_per_socket(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Arrange: three idle gateways with a direct write, and `relay` (the coroutine) forbidden.
-    hub = bus.Hub(CountingLayer())
-    gateways = [direct_gateway() for _ in range(3)]
-    for gateway, _written in gateways:
-        await hub.join("room.1", gateway)
+    hub, gateways = await hub_of(direct_gateway)
 
     async def no_relay(self: GatewayConsumer, text: str, control: bool | None = None) -> None:
         raise AssertionError("an idle socket took the coroutine path")
@@ -306,11 +312,9 @@ async def test_a_join_wave_decodes_each_frame_once_for_every_socket_in_its_dedup
 
     from forums import consumers
 
-    hub = bus.Hub(CountingLayer())
-    gateways = [direct_gateway() for _ in range(3)]
+    hub, gateways = await hub_of(direct_gateway)
     for gateway, _written in gateways:
         gateway.replayed = {"wg1-a": (5, time.monotonic() + consumers.DEDUPE_WINDOW_SECONDS)}
-        await hub.join("room.1", gateway)
     decoded = record_calls(monkeypatch, json, "loads")
     replayed = '{"type":"message.created","room":"wg1-a","seq":5}'
     newer = '{"type":"message.created","room":"wg1-a","seq":6}'
